@@ -1,0 +1,321 @@
+"""Case loading: TOML file (or shipped case name) + `--set` overrides → validated Case.
+
+A case may also carry inline [chips.ID] / [models.ID] tables; they act as a catalog overlay, so
+`--set chips.groq3-lpu.price_usd=5000` works like any other override.  Validation reports every
+problem at once (file, field path, what is wrong, how to fix it).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .catalog import ECONOMICS_FIELDS, Catalog, check_fields, check_value, load_catalog
+from .domain import STAGES, Case, Constraints, Economics, Fleet, TrafficClass
+from .errors import CaseError, CatalogError, Problem, did_you_mean
+from .units import PRECISIONS
+
+TOP_KEYS = ("name", "description", "economics", "constraints", "fleet", "classes", "chips", "models")
+CLASS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
+    "name": ("str", True, None, "a class name"),
+    "model": ("str", True, None, "a model id (see `fleet catalog list models`)"),
+    "precision": ("str", True, None, "bf16, fp8 or fp4"),
+    "isl": ("int", True, ">0", "input (prompt) length in tokens"),
+    "osl": ("int", True, ">0", "output length in tokens"),
+    "demand_tok_s": ("float", True, ">0", "demanded output tokens/s"),
+    "min_speed_tok_s_user": ("float", True, ">0", "minimum decode speed per user (tokens/s)"),
+    "ttft_s": ("float", True, ">0", "time-to-first-token target (s)"),
+    "kv_headroom": ("float", False, ">=0", "spare KV memory fraction, e.g. 0.1"),
+    "max_utilization": ("float", False, ">0", "prefill utilisation cap in (0, 1)"),
+}
+CONSTRAINT_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
+    "power_mw": ("float", False, ">0", "site power budget (MW, facility side incl. PUE)"),
+    "capex_usd": ("float", False, ">0", "chip capex budget (USD)"),
+    "max_chip_types_per_stage": ("int", False, ">0", "max distinct chip types per stage"),
+    "supply": ("table", False, None, "per-chip caps, e.g. {rubin = 20000}"),
+    "fixed_cost_usd": ("table", False, None, "per-chip-type fixed platform cost (USD)"),
+}
+FLEET_FIELDS = ("chips", "stages", "modes")
+MODES = ("aggregated", "disaggregated")
+
+
+def shipped_cases() -> dict[str, Path]:
+    """Shipped case name → path (package data, so `fleet plan NAME` works when installed)."""
+    root = resources.files("cases")
+    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".toml")}
+
+
+def case_path(name_or_path: str | None) -> Path:
+    """A path as given, or the shipped case of that name; no argument = 'default'."""
+    name_or_path = name_or_path or "default"
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.exists():
+            raise CaseError(f"case file not found: {p}", [Problem(str(p), "no such file",
+                            "give a path to a .toml case or a shipped case name (see `fleet cases`)")])
+        return p
+    cases = shipped_cases()
+    if name_or_path in cases:
+        return cases[name_or_path]
+    hint = did_you_mean(name_or_path, cases)
+    raise CaseError(f"unknown case '{name_or_path}'", [Problem("CASE", f"no file and no shipped case "
+                    f"named '{name_or_path}'", hint or f"shipped cases: {', '.join(sorted(cases))}")])
+
+
+def parse_value(text: str) -> Any:
+    """A --set value parsed as TOML (numbers, strings, lists, tables); bare words stay strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def split_path(path: str) -> list[str | int]:
+    """'classes.0.isl' → ['classes', 0, 'isl']; 'models.llama-3.1-8b.layers' keeps the dotted id."""
+    parts = path.split(".")
+    if parts[0] in ("chips", "models") and len(parts) >= 3:
+        return [parts[0], ".".join(parts[1:-1]), parts[-1]]
+    if parts[0] == "constraints" and len(parts) >= 4 and parts[1] in ("supply", "fixed_cost_usd"):
+        return [parts[0], parts[1], ".".join(parts[2:])]
+    return [int(p) if p.isdigit() else p for p in parts]
+
+
+def get_path(raw: dict, path: str) -> Any:
+    node: Any = raw
+    for key in split_path(path):
+        node = node[key]
+    return node
+
+
+def apply_override(raw: dict, path: str, value: Any) -> None:
+    """Set `path` in the raw case dict; creates tables on the way, never list items."""
+    keys = split_path(path)
+    node: Any = raw
+    for i, key in enumerate(keys[:-1]):
+        nxt = keys[i + 1]
+        if isinstance(node, list):
+            if not isinstance(key, int) or key >= len(node):
+                raise CaseError(f"--set {path}: no item {key}", [Problem(f"--set {path}",
+                                f"'{'.'.join(map(str, keys[:i]))}' has {len(node)} item(s)",
+                                f"use an index from 0 to {len(node) - 1}")])
+            node = node[key]
+            continue
+        if not isinstance(node, dict):
+            raise CaseError(f"--set {path}: cannot descend into a value", [Problem(f"--set {path}",
+                            f"'{'.'.join(map(str, keys[:i]))}' is a value, not a table")])
+        if key not in node:
+            node[key] = [] if isinstance(nxt, int) else {}
+        node = node[key]
+    last = keys[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or last >= len(node):
+            raise CaseError(f"--set {path}: no item {last}", [Problem(f"--set {path}",
+                            f"list has {len(node)} item(s)", "use an existing index")])
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise CaseError(f"--set {path}: cannot set inside a value", [Problem(f"--set {path}", "parent is a value")])
+
+
+def parse_sets(sets: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
+    out = []
+    for item in sets or ():
+        if "=" not in item:
+            raise CaseError(f"--set '{item}' has no '='", [Problem(f"--set {item}", "expected PATH=VALUE",
+                            "e.g. --set classes.0.min_speed_tok_s_user=400")])
+        path, text = item.split("=", 1)
+        out.append((path.strip(), parse_value(text.strip())))
+    return out
+
+
+def read_case_raw(name_or_path: str | None) -> tuple[dict, str]:
+    path = case_path(name_or_path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")), str(path)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CaseError(f"{path} is not valid TOML", [Problem(str(path), str(exc), "fix the TOML syntax")])
+
+
+def load_case(name_or_path: str | None = None, sets=(), catalogs=()) -> Case:
+    """Read, override, validate; raises CaseError/CatalogError listing every problem."""
+    raw, label = read_case_raw(name_or_path)
+    for path, value in parse_sets(sets):
+        apply_override(raw, path, value)
+    return build_case(raw, label, catalogs)
+
+
+def build_case(raw: dict, label: str, catalogs=()) -> Case:
+    """Validate a raw case dict (already overridden) against the catalog into a Case."""
+    raw = copy.deepcopy(raw)
+    inline = {k: raw[k] for k in ("chips", "models") if isinstance(raw.get(k), dict)}
+    overlays = list(catalogs) + ([(label, inline)] if inline else [])
+    catalog = load_catalog(overlays)
+    problems = validate_raw(raw, label, catalog)
+    if problems:
+        raise CaseError(f"{label}: {len(problems)} problem(s)", problems)
+    return _to_case(raw, label, catalog)
+
+
+def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
+    """Every problem in a raw case, at once."""
+    P = lambda where, what, fix="": Problem(f"{label}: {where}", what, fix)  # noqa: E731
+    problems: list[Problem] = []
+    for key in raw:
+        if key not in TOP_KEYS:
+            problems.append(P(key, "unknown top-level key", did_you_mean(key, TOP_KEYS)
+                              or f"known keys: {', '.join(TOP_KEYS)}"))
+    if not isinstance(raw.get("name", ""), str):
+        problems.append(P("name", "must be a string"))
+
+    econ = raw.get("economics", {})
+    if not isinstance(econ, dict):
+        problems.append(P("economics", "must be a table"))
+    else:
+        problems += [Problem(f"{label}: {p.where}", p.what, p.fix)
+                     for p in check_fields(econ, ECONOMICS_FIELDS, "economics", partial=True)]
+        if isinstance(econ.get("pue"), (int, float)) and not isinstance(econ.get("pue"), bool) and econ["pue"] < 1:
+            problems.append(P("economics.pue", f"must be ≥ 1, got {econ['pue']}", "PUE is facility/IT power"))
+
+    fleet = raw.get("fleet")
+    fleet_chips: list[str] = []
+    if not isinstance(fleet, dict):
+        problems.append(P("fleet", "missing [fleet] table", 'add [fleet] chips = ["b200", ...]'))
+    else:
+        for key in fleet:
+            if key not in FLEET_FIELDS:
+                problems.append(P(f"fleet.{key}", "unknown key", did_you_mean(key, FLEET_FIELDS)
+                                  or f"known keys: {', '.join(FLEET_FIELDS)}"))
+        chips = fleet.get("chips")
+        if not isinstance(chips, list) or not chips or not all(isinstance(c, str) for c in chips):
+            problems.append(P("fleet.chips", "must be a non-empty list of chip ids",
+                              'e.g. chips = ["rubin", "groq3-lpu"]; see `fleet catalog list chips`'))
+        else:
+            for i, c in enumerate(chips):
+                try:
+                    fleet_chips.append(catalog.resolve_chip(c))
+                except CatalogError as exc:
+                    problems += [P(f"fleet.chips.{i}", p.what, p.fix) for p in exc.problems]
+            dupes = sorted({c for c in fleet_chips if fleet_chips.count(c) > 1})
+            if dupes:
+                problems.append(P("fleet.chips", f"listed twice: {', '.join(dupes)}", "list each chip once"))
+        modes = fleet.get("modes", list(MODES))
+        if not isinstance(modes, list) or not modes or any(m not in MODES for m in modes):
+            problems.append(P("fleet.modes", f"must be a non-empty list drawn from {', '.join(MODES)}"))
+        stages = fleet.get("stages", {})
+        if not isinstance(stages, dict):
+            problems.append(P("fleet.stages", "must be a table of stage = [chips]"))
+        else:
+            for stage, lst in stages.items():
+                if stage not in STAGES:
+                    problems.append(P(f"fleet.stages.{stage}", "unknown stage",
+                                      did_you_mean(stage, STAGES) or f"stages: {', '.join(STAGES)}"))
+                    continue
+                if not isinstance(lst, list) or not all(isinstance(c, str) for c in lst):
+                    problems.append(P(f"fleet.stages.{stage}", "must be a list of chip ids"))
+                    continue
+                for c in lst:
+                    try:
+                        cid = catalog.resolve_chip(c)
+                    except CatalogError as exc:
+                        problems += [P(f"fleet.stages.{stage}", p.what, p.fix) for p in exc.problems]
+                        continue
+                    if fleet_chips and cid not in fleet_chips:
+                        problems.append(P(f"fleet.stages.{stage}", f"'{c}' is not in fleet.chips",
+                                          "add it to fleet.chips or remove it here"))
+
+    cons = raw.get("constraints", {})
+    if not isinstance(cons, dict):
+        problems.append(P("constraints", "must be a table"))
+    else:
+        for p in check_fields({k: v for k, v in cons.items() if k not in ("supply", "fixed_cost_usd")},
+                              CONSTRAINT_FIELDS, "constraints", partial=True):
+            problems.append(Problem(f"{label}: {p.where}", p.what, p.fix))
+        for table, minimum in (("supply", ">=0"), ("fixed_cost_usd", ">=0")):
+            entries = cons.get(table, {})
+            if not isinstance(entries, dict):
+                problems.append(P(f"constraints.{table}", "must be a table of chip = number"))
+                continue
+            for chip, value in entries.items():
+                try:
+                    catalog.resolve_chip(chip)
+                except CatalogError as exc:
+                    problems += [P(f"constraints.{table}.{chip}", p.what, p.fix) for p in exc.problems]
+                why = check_value(value, "int" if table == "supply" else "float", minimum)
+                if why:
+                    problems.append(P(f"constraints.{table}.{chip}", why))
+
+    classes = raw.get("classes")
+    if not isinstance(classes, list) or not classes:
+        problems.append(P("classes", "needs at least one [[classes]] entry",
+                          "add [[classes]] with name, model, precision, isl, osl, demand_tok_s, "
+                          "min_speed_tok_s_user, ttft_s"))
+        classes = []
+    names = []
+    for i, cls in enumerate(classes):
+        where = f"classes.{i}"
+        if not isinstance(cls, dict):
+            problems.append(P(where, "must be a table"))
+            continue
+        problems += [Problem(f"{label}: {p.where}", p.what, p.fix)
+                     for p in check_fields(cls, CLASS_FIELDS, where, partial=False)]
+        names.append(cls.get("name"))
+        if isinstance(cls.get("model"), str):
+            try:
+                catalog.resolve_model(cls["model"])
+            except CatalogError as exc:
+                problems += [P(f"{where}.model", p.what, p.fix) for p in exc.problems]
+        prec = cls.get("precision")
+        if isinstance(prec, str):
+            if prec not in PRECISIONS:
+                problems.append(P(f"{where}.precision", f"unknown precision '{prec}'",
+                                  did_you_mean(prec, PRECISIONS) or f"use one of {', '.join(PRECISIONS)}"))
+            elif fleet_chips and not any(catalog.chips[c].supports(prec) for c in fleet_chips):
+                problems.append(P(f"{where}.precision", f"no chip in fleet.chips runs {prec}",
+                                  "pick a precision the fleet supports or add a chip that runs it"))
+        mu = cls.get("max_utilization")
+        if isinstance(mu, (int, float)) and not isinstance(mu, bool) and math.isfinite(mu) and not 0 < mu < 1:
+            problems.append(P(f"{where}.max_utilization", f"must be in (0, 1), got {mu}"))
+    dupes = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
+    if dupes:
+        problems.append(P("classes", f"class names repeat: {', '.join(dupes)}", "give each class a distinct name"))
+    return problems
+
+
+def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
+    econ = {**catalog.economics.__dict__, **{k: float(v) for k, v in raw.get("economics", {}).items()}}
+    cons = raw.get("constraints", {})
+    fleet = raw["fleet"]
+    chips = tuple(catalog.resolve_chip(c) for c in fleet["chips"])
+    stages = {s: tuple(catalog.resolve_chip(c) for c in lst) for s, lst in fleet.get("stages", {}).items()}
+    classes = tuple(
+        TrafficClass(
+            name=c["name"], model=catalog.resolve_model(c["model"]), precision=c["precision"],
+            isl=int(c["isl"]), osl=int(c["osl"]), demand_tok_s=float(c["demand_tok_s"]),
+            min_speed_tok_s_user=float(c["min_speed_tok_s_user"]), ttft_s=float(c["ttft_s"]),
+            kv_headroom=float(c.get("kv_headroom", 0.1)), max_utilization=float(c.get("max_utilization", 0.9)))
+        for c in raw["classes"])
+    used_models = {c.model for c in classes}
+    return Case(
+        name=str(raw.get("name", Path(label).stem)),
+        description=str(raw.get("description", "")).strip(),
+        economics=Economics(**econ),
+        constraints=Constraints(
+            power_mw=_opt(cons.get("power_mw")), capex_usd=_opt(cons.get("capex_usd")),
+            max_chip_types_per_stage=None if cons.get("max_chip_types_per_stage") is None
+            else int(cons["max_chip_types_per_stage"]),
+            supply={catalog.resolve_chip(k): int(v) for k, v in cons.get("supply", {}).items()},
+            fixed_cost_usd={catalog.resolve_chip(k): float(v) for k, v in cons.get("fixed_cost_usd", {}).items()}),
+        fleet=Fleet(chips=chips, stages=stages, modes=tuple(fleet.get("modes", MODES))),
+        classes=classes,
+        chips={c: catalog.chips[c] for c in chips},
+        models={m: catalog.models[m] for m in used_models},
+        source=label,
+    )
+
+
+def _opt(value) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,392 @@
+"""Catalog loading: the shipped TOML catalogs plus user overlays, validated into domain records.
+
+Every figure keeps its provenance. An overlay (`--catalog FILE`) may add entries or override single
+fields of shipped ones; overridden figures without a provenance entry are credited to the overlay
+file with confidence 'user'. Every problem in a file is reported at once.
+"""
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from .domain import CHIP_CLASSES, CONFIDENCES, Chip, Economics, Model, Provenance
+from .errors import CatalogError, Problem, did_you_mean
+
+# field -> (kind, required, minimum, description with unit). kind: float | int | str | bool | strs
+# minimum: ">0" strictly positive, ">=0" non-negative, None = no bound.
+CHIP_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
+    "name": ("str", True, None, "display name"),
+    "vendor": ("str", True, None, "vendor"),
+    "class": ("str", True, None, "gpu | asic | sram | mram | prefill"),
+    "aliases": ("strs", False, None, "other ids"),
+    "system_name": ("str", True, None, "system or rack the chip ships in"),
+    "chips_per_system": ("int", True, ">0", "chips per system/rack"),
+    "sold_by_system": ("bool", True, None, "bought only in whole systems/racks"),
+    "mem_gb": ("float", True, ">0", "memory capacity (GB)"),
+    "mem_bw_tbs": ("float", True, ">0", "memory bandwidth (TB/s)"),
+    "bf16_tflops": ("float", False, ">=0", "dense BF16 TFLOPS (0 = unsupported)"),
+    "fp8_tflops": ("float", False, ">=0", "dense FP8 TFLOPS (0 = unsupported)"),
+    "fp4_tflops": ("float", False, ">=0", "dense FP4 TFLOPS (0 = unsupported)"),
+    "power_kw": ("float", True, ">0", "all-in power per chip (kW)"),
+    "price_usd": ("float", True, ">0", "all-in price per chip (USD)"),
+    "scaleup_domain_chips": ("int", True, ">0", "scale-up domain size (chips)"),
+    "scaleup_bw_gbs": ("float", True, ">0", "scale-up bandwidth per chip, bidirectional (GB/s)"),
+    "scaleout_bw_gbs": ("float", True, ">0", "scale-out bandwidth per chip (GB/s)"),
+    "bw_eff": ("float", True, ">0", "achieved fraction of memory bandwidth"),
+    "flop_eff": ("float", True, ">0", "achieved fraction of dense FLOPS"),
+    "t_layer_us": ("float", True, ">=0", "fixed time per layer per step (µs)"),
+    "hop_latency_us": ("float", True, ">=0", "latency per inter-chip hop (µs)"),
+}
+CHIP_UNITLESS = {"name", "vendor", "class", "aliases", "system_name", "sold_by_system"}
+
+MODEL_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
+    "name": ("str", True, None, "display name"),
+    "aliases": ("strs", False, None, "other ids"),
+    "attention": ("str", True, None, "gqa | mla"),
+    "layers": ("int", True, ">0", "transformer layers"),
+    "hidden": ("int", True, ">0", "hidden size"),
+    "q_heads": ("int", True, ">0", "query heads"),
+    "kv_heads": ("int", True, ">0", "KV heads"),
+    "head_dim": ("int", True, ">0", "head dimension"),
+    "vocab": ("int", True, ">0", "vocabulary size"),
+    "tied_embeddings": ("bool", False, None, "input and output embeddings shared"),
+    "dense_ffn_layers": ("int", False, ">=0", "layers with a dense FFN"),
+    "dense_intermediate": ("int", False, ">=0", "dense FFN intermediate size"),
+    "moe_layers": ("int", False, ">=0", "layers with routed experts"),
+    "moe_intermediate": ("int", False, ">=0", "expert intermediate size"),
+    "experts": ("int", False, ">=0", "routed experts per MoE layer"),
+    "experts_per_token": ("int", False, ">=0", "routed experts per token"),
+    "shared_experts": ("int", False, ">=0", "always-on experts per MoE layer"),
+    "q_lora_rank": ("int", False, ">=0", "MLA query LoRA rank"),
+    "kv_lora_rank": ("int", False, ">=0", "MLA KV latent rank"),
+    "qk_nope_dim": ("int", False, ">=0", "MLA no-RoPE qk dim"),
+    "qk_rope_dim": ("int", False, ">=0", "MLA RoPE qk dim"),
+    "v_head_dim": ("int", False, ">=0", "MLA value head dim"),
+    "sliding_layers": ("int", False, ">=0", "layers with sliding/chunked attention"),
+    "sliding_window_tokens": ("int", False, ">=0", "sliding/chunk window (tokens)"),
+    "published_total_params_b": ("float", True, ">0", "published total parameters (B)"),
+    "published_active_params_b": ("float", True, ">0", "published active parameters (B)"),
+}
+MODEL_UNITLESS = {"name", "aliases", "attention", "tied_embeddings"}
+
+ECONOMICS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
+    "electricity_usd_per_kwh": ("float", True, ">=0", "electricity price (USD/kWh)"),
+    "pue": ("float", True, ">0", "power usage effectiveness (≥ 1)"),
+    "amortization_years": ("float", True, ">0", "chip amortisation (years)"),
+    "facility_capex_usd_per_mw": ("float", True, ">=0", "datacenter build cost (USD per MW IT)"),
+    "facility_amortization_years": ("float", True, ">0", "facility amortisation (years)"),
+}
+
+
+def check_value(value: Any, kind: str, minimum: str | None) -> str | None:
+    """Why `value` is not a valid `kind` (with `minimum`), or None when it is."""
+    if kind == "str":
+        return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
+    if kind == "bool":
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind == "strs":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return None if ok else "must be a list of strings"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a number, got {type(value).__name__} {value!r}"
+    if kind == "int" and not (isinstance(value, int) or float(value).is_integer()):
+        return f"must be a whole number, got {value!r}"
+    if not math.isfinite(float(value)):
+        return f"must be finite, got {value!r}"
+    if abs(float(value)) > 1e15:
+        return f"is out of range ({value!r})"
+    if minimum == ">0" and value <= 0:
+        return f"must be > 0, got {value!r}"
+    if minimum == ">=0" and value < 0:
+        return f"must be ≥ 0, got {value!r}"
+    return None
+
+
+def check_fields(entry: Mapping, spec: Mapping, where: str, partial: bool) -> list[Problem]:
+    """Unknown keys, wrong types, bad ranges, and (unless partial) missing required fields."""
+    problems: list[Problem] = []
+    for key, value in entry.items():
+        if key == "provenance":
+            continue
+        if key not in spec:
+            hint = did_you_mean(key, spec)
+            problems.append(Problem(f"{where}.{key}", "unknown field",
+                                    hint or f"known fields: {', '.join(spec)}"))
+            continue
+        kind, _, minimum, desc = spec[key]
+        why = check_value(value, kind, minimum)
+        if why:
+            problems.append(Problem(f"{where}.{key}", why, f"give {desc}"))
+    if not partial:
+        for key, (_, required, _, desc) in spec.items():
+            if required and key not in entry:
+                problems.append(Problem(f"{where}.{key}", "missing required field", f"add {desc}"))
+    return problems
+
+
+@dataclass
+class Catalog:
+    """Chips, models and economics defaults, resolved and validated, with every figure's source."""
+
+    chips: dict[str, Chip]
+    models: dict[str, Model]
+    economics: Economics
+    economics_provenance: dict[str, Provenance]
+    versions: dict[str, str] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    def chip(self, key: str) -> Chip:
+        return self.chips[self.resolve_chip(key)]
+
+    def model(self, key: str) -> Model:
+        return self.models[self.resolve_model(key)]
+
+    def resolve_chip(self, key: str, where: str = "chip") -> str:
+        return _resolve(key, self.chips, where, "chip", "fleet catalog list chips")
+
+    def resolve_model(self, key: str, where: str = "model") -> str:
+        return _resolve(key, self.models, where, "model", "fleet catalog list models")
+
+
+def _resolve(key: str, entries: Mapping, where: str, kind: str, listing: str) -> str:
+    if key in entries:
+        return key
+    for entry_id, entry in entries.items():
+        if key in entry.aliases:
+            return entry_id
+    names = list(entries) + [a for e in entries.values() for a in e.aliases]
+    hint = did_you_mean(key, names)
+    raise CatalogError(f"unknown {kind} '{key}'", [
+        Problem(where, f"unknown {kind} '{key}'", hint or f"see `{listing}` for the known ids")])
+
+
+def _read_toml(path_or_text, label: str) -> dict:
+    try:
+        if isinstance(path_or_text, Path):
+            return tomllib.loads(path_or_text.read_text(encoding="utf-8"))
+        return tomllib.loads(path_or_text)
+    except FileNotFoundError:
+        raise CatalogError(f"catalog file not found: {label}",
+                           [Problem(label, "no such file", "check the path given to --catalog")])
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{label} is not valid TOML",
+                           [Problem(label, str(exc), "fix the TOML syntax at that line")])
+
+
+def shipped_catalog_texts() -> dict[str, str]:
+    """The shipped catalogs, read from package data so an installed `fleet` finds them."""
+    root = resources.files("catalogs")
+    return {name: (root / f"{name}.toml").read_text(encoding="utf-8")
+            for name in ("chips", "models", "economics")}
+
+
+def _provenance(entry: Mapping, fields_: list[str], sources: Mapping, where: str,
+                user_label: str | None, problems: list[Problem]) -> dict[str, Provenance]:
+    """Resolve per-field provenance ({src, conf, note}); '_all' covers fields not listed."""
+    raw = entry.get("provenance", {})
+    if not isinstance(raw, dict):
+        problems.append(Problem(f"{where}.provenance", "must be a table of field = {src, conf}"))
+        return {}
+    out: dict[str, Provenance] = {}
+    for name in fields_:
+        spec = raw.get(name, raw.get("_all"))
+        if spec is None:
+            if user_label is not None:
+                out[name] = Provenance("user", user_label, "", "user", "set in overlay")
+            else:
+                problems.append(Problem(f"{where}.provenance.{name}", "figure has no source",
+                                        "add {src = <key of [sources]>, conf = vendor-spec|reported|estimate}"))
+            continue
+        if not isinstance(spec, dict) or "src" not in spec or "conf" not in spec:
+            problems.append(Problem(f"{where}.provenance.{name}", "must be {src = ..., conf = ...}"))
+            continue
+        src = sources.get(spec["src"])
+        if src is None:
+            hint = did_you_mean(spec["src"], sources)
+            problems.append(Problem(f"{where}.provenance.{name}", f"unknown source '{spec['src']}'",
+                                    hint or "add it under [sources] with cite and date"))
+            continue
+        if spec["conf"] not in CONFIDENCES:
+            problems.append(Problem(f"{where}.provenance.{name}", f"unknown confidence '{spec['conf']}'",
+                                    f"use one of {', '.join(CONFIDENCES)}"))
+            continue
+        out[name] = Provenance(spec["src"], src.get("cite", ""), str(src.get("date", "")),
+                               spec["conf"], spec.get("note", ""))
+    for name in raw:
+        if name != "_all" and name not in fields_ and user_label is None:
+            problems.append(Problem(f"{where}.provenance.{name}", "provenance for a figure the entry does not have",
+                                    "remove it or add the figure"))
+    return out
+
+
+def _merge_layers(layers: list[tuple[str, dict]], section: str) -> tuple[dict, dict[str, str | None]]:
+    """Merge one section across files: later files override fields; remembers who set what."""
+    merged: dict[str, dict] = {}
+    origin: dict[str, str | None] = {}
+    for label, data in layers:
+        for key, entry in (data.get(section) or {}).items():
+            if not isinstance(entry, dict):
+                raise CatalogError(f"{label}: [{section}.{key}] must be a table",
+                                   [Problem(f"{label}: {section}.{key}", "must be a table")])
+            if key in merged and origin[key] is not None and label != origin[key]:
+                base = dict(merged[key])
+                prov = dict(base.get("provenance", {}))
+                prov.update(entry.get("provenance", {}))
+                base.update({k: v for k, v in entry.items() if k != "provenance"})
+                for k in entry:
+                    if k != "provenance" and k not in entry.get("provenance", {}):
+                        prov[k] = {"src": f"overlay:{label}", "conf": "user"}
+                base["provenance"] = prov
+                merged[key] = base
+            else:
+                merged[key] = dict(entry)
+                origin.setdefault(key, label)
+    return merged, origin
+
+
+def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None = None) -> Catalog:
+    """Shipped catalogs + overlays → validated Catalog, or CatalogError listing every problem.
+
+    An overlay is a path to a TOML file or a (label, already-parsed dict) pair, e.g. the
+    [chips]/[models] tables written inline in a case file.
+    """
+    shipped = dict(shipped or shipped_catalog_texts())
+    layers: list[tuple[str, dict]] = [(f"catalogs/{n}.toml", _read_toml(t, f"catalogs/{n}.toml"))
+                                      for n, t in shipped.items()]
+    for overlay in overlays or []:
+        if isinstance(overlay, tuple):
+            layers.append(overlay)
+        else:
+            p = Path(overlay)
+            layers.append((str(p), _read_toml(p, str(p))))
+
+    problems: list[Problem] = []
+    sources: dict[str, dict] = {}
+    versions: dict[str, str] = {}
+    for label, data in layers:
+        unknown = set(data) - {"sources", "chips", "models", "economics", "catalog_version"}
+        for key in sorted(unknown):
+            problems.append(Problem(f"{label}: {key}", "unknown top-level table",
+                                    did_you_mean(key, ["sources", "chips", "models", "economics"])
+                                    or "use [sources], [chips.ID], [models.ID] or [economics]"))
+        for key, src in (data.get("sources") or {}).items():
+            if not isinstance(src, dict) or "cite" not in src or "date" not in src:
+                problems.append(Problem(f"{label}: sources.{key}", "must be {cite = ..., date = ...}"))
+            else:
+                sources[key] = src
+        versions[label] = str(data.get("catalog_version", "unversioned"))
+    for label, _ in layers[len(shipped):]:
+        sources[f"overlay:{label}"] = {"cite": f"user overlay {label}", "date": ""}
+
+    shipped_labels = {label for label, _ in layers[:len(shipped)]}
+    chips_raw, chip_origin = _merge_layers(layers, "chips")
+    models_raw, model_origin = _merge_layers(layers, "models")
+
+    chips: dict[str, Chip] = {}
+    for key, entry in chips_raw.items():
+        label = chip_origin[key]
+        where = f"{label}: chips.{key}"
+        user = None if label in shipped_labels else label
+        errs = check_fields(entry, CHIP_FIELDS, where, partial=False)
+        if entry.get("class") is not None and entry.get("class") not in CHIP_CLASSES:
+            errs.append(Problem(f"{where}.class", f"unknown class '{entry['class']}'",
+                                f"use one of {', '.join(CHIP_CLASSES)}"))
+        figures = [k for k in entry if k in CHIP_FIELDS and k not in CHIP_UNITLESS]
+        prov = _provenance(entry, figures, sources, where, user, errs)
+        if not any(entry.get(f"{p}_tflops", 0) for p in ("bf16", "fp8", "fp4")) and not errs:
+            errs.append(Problem(where, "no precision has FLOPS > 0",
+                                "give at least one of bf16_tflops, fp8_tflops, fp4_tflops"))
+        problems += errs
+        if not errs:
+            kwargs = {k: v for k, v in entry.items() if k not in ("provenance", "class", "aliases")}
+            chips[key] = Chip(id=key, chip_class=entry["class"], aliases=tuple(entry.get("aliases", ())),
+                              provenance=prov, **_coerce(kwargs, CHIP_FIELDS))
+
+    models: dict[str, Model] = {}
+    for key, entry in models_raw.items():
+        label = model_origin[key]
+        where = f"{label}: models.{key}"
+        user = None if label in shipped_labels else label
+        errs = check_fields(entry, MODEL_FIELDS, where, partial=False)
+        if entry.get("attention") not in (None, "gqa", "mla"):
+            errs.append(Problem(f"{where}.attention", f"unknown attention '{entry['attention']}'",
+                                "use gqa or mla"))
+        figures = [k for k in entry if k in MODEL_FIELDS and k not in MODEL_UNITLESS]
+        prov = _provenance(entry, figures, sources, where, user, errs)
+        errs += _model_consistency(entry, where) if not errs else []
+        problems += errs
+        if not errs:
+            kwargs = {k: v for k, v in entry.items() if k not in ("provenance", "aliases")}
+            models[key] = Model(id=key, aliases=tuple(entry.get("aliases", ())), provenance=prov,
+                                **_coerce(kwargs, MODEL_FIELDS))
+
+    econ_raw: dict = {}
+    econ_prov_raw: dict = {}
+    econ_user: str | None = None
+    for label, data in layers:
+        section = data.get("economics") or {}
+        if label not in shipped_labels and section:
+            econ_user = label
+            for k in section:
+                if k != "provenance":
+                    econ_prov_raw[k] = section.get("provenance", {}).get(k, {"src": f"overlay:{label}", "conf": "user"})
+        else:
+            econ_prov_raw.update(section.get("provenance", {}))
+        econ_raw.update({k: v for k, v in section.items() if k != "provenance"})
+    errs = check_fields(econ_raw, ECONOMICS_FIELDS, "economics", partial=False)
+    econ_prov = _provenance({"provenance": econ_prov_raw}, list(econ_raw), sources, "economics", econ_user, errs)
+    problems += errs
+
+    _check_aliases(chips, "chips", problems)
+    _check_aliases(models, "models", problems)
+    if problems:
+        raise CatalogError(f"the catalog has {len(problems)} problem(s)", problems)
+    return Catalog(chips=chips, models=models,
+                   economics=Economics(**_coerce(econ_raw, ECONOMICS_FIELDS)),
+                   economics_provenance=econ_prov, versions=versions,
+                   files=[label for label, _ in layers])
+
+
+def _coerce(values: Mapping, spec: Mapping) -> dict:
+    out = {}
+    for k, v in values.items():
+        kind = spec[k][0]
+        out[k] = int(v) if kind == "int" else float(v) if kind == "float" else v
+    return out
+
+
+def _model_consistency(entry: Mapping, where: str) -> list[Problem]:
+    problems = []
+    layers = entry.get("layers", 0)
+    ffn_layers = entry.get("dense_ffn_layers", 0) + entry.get("moe_layers", 0)
+    if ffn_layers != layers:
+        problems.append(Problem(f"{where}.dense_ffn_layers", f"dense_ffn_layers + moe_layers = {ffn_layers}, "
+                                f"layers = {layers}", "every layer needs a dense FFN or experts"))
+    if entry.get("moe_layers", 0) and not (0 < entry.get("experts_per_token", 0) <= entry.get("experts", 0)):
+        problems.append(Problem(f"{where}.experts_per_token", "must be between 1 and experts",
+                                "give experts and experts_per_token for MoE layers"))
+    if entry.get("moe_layers", 0) and not entry.get("moe_intermediate", 0):
+        problems.append(Problem(f"{where}.moe_intermediate", "MoE layers need moe_intermediate > 0"))
+    if entry.get("dense_ffn_layers", 0) and not entry.get("dense_intermediate", 0):
+        problems.append(Problem(f"{where}.dense_intermediate", "dense layers need dense_intermediate > 0"))
+    if entry.get("attention") == "mla" and not entry.get("kv_lora_rank", 0):
+        problems.append(Problem(f"{where}.kv_lora_rank", "MLA needs kv_lora_rank > 0"))
+    if entry.get("sliding_layers", 0) > layers:
+        problems.append(Problem(f"{where}.sliding_layers", "more sliding layers than layers"))
+    if entry.get("sliding_layers", 0) and not entry.get("sliding_window_tokens", 0):
+        problems.append(Problem(f"{where}.sliding_window_tokens", "sliding layers need a window > 0"))
+    return problems
+
+
+def _check_aliases(entries: Mapping, section: str, problems: list[Problem]) -> None:
+    seen: dict[str, str] = {}
+    for key, entry in entries.items():
+        for name in (key, *entry.aliases):
+            if name in seen and seen[name] != key:
+                problems.append(Problem(f"{section}.{key}", f"id or alias '{name}' is also used by '{seen[name]}'",
+                                        "give each entry distinct ids and aliases"))
+            seen.setdefault(name, key)

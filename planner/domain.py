@@ -1,0 +1,173 @@
+"""Frozen domain records: what a chip, a model, a traffic class and a case are.
+
+Fields carry their units in their names (catalog units: GB, TB/s, TFLOPS, kW, USD, µs); the
+performance model converts them to SI once (planner/performance.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Literal, Mapping
+
+ChipClass = Literal["gpu", "asic", "sram", "mram", "prefill"]
+CHIP_CLASSES: tuple[str, ...] = ("gpu", "asic", "sram", "mram", "prefill")
+ON_CHIP_MEMORY_CLASSES = frozenset({"sram", "mram"})
+Precision = Literal["bf16", "fp8", "fp4"]
+Stage = Literal["prefill", "decode_attention", "decode_ffn"]
+STAGES: tuple[str, ...] = ("prefill", "decode_attention", "decode_ffn")
+CONFIDENCES = ("vendor-spec", "reported", "estimate", "default", "calibrated", "user")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where one figure comes from."""
+
+    src: str
+    cite: str
+    date: str
+    conf: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Chip:
+    """One accelerator, with all-in power and price per chip (its share of the system)."""
+
+    id: str
+    name: str
+    vendor: str
+    chip_class: str
+    system_name: str
+    chips_per_system: int
+    sold_by_system: bool
+    mem_gb: float
+    mem_bw_tbs: float
+    power_kw: float
+    price_usd: float
+    scaleup_domain_chips: int
+    scaleup_bw_gbs: float
+    scaleout_bw_gbs: float
+    bw_eff: float
+    flop_eff: float
+    t_layer_us: float
+    hop_latency_us: float
+    bf16_tflops: float = 0.0
+    fp8_tflops: float = 0.0
+    fp4_tflops: float = 0.0
+    aliases: tuple[str, ...] = ()
+    provenance: Mapping[str, Provenance] = field(default_factory=dict, compare=False, repr=False)
+
+    def tflops(self, precision: str) -> float:
+        """Dense TFLOPS at `precision`; 0 when the chip cannot run it."""
+        return float(getattr(self, f"{precision}_tflops"))
+
+    def supports(self, precision: str) -> bool:
+        return self.tflops(precision) > 0
+
+    @property
+    def on_chip_memory(self) -> bool:
+        return self.chip_class in ON_CHIP_MEMORY_CLASSES
+
+
+@dataclass(frozen=True)
+class Model:
+    """A transformer's architecture numbers; sizes are derived in planner/modelspec.py."""
+
+    id: str
+    name: str
+    attention: str
+    layers: int
+    hidden: int
+    q_heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    published_total_params_b: float
+    published_active_params_b: float
+    dense_ffn_layers: int = 0
+    dense_intermediate: int = 0
+    moe_layers: int = 0
+    moe_intermediate: int = 0
+    experts: int = 0
+    experts_per_token: int = 0
+    shared_experts: int = 0
+    tied_embeddings: bool = False
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_nope_dim: int = 0
+    qk_rope_dim: int = 0
+    v_head_dim: int = 0
+    sliding_layers: int = 0
+    sliding_window_tokens: int = 0
+    aliases: tuple[str, ...] = ()
+    provenance: Mapping[str, Provenance] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Economics:
+    electricity_usd_per_kwh: float
+    pue: float
+    amortization_years: float
+    facility_capex_usd_per_mw: float
+    facility_amortization_years: float
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Fleet-wide limits; None = no limit."""
+
+    power_mw: float | None = None
+    capex_usd: float | None = None
+    max_chip_types_per_stage: int | None = None
+    supply: Mapping[str, int] = field(default_factory=dict)
+    fixed_cost_usd: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrafficClass:
+    """One workload: a model at a precision, prompt/answer lengths, demand and service targets."""
+
+    name: str
+    model: str
+    precision: str
+    isl: int
+    osl: int
+    demand_tok_s: float
+    min_speed_tok_s_user: float
+    ttft_s: float
+    kv_headroom: float = 0.1
+    max_utilization: float = 0.9
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Which chips may be bought, and optionally which chips may run each stage."""
+
+    chips: tuple[str, ...]
+    stages: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    modes: tuple[str, ...] = ("aggregated", "disaggregated")
+
+    def allowed(self, stage: str) -> tuple[str, ...]:
+        return tuple(self.stages.get(stage, self.chips))
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    description: str
+    economics: Economics
+    constraints: Constraints
+    fleet: Fleet
+    classes: tuple[TrafficClass, ...]
+    chips: Mapping[str, Chip]
+    models: Mapping[str, Model]
+    source: str = ""
+
+
+def field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+__all__ = [
+    "Chip", "Model", "Economics", "Constraints", "TrafficClass", "Fleet", "Case", "Provenance",
+    "CHIP_CLASSES", "STAGES", "CONFIDENCES", "field_names", "replace",
+]

@@ -1,0 +1,45 @@
+"""Human summaries of cases: what `fleet validate` prints and what `fleet cases` lists."""
+from __future__ import annotations
+
+import tomllib
+
+from .domain import Case
+from .reports import text_table
+
+
+def describe_case(case: Case) -> str:
+    """The case as a reader wants it: question, fleet, limits and traffic classes."""
+    lines = [f"case: {case.name}  ({case.source})"]
+    if case.description:
+        lines.append(case.description.splitlines()[0])
+    lines.append(f"fleet chips: {', '.join(case.fleet.chips)}; modes: {', '.join(case.fleet.modes)}")
+    for stage, chips in case.fleet.stages.items():
+        lines.append(f"  {stage} only on: {', '.join(chips)}")
+    c = case.constraints
+    limits = [f"power ≤ {c.power_mw:g} MW" if c.power_mw else "",
+              f"capex ≤ {c.capex_usd:,.0f} USD" if c.capex_usd else "",
+              f"≤ {c.max_chip_types_per_stage} chip types per stage" if c.max_chip_types_per_stage else ""]
+    limits += [f"{k} ≤ {v:,}" for k, v in c.supply.items()]
+    lines.append("limits: " + ("; ".join(x for x in limits if x) or "none"))
+    e = case.economics
+    lines.append(f"economics: {e.electricity_usd_per_kwh} USD/kWh, PUE {e.pue}, chips amortised over "
+                 f"{e.amortization_years:g} yr, facility {e.facility_capex_usd_per_mw:,.0f} USD/MW")
+    rows = [{"class": t.name, "model": t.model, "precision": t.precision, "isl": t.isl, "osl": t.osl,
+             "demand (tok/s)": t.demand_tok_s, "min speed (tok/s/user)": t.min_speed_tok_s_user,
+             "TTFT (s)": t.ttft_s} for t in case.classes]
+    lines += ["", text_table(rows)]
+    return "\n".join(lines)
+
+
+def case_index() -> str:
+    from .cases import shipped_cases
+
+    rows = []
+    for name, path in sorted(shipped_cases().items()):
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            question = str(raw.get("description", "")).strip().splitlines()[0:1]
+        except (tomllib.TOMLDecodeError, OSError):
+            question = ["(unreadable)"]
+        rows.append({"case": name, "question": (question or [""])[0]})
+    return text_table(rows, max_width=110)
