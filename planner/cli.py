@@ -146,5 +146,94 @@ def cases():
     click.echo(case_index())
 
 
+@main.command()
+@click.option("--model", required=True, help="Model id (see `fleet catalog list models`).")
+@click.option("--chip", required=True, help="Chip for the whole model, or its attention part with --ffn-chip.")
+@click.option("--chips", required=True, type=click.IntRange(min=1), help="Number of --chip chips.")
+@click.option("--batch", type=click.IntRange(min=1), help="Running batch (sequences). Default: 1, or min(concurrency, largest that fits).")
+@click.option("--isl", required=True, type=click.IntRange(min=1), help="Input (prompt) tokens.")
+@click.option("--osl", required=True, type=click.IntRange(min=1), help="Output tokens.")
+@click.option("--precision", type=click.Choice(["bf16", "fp8", "fp4"]), default="fp8", show_default=True)
+@click.option("--ffn-chip", help="Run decode FFN/experts on this chip (attention–FFN disaggregation).")
+@click.option("--ffn-chips", type=click.IntRange(min=1), help="Number of --ffn-chip chips.")
+@click.option("--prefill-chip", help="Separate prefill chip (disaggregated serving).")
+@click.option("--prefill-chips", type=click.IntRange(min=1), help="Number of prefill chips.")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Clients: batch = min(C, largest batch that fits); the rest queue.")
+@click.option("--serving", type=click.Choice(["aggregated", "decode"]),
+              help="aggregated: prefill interleaved on the decode chips (default without --prefill-chip); "
+                   "decode: the decode group alone.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@catalog_option
+def estimate(model, chip, chips, batch, isl, osl, precision, ffn_chip, ffn_chips, prefill_chip, prefill_chips,
+             concurrency, serving, fmt, catalogs):
+    """Predict speed, throughput, memory and TTFT of one deployment.
+
+    \b
+    Examples:
+      fleet estimate --model llama-3.1-70b --chip h100-sxm --chips 2 --batch 32 --isl 5000 --osl 500
+      fleet estimate --model deepseek-r1 --chip rubin --chips 8 --ffn-chip groq3-lpu --ffn-chips 1400 \\
+                     --isl 8000 --osl 1000 --concurrency 64 --format json
+    """
+    from .estimate import estimate as run_estimate, estimate_table
+    from .reports import to_json
+
+    r = run_estimate(model, chip, chips, isl, osl, precision, batch, ffn_chip, ffn_chips, concurrency,
+                     serving, prefill_chip, prefill_chips, catalogs=list(catalogs))
+    click.echo(to_json(r) if fmt == "json" else estimate_table(r), nl=fmt != "json")
+
+
+@main.command()
+@click.argument("points_csv", type=click.Path(exists=True, dir_okay=False))
+@click.option("--chips", "chip_ids", help="Comma-separated chip ids to fit (default: every chip with points).")
+@click.option("--write", "write_path", type=click.Path(dir_okay=False),
+              help="Write the fitted terms as a catalog overlay TOML (use it with --catalog).")
+@click.option("--holdout/--no-holdout", default=True, show_default=True,
+              help="Also report leave-one-model-out error (fit without a model, predict it).")
+@click.option("--force", is_flag=True, help="Overwrite --write if it exists.")
+@format_option
+@catalog_option
+def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
+    """Fit per-chip efficiencies, per-layer time and hop latency to published measurements.
+
+    Prints predicted vs measured per point and the error summary (median, 90th percentile, worst).
+
+    \b
+    Example:
+      fleet calibrate ../shared/data/calibration-points.csv --write catalogs-overlay.toml
+    """
+    from . import calibrate as cal
+    from .catalog import load_catalog
+    from .reports import render, to_json, write_atomic
+
+    cat = load_catalog(list(catalogs))
+    points, excluded = cal.load_points(points_csv, cat)
+    chips = [cat.resolve_chip(c.strip()) for c in chip_ids.split(",")] if chip_ids else None
+    fitted = cal.fit(points, cat, chips)
+    rows = cal.evaluate([p for p in points if p.chip in fitted], cat, fitted)
+    summary = {"fitted": cal.error_summary(rows), "default": cal.error_summary(rows, "error_default")}
+    if holdout:
+        summary["held_out"] = cal.error_summary(cal.leave_one_model_out([p for p in points if p.chip in fitted], cat))
+    if write_path:
+        write_atomic(write_path, cal.overlay_toml(fitted, cal.class_medians(fitted, cat), cat, points,
+                                                  points_csv.split("/")[-1]), force=force)
+    if fmt == "json":
+        click.echo(to_json({"points": rows, "summary": summary, "excluded": [
+            {"id": i, "reason": r} for i, r in excluded],
+            "fitted_terms": {c: {t: getattr(ch, t) for t in cal.TERMS} for c, ch in fitted.items()}}), nl=False)
+        return
+    if fmt == "csv":
+        click.echo(render(rows, "csv"), nl=False)
+        return
+    click.echo(render(rows, "table"))
+    click.echo(render([{"chip": c, **{t: round(getattr(ch, t), 4) for t in cal.TERMS}}
+                       for c, ch in fitted.items()], "table"))
+    for name, s in summary.items():
+        click.echo(f"{name:9s} |error|: median {s['median_abs_error']:.1%}, 90th pct {s['p90_abs_error']:.1%}, "
+                   f"worst {s['worst_abs_error']:.1%} over {s['points']} points")
+    click.echo(f"{len(points)} points used, {len(excluded)} excluded (see --format json for the reasons)")
+    if write_path:
+        click.echo(f"wrote {write_path}")
+
+
 def run():  # console-script entry point
     sys.exit(main())

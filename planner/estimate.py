@@ -1,0 +1,122 @@
+"""`fleet estimate`: the performance model for one deployment, in user units."""
+from __future__ import annotations
+
+import math
+
+from . import performance as pf
+from .catalog import Catalog, load_catalog
+from .errors import PlannerError, Problem
+from .units import GB
+
+
+def _chip(catalog: Catalog, key: str, precision: str, flag: str) -> pf.ChipSI:
+    chip = catalog.chip(key)
+    if not chip.supports(precision):
+        runs = [p for p in ("bf16", "fp8", "fp4") if chip.supports(p)]
+        raise PlannerError(f"{chip.id} cannot run {precision}", [Problem(
+            flag, f"{chip.id} has no {precision} FLOPS in the catalog", f"use --precision {' or '.join(runs)}")])
+    return pf.ChipSI.of(chip, precision)
+
+
+def min_chips(w: pf.Workload, c: pf.ChipSI, part: str = "all") -> int:
+    """Fewest chips whose usable memory holds the weights of `part` (all | attn | ffn)."""
+    need = {"all": w.weight_bytes(), "attn": w.attn_weight_bytes(), "ffn": w.ffn_weight_bytes()}[part]
+    return max(1, math.ceil(need / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
+
+
+def estimate(model: str, chip: str, chips: int, isl: int, osl: int, precision: str, batch: int | None = None,
+             ffn_chip: str | None = None, ffn_chips: int | None = None, concurrency: int | None = None,
+             serving: str | None = None, prefill_chip: str | None = None, prefill_chips: int | None = None,
+             prefill_utilization: float = 0.7, catalogs=(), catalog: Catalog | None = None) -> dict:
+    """Speed, throughput, memory and TTFT of one deployment; raises PlannerError when impossible."""
+    catalog = catalog or load_catalog(list(catalogs))
+    m = catalog.model(model)
+    w = pf.Workload(m, precision, int(isl), int(osl))
+    attn = _chip(catalog, chip, precision, "--chip")
+    afd = ffn_chip is not None
+    ffn = _chip(catalog, ffn_chip, precision, "--ffn-chip") if afd else None
+    if afd and not ffn_chips:
+        raise PlannerError("--ffn-chip needs --ffn-chips", [Problem("--ffn-chips", "missing",
+                           f"give the FFN chip count (≥ {min_chips(w, ffn, 'ffn')} to hold the FFN weights)")])
+    serving = serving or ("decode" if prefill_chip else "aggregated")
+
+    need = min_chips(w, attn, "attn" if afd else "all")
+    if chips < need:
+        raise PlannerError(f"{m.id} does not fit on {chips} × {attn.id}", [Problem(
+            "--chips", f"weights need ≥ {need} × {attn.id} ({(w.attn_weight_bytes() if afd else w.weight_bytes()) / GB:,.0f} GB "
+            f"at {precision}, {pf.USABLE_MEM_FRAC:.0%} of memory usable)", f"use --chips {need} or more")])
+    if afd and ffn_chips < min_chips(w, ffn, "ffn"):
+        nf = min_chips(w, ffn, "ffn")
+        raise PlannerError(f"{m.id} FFN weights do not fit on {ffn_chips} × {ffn.id}", [Problem(
+            "--ffn-chips", f"FFN/expert weights ({w.ffn_weight_bytes() / GB:,.0f} GB) need ≥ {nf} × {ffn.id}",
+            f"use --ffn-chips {nf} or more")])
+
+    probe = pf.decode(w, attn, chips, ffn, ffn_chips if afd else None, 1)
+    max_batch = int(probe["max_batch"])
+    if batch is None:
+        batch = max(1, min(concurrency, max_batch)) if concurrency else 1
+    d = pf.decode(w, attn, chips, ffn, ffn_chips if afd else None, batch)
+    p = pf.prefill(w, attn, chips)
+    step = float(d["step_s"])
+    interference = 0.0
+    if serving == "aggregated":
+        interference = batch * float(p["prefill_s"]) / w.osl
+        ttft = float(p["prefill_s"]) + step
+        prefill_rate = float(p["tokens_per_s_per_chip"])
+        transfer = 0.0
+    else:
+        if prefill_chip:
+            pc = _chip(catalog, prefill_chip, precision, "--prefill-chip")
+            npf = prefill_chips or min_chips(w, pc)
+            p = pf.prefill(w, pc, npf)
+            transfer = float(pf.kv_transfer_s(w, pc, npf))
+        else:
+            transfer = 0.0
+        ttft = float(pf.ttft_at_utilization(p["prefill_s"], prefill_utilization, transfer))
+        prefill_rate = float(p["tokens_per_s_per_chip"])
+    speed = 1.0 / (step + interference)
+    total_chips = chips + (ffn_chips if afd else 0)
+    queued = max(0, (concurrency or batch) - batch)
+    return {
+        "model": m.id, "precision": precision, "isl": w.isl, "osl": w.osl, "serving": serving,
+        "chip": attn.id, "chips": chips, "ffn_chip": ffn.id if afd else attn.id,
+        "ffn_chips": ffn_chips if afd else 0, "batch": int(batch), "queued_clients": queued,
+        "speed_tok_s_user": speed, "throughput_tok_s": batch * speed,
+        "throughput_tok_s_per_chip": batch * speed / total_chips, "step_time_s": step + interference,
+        "ttft_s": ttft, "fits": bool(d["fits"]), "max_batch": max_batch,
+        "memory_used_gb": float(d["memory_used_bytes"]) / GB,
+        "memory_capacity_gb": float(d["memory_capacity_bytes"]) / GB,
+        "ffn_memory_used_gb": float(d["ffn_memory_used_bytes"]) / GB if afd else None,
+        "ffn_memory_capacity_gb": float(d["ffn_memory_capacity_bytes"]) / GB if afd else None,
+        "bound": str(d["bound"]),
+        "time_breakdown_s": {"attention": float(d["attention_s"]), "ffn": float(d["ffn_s"]),
+                             "communication": float(d["comm_s"]), "fixed_per_layer": float(d["fixed_s"]),
+                             "prefill_interference": interference},
+        "prefill_time_s": float(p["prefill_s"]), "prefill_tok_s_per_chip": prefill_rate,
+        "kv_transfer_s": transfer, "power_kw": chips * catalog.chip(chip).power_kw
+        + (ffn_chips * catalog.chip(ffn_chip).power_kw if afd else 0.0),
+    }
+
+
+def estimate_table(r: dict) -> str:
+    """The estimate as a reader wants it."""
+    afd = f" + FFN on {r['ffn_chips']} × {r['ffn_chip']}" if r["ffn_chips"] else ""
+    lines = [
+        f"{r['model']} ({r['precision']}, ISL {r['isl']:,} / OSL {r['osl']:,}) on {r['chips']} × {r['chip']}{afd}, "
+        f"serving: {r['serving']}",
+        f"  batch                 {r['batch']:>12,}   (largest that fits: {r['max_batch']:,}; queued clients: {r['queued_clients']:,})",
+        f"  speed                 {r['speed_tok_s_user']:>12,.1f}   tokens/s/user",
+        f"  throughput            {r['throughput_tok_s']:>12,.0f}   output tokens/s ({r['throughput_tok_s_per_chip']:,.1f} per chip)",
+        f"  step time             {r['step_time_s'] * 1e3:>12,.3f}   ms  (bound: {r['bound']})",
+        f"  TTFT                  {r['ttft_s']:>12,.3f}   s   (prefill {r['prefill_time_s']:.3f} s; "
+        f"{r['prefill_tok_s_per_chip']:,.0f} prefill tokens/s/chip)",
+        f"  memory                {r['memory_used_gb']:>12,.1f}   GB used of {r['memory_capacity_gb']:,.1f} GB usable"
+        f"  ({'fits' if r['fits'] else 'DOES NOT FIT'})",
+    ]
+    if r["ffn_memory_used_gb"] is not None:
+        lines.append(f"  FFN memory            {r['ffn_memory_used_gb']:>12,.1f}   GB used of {r['ffn_memory_capacity_gb']:,.1f} GB")
+    lines.append("  time per step (ms):   " + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in r["time_breakdown_s"].items()))
+    return "\n".join(lines)
+
+
+__all__ = ["estimate", "estimate_table", "min_chips"]

@@ -1,0 +1,178 @@
+"""Performance model: hand-computed terms, memory limits, monotonicity, serving modes, CLI."""
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from planner import modelspec as ms
+from planner import performance as pf
+from planner.cli import main
+from planner.domain import Chip
+
+
+def toy_chip(**kw):
+    """Round numbers for hand calculation: 100 GB, 1 TB/s, 1000 TFLOPS fp8, no overheads."""
+    base = dict(id="toy", name="toy", vendor="t", chip_class="gpu", system_name="s", chips_per_system=8,
+                sold_by_system=False, mem_gb=100, mem_bw_tbs=1.0, power_kw=1.0, price_usd=10000,
+                scaleup_domain_chips=8, scaleup_bw_gbs=1000, scaleout_bw_gbs=50, bw_eff=1.0, flop_eff=1.0,
+                t_layer_us=0.0, hop_latency_us=0.0, fp8_tflops=1000)
+    base.update(kw)
+    return pf.ChipSI.of(Chip(**base), "fp8")
+
+
+def test_single_chip_roofline_by_hand(catalog):
+    m = catalog.models["llama-3.1-8b"]
+    w = pf.Workload(m, "fp8", isl=1000, osl=200)
+    d = pf.decode(w, toy_chip(), 1, None, None, 1)
+    # attention 32 × (2·4096·4096 + 2·4096·1024) + LM head 128256·4096 + FFN 32 × 3·4096·14336
+    weights = 32 * 41_943_040 + 525_336_576 + 5_637_144_576
+    kv = 1100 * 32 * 2 * 8 * 128  # mean context 1000 + 200/2 tokens, 1-byte KV
+    assert float(d["step_s"]) == pytest.approx((weights + kv) / 1e12, rel=1e-3)
+    assert str(d["bound"]) == "memory"
+
+
+def test_compute_bound_at_large_batch_by_hand(catalog):
+    m = catalog.models["llama-3.1-8b"]
+    w = pf.Workload(m, "fp8", isl=10, osl=2)
+    fast_mem = toy_chip(mem_bw_tbs=1e6, mem_gb=1e4)  # memory time negligible
+    d = pf.decode(w, fast_mem, 1, None, None, 1024)
+    flops = 1024 * 2 * (ms.attention_params(m) + ms.lm_head_params(m) + ms.ffn_active_params(m))
+    flops += 1024 * float(ms.attention_flops_per_token(m, 11))
+    assert float(d["step_s"]) == pytest.approx(flops / 1e15, rel=1e-3)
+    assert str(d["bound"]) == "compute"
+
+
+def test_per_layer_time_and_hops_set_sram_speed(catalog):
+    m = catalog.models["llama-3.1-70b"]
+    w = pf.Workload(m, "fp8", 100, 100)
+    sram = toy_chip(mem_gb=0.5, mem_bw_tbs=1e5, t_layer_us=10.0, hop_latency_us=1.0, scaleup_domain_chips=1024,
+                    chip_class="sram")
+    d = pf.decode(w, sram, 256, None, None, 1)
+    hops = 80 * 2 * math.ceil(math.log2(256)) * 1e-6  # two all-reduces per layer, log2(256) hops each
+    assert float(d["step_s"]) == pytest.approx(80 * 10e-6 + hops, rel=0.02)
+    assert str(d["bound"]) == "latency"
+
+
+def test_moe_expected_distinct_experts(catalog):
+    m = catalog.models["deepseek-r1"]
+    e = ms.expected_distinct_experts(m, np.array([1, 2, 10_000]))
+    assert e[0] == pytest.approx(8)
+    assert e[1] == pytest.approx(256 * (1 - (248 / 256) ** 2))  # 15.75
+    assert e[2] == pytest.approx(256, rel=1e-6)
+
+
+def test_mla_vs_gqa_kv_bytes(catalog):
+    assert ms.kv_bytes_per_token(catalog.models["deepseek-r1"], 1.0) == 61 * 576
+    assert ms.kv_bytes_per_token(catalog.models["llama-3.1-70b"], 1.0) == 80 * 2 * 8 * 128
+
+
+def test_batch_that_just_fits_and_one_that_does_not(catalog):
+    w = pf.Workload(catalog.models["llama-3.1-70b"], "fp8", 5000, 500)
+    c = pf.ChipSI.of(catalog.chips["h100-sxm"], "fp8")
+    mb = int(pf.decode(w, c, 2, None, None, 1)["max_batch"])
+    assert mb > 0
+    assert bool(pf.decode(w, c, 2, None, None, mb)["fits"])
+    assert not bool(pf.decode(w, c, 2, None, None, mb + 1)["fits"])
+    # by hand: (2 × 80 GB × 0.9 − 70.55 GB of fp8 weights) / (5500 tokens × 163,840 B)
+    weights = w.weight_bytes()
+    assert mb == math.floor((2 * 80e9 * 0.9 - weights) / (5500 * 80 * 2 * 8 * 128))
+
+
+@pytest.mark.parametrize("model_id", ["llama-3.1-70b", "llama-3.1-405b"])
+def test_more_chips_never_slower_for_bandwidth_bound_gpus(catalog, model_id):
+    """Within the scale-up domain, dense models on HBM GPUs gain more bandwidth than they lose to
+    all-reduce latency (on SRAM chips the opposite can hold: more chips, more hops)."""
+    for chip in catalog.chips.values():
+        if chip.chip_class != "gpu":
+            continue
+        w = pf.Workload(catalog.models[model_id], "fp8" if chip.supports("fp8") else "bf16", 2000, 500)
+        c = pf.ChipSI.of(chip, w.precision)
+        n0 = max(1, math.ceil(w.weight_bytes() / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
+        ns = np.arange(n0, max(n0, c.domain) + 1)
+        speed = pf.decode(w, c, ns, None, None, 1)["speed_tok_s_user"]
+        assert np.all(np.diff(speed) >= -1e-9), chip.id
+
+
+@pytest.mark.parametrize("serving", ["decode", "aggregated"])
+def test_larger_batch_never_lowers_throughput_while_it_fits(catalog, serving):
+    for model_id in ("llama-3.1-70b", "deepseek-r1", "gpt-oss-120b"):
+        for chip in catalog.chips.values():
+            prec = "fp8" if chip.supports("fp8") else "bf16"
+            w = pf.Workload(catalog.models[model_id], prec, 2000, 500)
+            c = pf.ChipSI.of(chip, prec)
+            n0 = max(1, math.ceil(w.weight_bytes() / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
+            mb = int(pf.decode(w, c, n0, None, None, 1)["max_batch"])
+            B = np.arange(1, max(mb, 1) + 1)
+            fn = pf.aggregated if serving == "aggregated" else (lambda w_, c_, n_, b_: pf.decode(w_, c_, n_, None, None, b_))
+            t = fn(w, c, n0, B)["throughput_tok_s"]
+            assert np.all(np.diff(t) >= -1e-9), (model_id, chip.id)
+
+
+def test_aggregated_interference_matches_closed_form(catalog):
+    w = pf.Workload(catalog.models["llama-3.1-70b"], "fp8", 4000, 400)
+    c = pf.ChipSI.of(catalog.chips["h200-sxm"], "fp8")
+    d = pf.decode(w, c, 4, None, None, 64)
+    p = pf.prefill(w, c, 4)
+    a = pf.aggregated(w, c, 4, 64)
+    expected = 1 / (float(d["step_s"]) + 64 * float(p["prefill_s"]) / 400)
+    assert float(a["speed_tok_s_user"]) == pytest.approx(expected)
+    f = float(a["prefill_fraction"])
+    assert float(a["speed_tok_s_user"]) == pytest.approx((1 - f) / float(d["step_s"]))  # t_step / (1 − f)
+
+
+def test_ttft_utilisation_inverse():
+    rho = pf.max_utilization_for_ttft(0.5, 2.0, 0.1, cap=0.99)
+    assert float(pf.ttft_at_utilization(0.5, rho, 0.1)) == pytest.approx(2.0)
+    assert float(pf.max_utilization_for_ttft(0.5, 0.4)) == 0.0  # target below the service time
+
+
+def test_afd_splits_memory_and_adds_transfers(catalog):
+    w = pf.Workload(catalog.models["deepseek-r1"], "fp8", 8000, 1000)
+    gpu = pf.ChipSI.of(catalog.chips["rubin"], "fp8")
+    lpu = pf.ChipSI.of(catalog.chips["groq3-lpu"], "fp8")
+    d = pf.decode(w, gpu, 8, lpu, 1536, 32)
+    assert float(d["ffn_memory_used_bytes"]) == pytest.approx(w.ffn_weight_bytes())
+    assert float(d["afd_transfer_s"]) > 61 * 2 * (gpu.hop + lpu.hop) / 2 * 0.999
+    assert bool(d["fits"])
+    too_few = pf.decode(w, gpu, 8, lpu, 512, 32)
+    assert not bool(too_few["fits"]) and int(too_few["max_batch"]) == -1
+
+
+def test_vectorised_grid_is_fast(catalog):
+    import time
+    w = pf.Workload(catalog.models["deepseek-r1"], "fp8", 8000, 1000)
+    c = pf.ChipSI.of(catalog.chips["gb300"], "fp8")
+    n, b = np.meshgrid(np.arange(4, 104), np.arange(1, 1001), indexing="ij")  # 100k rows
+    t = time.perf_counter()
+    out = pf.aggregated(w, c, n, b)
+    assert out["speed_tok_s_user"].shape == (100, 1000)
+    assert time.perf_counter() - t < 5  # generous: the figure itself is in the benchmarks
+
+
+def test_estimate_cli_json_keys_and_errors():
+    runner = CliRunner()
+    res = runner.invoke(main, ["estimate", "--model", "llama-3.1-70b", "--chip", "h100-sxm", "--chips", "2",
+                               "--batch", "32", "--isl", "5000", "--osl", "500", "--precision", "fp8",
+                               "--format", "json"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.output)
+    for key in ("speed_tok_s_user", "throughput_tok_s", "throughput_tok_s_per_chip", "step_time_s", "ttft_s",
+                "fits", "max_batch", "memory_used_gb", "memory_capacity_gb", "bound", "time_breakdown_s"):
+        assert key in r
+    assert r["throughput_tok_s"] == pytest.approx(32 * r["speed_tok_s_user"])
+    dec = json.loads(runner.invoke(main, ["estimate", "--model", "llama-3.1-70b", "--chip", "h100-sxm", "--chips",
+                                          "2", "--batch", "32", "--isl", "5000", "--osl", "500", "--serving",
+                                          "decode", "--format", "json"]).output)
+    assert dec["speed_tok_s_user"] > r["speed_tok_s_user"]  # prefill interference slows aggregated serving
+    conc = json.loads(runner.invoke(main, ["estimate", "--model", "llama-3.1-70b", "--chip", "h100-sxm",
+                                           "--chips", "2", "--isl", "5000", "--osl", "500", "--concurrency",
+                                           "250", "--format", "json"]).output)
+    assert conc["batch"] == conc["max_batch"] and conc["queued_clients"] == 250 - conc["max_batch"]
+    bad = runner.invoke(main, ["estimate", "--model", "llama-3.1-405b", "--chip", "h100-sxm", "--chips", "2",
+                               "--isl", "100", "--osl", "100"])
+    assert bad.exit_code == 2 and "--chips" in bad.output and "Traceback" not in bad.output
+    fp4 = runner.invoke(main, ["estimate", "--model", "llama-3.1-8b", "--chip", "h100-sxm", "--chips", "1",
+                               "--isl", "100", "--osl", "100", "--precision", "fp4"])
+    assert fp4.exit_code == 2 and "cannot run fp4" in fp4.output
