@@ -17,7 +17,8 @@ InferenceX per-GPU throughput counts input + output tokens: read as output token
 GPU, more than the B200's dense FP8 peak (4.5 PFLOPS); so output = total × OSL / (ISL + OSL).
 Single-stream vendor claims are predicted on max(fewest chips that hold the model, one system),
 as vendors serve from whole systems (SambaNova: a 16-socket rack). Terms whose catalog confidence is vendor-spec (e.g. Groq's published hop
-latency) are never fitted. Chips with no points get the median of the fitted chips of their class.
+latency) are never fitted. Chips with no points get the median of the fitted chips with the same kind of memory
+(HBM/GDDR or on-chip SRAM/MRAM).
 """
 from __future__ import annotations
 
@@ -234,12 +235,18 @@ def fit(points: list[CalPoint], catalog: Catalog, chips: list[str] | None = None
     return {cid: fit_chip(pts, catalog.chips[cid], catalog) for cid, pts in sorted(by_chip.items())}
 
 
+MEMORY_GROUPS = {"gpu": "hbm", "asic": "hbm", "prefill": "hbm", "sram": "on-chip", "mram": "on-chip"}
+"""Chips without points borrow from chips with the same kind of memory: off-chip HBM/GDDR, or
+on-chip SRAM/MRAM (too few fitted chips per class for a class median to mean much)."""
+
+
 def class_medians(fitted: dict[str, Chip], catalog: Catalog) -> dict[str, dict[str, float]]:
-    """Median fitted terms per chip class, for chips with no points of their own."""
+    """Median fitted terms per chip class (pooled by memory group), for chips with no points."""
     out: dict[str, dict[str, float]] = {}
-    for cls in {c.chip_class for c in fitted.values()}:
-        members = [c for c in fitted.values() if c.chip_class == cls]
-        out[cls] = {t: float(np.median([getattr(c, t) for c in members])) for t in TERMS}
+    for cls, group in MEMORY_GROUPS.items():
+        members = [c for c in fitted.values() if MEMORY_GROUPS[c.chip_class] == group]
+        if members:
+            out[cls] = {t: float(np.median([getattr(c, t) for c in members])) for t in TERMS}
     return out
 
 
@@ -287,7 +294,8 @@ def overlay_toml(fitted: dict[str, Chip], medians: dict[str, dict[str, float]], 
         if cid in fitted:
             terms, src, note = {t: getattr(fitted[cid], t) for t in TERMS}, f"calibration-{cid}", f"{len(ids[cid])} points"
         elif chip.chip_class in medians:
-            terms, src, note = medians[chip.chip_class], "calibration-class-median", f"no points; {chip.chip_class} median"
+            group = MEMORY_GROUPS[chip.chip_class]
+            terms, src, note = medians[chip.chip_class], "calibration-class-median", f"no points; median of fitted {group}-memory chips"
         else:
             continue
         terms = {t: v for t, v in terms.items()

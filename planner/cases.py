@@ -314,6 +314,7 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
         chips={c: catalog.chips[c] for c in chips},
         models={m: catalog.models[m] for m in used_models},
         source=label,
+        catalog_versions=dict(catalog.versions),
     )
 
 

@@ -235,5 +235,55 @@ def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
         click.echo(f"wrote {write_path}")
 
 
+def solve_options(f):
+    f = click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+                     help="Solver time limit (s); the best plan found so far is returned with status time_limit.")(f)
+    f = click.option("--mip-gap", type=click.FloatRange(min=0.0, max=1.0), default=1e-4, show_default=True,
+                     help="Relative MIP gap at which the solver stops.")(f)
+    return f
+
+
+@main.command()
+@click.argument("case", required=False)
+@set_option
+@catalog_option
+@click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]), default="tco",
+              show_default=True, help="tco: amortised capex + energy + facility (USD/hour); throughput: "
+                                      "maximise served tokens/s within the budgets.")
+@solve_options
+@click.option("--write-model", type=click.Path(dir_okay=False), help="Also write the MILP as FILE.lp or FILE.mps.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--output", "out_dir", type=click.Path(file_okay=False),
+              help="Write tidy CSVs (chips, stages, units, classes, constraints, costs) + plan.json + run.json.")
+@click.option("--force", is_flag=True, help="Overwrite files in --output.")
+def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, fmt, out_dir, force):
+    """Plan the fleet for CASE (a path or a shipped case name; default: 'default').
+
+    Prints the chips to buy, which stage runs on which chip per class, cost, MW, achieved speed and
+    TTFT, binding constraints with shadow prices, and the solve record. Exits 1 with a diagnosis
+    when the targets cannot be met.
+
+    \b
+    Examples:
+      fleet plan
+      fleet plan default --set classes.1.min_speed_tok_s_user=400 --format json
+      fleet plan my-case.toml --objective throughput --output out/
+    """
+    from .plan import plan as run_plan, run_record, write_outputs
+    from .reports import to_json
+    from .results import plan_text
+
+    if write_model and not write_model.endswith((".lp", ".mps")):
+        raise click.BadParameter("must end in .lp or .mps", param_hint="--write-model")
+    p = run_plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model)
+    click.echo(to_json(p.to_dict()) if fmt == "json" else plan_text(p), nl=fmt != "json")
+    if out_dir:
+        run = run_record(p, p.problem.case.source, sets, catalogs,
+                         {"objective": objective, "time_limit_s": time_limit_s, "mip_gap": mip_gap})
+        write_outputs(p, out_dir, run, force)
+        if fmt != "json":
+            click.echo(f"wrote {out_dir}/ (chips, stages, units, classes, constraints, costs CSVs; plan.json; run.json)")
+
+
 def run():  # console-script entry point
     sys.exit(main())

@@ -161,6 +161,7 @@ class Case:
     chips: Mapping[str, Chip]
     models: Mapping[str, Model]
     source: str = ""
+    catalog_versions: Mapping[str, str] = field(default_factory=dict)
 
 
 def field_names(cls) -> tuple[str, ...]:

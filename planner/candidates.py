@@ -1,0 +1,153 @@
+"""Candidate units: the performance model evaluated on a grid, filtered and pruned (DESIGN.md §4).
+
+Three kinds of unit per traffic class:
+- aggregated  (chip, n, B): prefill and decode interleaved on the same n chips; self-contained.
+- decode      (attention chip, n_a, FFN chip, n_f, B): same chip = co-located decode; different =
+              attention–FFN disaggregation. Needs prefill units beside it.
+- prefill     (chip, n): input tokens/s it serves at the utilisation the TTFT target allows.
+
+Filters: the unit fits in memory with the class's KV headroom (B·KV·(1+h) ≤ free memory — kept per
+unit rather than as a fleet-wide sum, because a sequence's KV cannot live on another unit's
+chips), meets the speed target, and (aggregated) the TTFT target.
+Pruning (exact): among units of one class with the same chip types, a unit is dropped when another
+uses no more chips of each type and serves at least as much; swapping it in never costs more and
+never breaks a constraint, so the optimum is unchanged (tests check this against brute force).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import performance as pf
+from .domain import Case, TrafficClass
+
+BATCHES = np.unique(np.round(np.concatenate([2 ** np.arange(0, 13), 1.5 * 2 ** np.arange(0, 12)]))).astype(int)
+N_FACTORS = (1, 1.25, 1.5, 2, 3, 4, 6, 8, 12, 16)
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    """How fine the candidate grid is; finer = more columns, slower solves, rarely better plans."""
+
+    batches: tuple[int, ...] = tuple(int(b) for b in BATCHES)
+    n_factors: tuple[float, ...] = N_FACTORS
+    max_chips_per_unit: int = 4096
+    prune: bool = True
+
+
+def chip_counts(n_min: int, domain: int, opts: GridOptions) -> np.ndarray:
+    """Chip counts to try: multiples of the minimum that holds the weights, plus powers of two."""
+    ns = {max(n_min, math.ceil(n_min * f)) for f in opts.n_factors}
+    ns |= {2 ** k for k in range(0, 13) if n_min <= 2 ** k <= n_min * max(opts.n_factors)}
+    if n_min <= domain <= n_min * max(opts.n_factors):
+        ns.add(domain)
+    return np.array(sorted(n for n in ns if n <= opts.max_chips_per_unit), dtype=float)
+
+
+def _n_min(part_bytes: float, c: pf.ChipSI) -> int:
+    return max(1, math.ceil(part_bytes / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
+
+
+def _kv_ok(w: pf.Workload, batch, free_bytes, headroom: float):
+    return batch * w.kv_bytes_per_seq() * (1 + headroom) <= free_bytes
+
+
+def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) -> list[dict]:
+    """All surviving units of one class, as plain row dicts."""
+    w = pf.Workload(case.models[tc.model], tc.precision, tc.isl, tc.osl)
+    chips = {cid: pf.ChipSI.of(case.chips[cid], tc.precision) for cid in case.fleet.chips
+             if case.chips[cid].supports(tc.precision)}
+    allowed = {s: [c for c in case.fleet.allowed(s) if c in chips]
+               for s in ("prefill", "decode_attention", "decode_ffn")}
+    rows: list[dict] = []
+    B = np.array(opts.batches, dtype=float)
+
+    def emit(kind, d, ns_a, ns_f, a, f, extra=None):
+        speed, tput = d["speed_tok_s_user"], d["throughput_tok_s"]
+        free = d["memory_capacity_bytes"] - (w.weight_bytes() if a == f else w.attn_weight_bytes())
+        ok = d["fits"] & (speed >= tc.min_speed_tok_s_user) & _kv_ok(w, d["batch"], free, tc.kv_headroom)
+        if extra is not None:
+            ok &= extra
+        for idx in zip(*np.nonzero(ok)):
+            rows.append({"class": tc.name, "class_index": j, "kind": "aggregated" if kind == "aggregated" else "decode",
+                         "attn_chip": a, "n_attn": int(ns_a[idx]), "ffn_chip": f,
+                         "n_ffn": int(ns_f[idx]) if f != a else 0, "batch": int(d["batch"][idx]),
+                         "throughput_tok_s": float(tput[idx]), "speed_tok_s_user": float(speed[idx]),
+                         "ttft_s": float(d["ttft_s"][idx]) if "ttft_s" in d else float("nan"),
+                         "prefill_tok_s": 0.0})
+
+    # aggregated and co-located decode on one chip type
+    for cid, c in chips.items():
+        ns = chip_counts(_n_min(w.weight_bytes(), c), c.domain, opts)
+        n, b = np.meshgrid(ns, B, indexing="ij")
+        if "aggregated" in case.fleet.modes and all(cid in allowed[s] for s in allowed):
+            d = pf.aggregated(w, c, n, b)
+            d["batch"] = b
+            emit("aggregated", d, n, n, cid, cid, d["ttft_s"] <= tc.ttft_s)
+        if "disaggregated" in case.fleet.modes and cid in allowed["decode_attention"] and cid in allowed["decode_ffn"]:
+            d = pf.decode(w, c, n, None, None, b)
+            d["batch"] = b
+            emit("decode", d, n, n, cid, cid)
+
+    # attention–FFN disaggregation
+    if "disaggregated" in case.fleet.modes:
+        for aid in allowed["decode_attention"]:
+            for fid in allowed["decode_ffn"]:
+                if aid == fid:
+                    continue
+                a, f = chips[aid], chips[fid]
+                ns_a = chip_counts(_n_min(w.attn_weight_bytes() + w.kv_bytes_per_seq(), a), a.domain, opts)
+                ns_f = chip_counts(_n_min(w.ffn_weight_bytes(), f), f.domain, opts)
+                na, nf, b = np.meshgrid(ns_a, ns_f[: min(len(ns_f), 6)], B, indexing="ij")
+                d = pf.decode(w, a, na, f, nf, b)
+                d["batch"] = b
+                emit("decode_afd", d, na, nf, aid, fid)
+
+    # prefill pools
+    if "disaggregated" in case.fleet.modes:
+        for pid in allowed["prefill"]:
+            c = chips[pid]
+            ns = chip_counts(_n_min(w.weight_bytes() + w.kv_bytes_per_seq(w.isl), c), c.domain, opts)
+            p = pf.prefill(w, c, ns)
+            transfer = pf.kv_transfer_s(w, c, ns)
+            rho = pf.max_utilization_for_ttft(p["prefill_s"], tc.ttft_s, transfer, cap=tc.max_utilization)
+            cap = rho * p["tokens_per_s"]
+            for i in np.nonzero(p["fits"] & (rho > 0))[0]:
+                rows.append({"class": tc.name, "class_index": j, "kind": "prefill", "attn_chip": pid,
+                             "n_attn": int(ns[i]), "ffn_chip": pid, "n_ffn": 0, "batch": 0,
+                             "throughput_tok_s": 0.0, "speed_tok_s_user": float("nan"),
+                             "ttft_s": float(pf.ttft_at_utilization(p["prefill_s"][i], rho[i], transfer[i])),
+                             "prefill_tok_s": float(cap[i])})
+    return rows
+
+
+def prune(df: pd.DataFrame) -> pd.DataFrame:
+    """Keep, per class and chip signature, only units no other unit dominates (see module doc)."""
+    if df.empty:
+        return df
+    value = np.where(df["kind"] == "prefill", df["prefill_tok_s"], df["throughput_tok_s"])
+    df = df.assign(_value=value).sort_values(["_value"], ascending=False, kind="stable")
+    keep = []
+    for _, g in df.groupby(["class", "kind", "attn_chip", "ffn_chip"], sort=False):
+        na, nf, v = g["n_attn"].to_numpy(), g["n_ffn"].to_numpy(), g["_value"].to_numpy()
+        kept: list[int] = []
+        for i in range(len(g)):  # sorted by value, so earlier rows serve at least as much
+            if not any(na[k] <= na[i] and nf[k] <= nf[i] for k in kept):
+                kept.append(i)
+        keep.extend(g.index[kept])
+    return df.loc[sorted(keep)].drop(columns="_value")
+
+
+def build_candidates(case: Case, opts: GridOptions | None = None) -> pd.DataFrame:
+    """The candidate table for every class of the case, pruned unless opts.prune is False."""
+    opts = opts or GridOptions()
+    rows = [r for j, tc in enumerate(case.classes) for r in class_candidates(case, j, tc, opts)]
+    cols = ["class", "class_index", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "batch",
+            "throughput_tok_s", "speed_tok_s_user", "ttft_s", "prefill_tok_s"]
+    df = pd.DataFrame(rows, columns=cols)
+    if opts.prune:
+        df = prune(df)
+    return df.reset_index(drop=True)

@@ -1,0 +1,134 @@
+"""Everything the MILP sees, in model units: the candidate table, sets and parameters.
+
+Model units keep coefficients in ~1e-3…1e4 (STYLE.md §6): throughput in k tokens/s, cost in
+USD/hour (capex objective in M USD), power in kW. Converted here, once; results convert back.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+
+from .domain import Case
+from .units import HOURS_PER_YEAR
+
+Objective = Literal["tco", "capex", "power", "throughput"]
+OBJECTIVES = ("tco", "capex", "power", "throughput")
+
+
+@dataclass
+class Problem:
+    """Sets and parameters of one fleet MILP (no Pyomo here)."""
+
+    case: Case
+    units: pd.DataFrame  # the candidate table, one row per unit
+    objective: str
+    chips: list[str]  # chip types appearing in some unit
+    classes: list[str]
+    demand_ktok_s: dict[str, float]
+    isl_per_osl: dict[str, float]
+    unit_chips: dict[int, dict[str, int]]  # unit -> {chip: count}
+    unit_stages: dict[int, list[tuple[str, str]]]  # unit -> [(stage, chip)]
+    unit_tput_ktok_s: dict[int, float]
+    unit_prefill_ktok_s: dict[int, float]
+    unit_max: dict[int, int]  # derived upper bound on copies of each unit (the big-M)
+    chip_hourly_usd: dict[str, float]
+    chip_power_kw: dict[str, float]
+    chip_price_usd: dict[str, float]
+    system_size: dict[str, int]  # chips per whole system, for chips sold by system
+    power_kw_budget: float | None
+    capex_usd_budget: float | None
+    supply: dict[str, int]
+    max_types_per_stage: int | None
+    fixed_cost_usd_per_hour: dict[str, float]
+    pue: float
+    stage_chips: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def unit_ids(self) -> list[int]:
+        return list(self.units.index)
+
+
+def hourly_cost_usd(case: Case, chip_id: str) -> float:
+    """Amortised capex + energy (× PUE) + facility share, per chip-hour."""
+    e, c = case.economics, case.chips[chip_id]
+    capex = c.price_usd / (e.amortization_years * HOURS_PER_YEAR)
+    site_kw = c.power_kw * e.pue
+    energy = site_kw * e.electricity_usd_per_kwh
+    facility = site_kw / 1000 * e.facility_capex_usd_per_mw / (e.facility_amortization_years * HOURS_PER_YEAR)
+    return capex + energy + facility
+
+
+def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Problem:
+    """Candidate table + case → Problem, with every big-M derived from the data."""
+    units = units.reset_index(drop=True)
+    unit_chips, unit_stages = {}, {}
+    for u, r in units.iterrows():
+        counts = {r.attn_chip: int(r.n_attn)}
+        if r.ffn_chip != r.attn_chip:
+            counts[r.ffn_chip] = counts.get(r.ffn_chip, 0) + int(r.n_ffn)
+        unit_chips[u] = counts
+        if r.kind == "prefill":
+            unit_stages[u] = [("prefill", r.attn_chip)]
+        elif r.kind == "aggregated":
+            unit_stages[u] = [(s, r.attn_chip) for s in ("prefill", "decode_attention", "decode_ffn")]
+        else:
+            unit_stages[u] = [("decode_attention", r.attn_chip), ("decode_ffn", r.ffn_chip)]
+    chips = sorted({c for cc in unit_chips.values() for c in cc})
+    cons = case.constraints
+    demand = {tc.name: tc.demand_tok_s / 1e3 for tc in case.classes}
+    tput = {u: float(r.throughput_tok_s) / 1e3 for u, r in units.iterrows()}
+    pre = {u: float(r.prefill_tok_s) / 1e3 for u, r in units.iterrows()}
+    ratio = {tc.name: tc.isl / tc.osl for tc in case.classes}
+
+    power = {c: case.chips[c].power_kw for c in chips}
+    price = {c: case.chips[c].price_usd for c in chips}
+    budget_kw = cons.power_mw * 1000 if cons.power_mw else None
+
+    def budget_bound(u: int) -> float:
+        """Copies of unit u any budget allows (inf when no budget limits it)."""
+        bounds = [math.inf]
+        site_kw = sum(n * power[c] for c, n in unit_chips[u].items()) * case.economics.pue
+        if budget_kw:
+            bounds.append(budget_kw / site_kw)
+        if cons.capex_usd:
+            bounds.append(cons.capex_usd / sum(n * price[c] for c, n in unit_chips[u].items()))
+        for c, n in unit_chips[u].items():
+            if c in cons.supply:
+                bounds.append(cons.supply[c] / n)
+        return min(bounds)
+
+    unit_max = {}
+    for u, r in units.iterrows():
+        if objective == "throughput":
+            bound = budget_bound(u)
+        elif r.kind == "prefill":
+            # prefill serves at most the class's whole input demand
+            bound = min(budget_bound(u), math.ceil(demand[r["class"]] * ratio[r["class"]] / pre[u]))
+        else:
+            bound = min(budget_bound(u), math.ceil(demand[r["class"]] / tput[u]))
+        unit_max[u] = int(math.floor(bound)) if math.isfinite(bound) else -1
+    stage_chips: dict[str, list[str]] = {}
+    for stages in unit_stages.values():
+        for s, c in stages:
+            stage_chips.setdefault(s, [])
+            if c not in stage_chips[s]:
+                stage_chips[s].append(c)
+    return Problem(
+        case=case, units=units, objective=objective, chips=chips, classes=[tc.name for tc in case.classes],
+        demand_ktok_s=demand, isl_per_osl=ratio, unit_chips=unit_chips, unit_stages=unit_stages,
+        unit_tput_ktok_s=tput, unit_prefill_ktok_s=pre, unit_max=unit_max,
+        chip_hourly_usd={c: hourly_cost_usd(case, c) for c in chips}, chip_power_kw=power, chip_price_usd=price,
+        system_size={c: case.chips[c].chips_per_system for c in chips if case.chips[c].sold_by_system},
+        power_kw_budget=budget_kw, capex_usd_budget=cons.capex_usd,
+        supply={c: v for c, v in cons.supply.items() if c in chips},
+        max_types_per_stage=cons.max_chip_types_per_stage,
+        fixed_cost_usd_per_hour={c: v / (case.economics.amortization_years * HOURS_PER_YEAR)
+                                 for c, v in cons.fixed_cost_usd.items() if c in chips},
+        pue=case.economics.pue, stage_chips=stage_chips,
+    )
+
+
+__all__ = ["Problem", "build_problem", "hourly_cost_usd", "OBJECTIVES"]

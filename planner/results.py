@@ -1,0 +1,189 @@
+"""Tidy results from a solved model, in user units: chips, stages, units, classes, costs, constraints."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .problem import Problem
+from .solve import Outcome
+
+TOL = 1e-6
+
+
+@dataclass
+class Plan:
+    """A solved (or diagnosed) plan; `to_dict()` is the JSON other tools read."""
+
+    problem: Problem
+    outcome: Outcome
+    chips: pd.DataFrame
+    stages: pd.DataFrame
+    units: pd.DataFrame
+    classes: pd.DataFrame
+    constraints: pd.DataFrame
+    cost: dict
+    power_mw: float
+    throughput_tok_s: float
+    timings_s: dict
+
+    def to_dict(self) -> dict:
+        o = self.outcome
+        return {
+            "case": self.problem.case.name, "status": o.status, "objective_kind": self.problem.objective,
+            "objective": o.objective, "cost": self.cost, "power_mw": self.power_mw,
+            "throughput_tok_s": self.throughput_tok_s,
+            "chips": {r.chip: int(r.chips) for r in self.chips.itertuples()},
+            "systems": {r.chip: int(r.systems) for r in self.chips.itertuples() if r.systems},
+            "classes": self.classes.to_dict("records"), "stages": self.stages.to_dict("records"),
+            "units": self.units.to_dict("records"), "constraints": self.constraints.to_dict("records"),
+            "solve": {"solver": o.solver, "status": o.status, "wall_s": o.wall_s, "build_s": o.build_s,
+                      "gap": o.gap, "bound": o.bound, **{f"milp_{k}": v for k, v in o.stats.items()},
+                      "candidates": int(len(self.problem.units))},
+            "timings_s": self.timings_s,
+        }
+
+
+def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
+    case = p.case
+    used = [u for u, v in o.x.items() if v > 0]
+    U = p.units
+
+    chips_rows = []
+    for c in p.chips:
+        n = o.n.get(c, 0)
+        if n <= 0:
+            continue
+        need = sum(p.unit_chips[u].get(c, 0) * o.x[u] for u in used)
+        chip = case.chips[c]
+        chips_rows.append({"chip": c, "chips": n, "chips_in_use": need,
+                           "systems": n // p.system_size[c] if c in p.system_size else 0,
+                           "system_name": chip.system_name, "power_mw": n * chip.power_kw * p.pue / 1000,
+                           "capex_usd": n * chip.price_usd, "tco_usd_per_hour": n * p.chip_hourly_usd[c]})
+    chips = pd.DataFrame(chips_rows, columns=["chip", "chips", "chips_in_use", "systems", "system_name", "power_mw",
+                                              "capex_usd", "tco_usd_per_hour"])
+
+    unit_rows = []
+    for u in used:
+        r = U.loc[u]
+        unit_rows.append({"class": r["class"], "kind": r.kind, "attn_chip": r.attn_chip, "n_attn": int(r.n_attn),
+                          "ffn_chip": r.ffn_chip, "n_ffn": int(r.n_ffn), "batch": int(r.batch), "copies": o.x[u],
+                          "speed_tok_s_user": r.speed_tok_s_user, "throughput_tok_s": r.throughput_tok_s * o.x[u],
+                          "prefill_tok_s": r.prefill_tok_s * o.x[u], "ttft_s": r.ttft_s})
+    units = pd.DataFrame(unit_rows, columns=["class", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "batch",
+                                             "copies", "speed_tok_s_user", "throughput_tok_s", "prefill_tok_s",
+                                             "ttft_s"])
+
+    stage_rows: dict[tuple, int] = {}
+    for row in unit_rows:
+        j, k = row["class"], row["kind"]
+        if k == "prefill":
+            parts = [("prefill", row["attn_chip"], row["n_attn"])]
+        elif k == "aggregated":
+            parts = [(s, row["attn_chip"], row["n_attn"]) for s in ("prefill", "decode_attention", "decode_ffn")]
+        elif row["ffn_chip"] == row["attn_chip"]:
+            parts = [(s, row["attn_chip"], row["n_attn"]) for s in ("decode_attention", "decode_ffn")]
+        else:
+            parts = [("decode_attention", row["attn_chip"], row["n_attn"]), ("decode_ffn", row["ffn_chip"], row["n_ffn"])]
+        for s, c, n in parts:
+            key = (j, s, c, k == "aggregated" or (k == "decode" and row["ffn_chip"] == row["attn_chip"]))
+            stage_rows[key] = stage_rows.get(key, 0) + n * row["copies"]
+    stages = pd.DataFrame([{"class": j, "stage": s, "chip": c, "chips": n, "shared": shared}
+                           for (j, s, c, shared), n in stage_rows.items()],
+                          columns=["class", "stage", "chip", "chips", "shared"])
+
+    class_rows = []
+    for tc in case.classes:
+        mine = units[units["class"] == tc.name] if len(units) else units
+        serving = mine[mine["kind"] != "prefill"] if len(mine) else mine
+        served = float(serving["throughput_tok_s"].sum()) if len(serving) else 0.0
+        ttfts = mine[mine["kind"] != "decode"]["ttft_s"] if len(mine) else []
+        class_rows.append({"name": tc.name, "model": tc.model, "demand_tok_s": tc.demand_tok_s, "served_tok_s": served,
+                           "min_speed_tok_s_user": tc.min_speed_tok_s_user,
+                           "achieved_speed_tok_s_user": float(serving["speed_tok_s_user"].min()) if len(serving) else None,
+                           "ttft_s": float(max(ttfts)) if len(ttfts) else None, "ttft_target_s": tc.ttft_s})
+    classes = pd.DataFrame(class_rows)
+
+    tco = float(chips["tco_usd_per_hour"].sum()) + sum(
+        p.fixed_cost_usd_per_hour.get(c, 0) for c in chips["chip"])
+    served = float(classes["served_tok_s"].sum())
+    cost = {"capex_usd": float(chips["capex_usd"].sum()), "tco_usd_per_hour": tco,
+            "usd_per_mtok": tco / (served * 3600 / 1e6) if served > 0 else None}
+    power_mw = float(chips["power_mw"].sum())
+    return Plan(problem=p, outcome=o, chips=chips, stages=stages, units=units, classes=classes,
+                constraints=constraint_frame(p, o), cost=cost, power_mw=power_mw, throughput_tok_s=served,
+                timings_s=timings or {})
+
+
+def constraint_frame(p: Problem, o: Outcome) -> pd.DataFrame:
+    """Each budget/target constraint: binding or not, and its shadow price in user units."""
+    obj_unit = {"tco": "USD/hour", "capex": "M USD", "power": "kW", "throughput": "share of demand"}[p.objective]
+    total_demand = sum(p.demand_ktok_s.values()) * 1e3
+    rows = []
+    for name, slack in sorted(o.slacks.items()):
+        family = name.split("[")[0]
+        dual = abs(o.duals.get(name, 0.0))
+        scale, per = 1.0, ""
+        if family == "throughput":
+            scale, per = 1.0, "per extra 1,000 output tok/s of demand"
+        elif family == "prefill":
+            scale, per = 1.0, "per extra 1,000 input tok/s of prefill"
+        elif family == "power":
+            scale, per = 1000.0, "per extra MW"
+        elif family == "capex":
+            scale, per = 1.0, "per extra M USD"
+        elif family == "supply":
+            scale, per = 1.0, "per extra chip"
+        elif family == "types_per_stage":
+            per = "(integer limit: no shadow price)"
+        unit = f"{obj_unit} {per}".strip()
+        value = dual * scale
+        if p.objective == "throughput" and family in ("power", "capex", "supply"):
+            value, unit = value * total_demand, f"tok/s {per}"
+        ref = {"power": p.power_kw_budget, "capex": (p.capex_usd_budget or 0) / 1e6}.get(family, 1.0) or 1.0
+        rows.append({"name": name, "binding": bool(slack <= TOL * max(1.0, abs(ref))), "slack": slack,
+                     "shadow_price": value if family != "types_per_stage" else None, "unit": unit})
+    return pd.DataFrame(rows, columns=["name", "binding", "slack", "shadow_price", "unit"])
+
+
+def plan_text(plan: Plan) -> str:
+    """The readable plan."""
+    from .reports import text_table
+
+    o, case = plan.outcome, plan.problem.case
+    lines = [f"fleet plan for case '{case.name}' — status: {o.status} (objective: {plan.problem.objective})", ""]
+    chips = plan.chips.assign(**{"systems": [f"{s} × {n}" if s else "-" for s, n in
+                                             zip(plan.chips["systems"], plan.chips["system_name"])]})
+    lines += ["Chips to buy", text_table(chips[["chip", "chips", "chips_in_use", "systems", "power_mw", "capex_usd",
+                                                 "tco_usd_per_hour"]].to_dict("records"),
+                                          headers={"power_mw": "MW (site)", "capex_usd": "capex (USD)",
+                                                   "tco_usd_per_hour": "TCO (USD/h)", "chips_in_use": "in use"}), ""]
+    lines += ["Stages (chips per class and stage; 'shared' = the same chips run several stages)",
+              text_table(plan.stages.to_dict("records")), ""]
+    lines += ["Units", text_table(plan.units.to_dict("records"),
+                                  headers={"speed_tok_s_user": "tok/s/user", "throughput_tok_s": "out tok/s",
+                                           "prefill_tok_s": "prefill tok/s", "ttft_s": "TTFT (s)"}), ""]
+    cls = plan.classes.to_dict("records")
+    lines += ["Classes", text_table(cls, headers={"demand_tok_s": "demand (tok/s)", "served_tok_s": "served (tok/s)",
+                                                  "min_speed_tok_s_user": "target (tok/s/user)",
+                                                  "achieved_speed_tok_s_user": "achieved (tok/s/user)",
+                                                  "ttft_s": "TTFT ≤ (s)", "ttft_target_s": "TTFT target (s)"}), ""]
+    c = plan.cost
+    lines += [f"Cost: capex {c['capex_usd']:,.0f} USD; TCO {c['tco_usd_per_hour']:,.0f} USD/hour; "
+              f"{c['usd_per_mtok']:.4f} USD per million output tokens" if c["usd_per_mtok"] else "Cost: -",
+              f"Power: {plan.power_mw:,.2f} MW at the site (PUE {plan.problem.pue}); "
+              f"throughput {plan.throughput_tok_s:,.0f} output tok/s", ""]
+    binding = plan.constraints[plan.constraints["binding"]] if len(plan.constraints) else plan.constraints
+    if len(binding):
+        lines += ["Binding constraints (shadow prices from the LP with stage choices fixed)",
+                  text_table(binding[["name", "shadow_price", "unit"]].to_dict("records"), max_width=70), ""]
+    gap = "-" if o.gap is None else f"{o.gap:.2e}"
+    lines.append(f"Solve: {o.solver}, status {o.status}, gap {gap}, solve {o.wall_s:.2f} s, build {o.build_s:.2f} s, "
+                 f"{len(plan.problem.units):,} candidate units, MILP {o.stats.get('rows', 0):,} rows × "
+                 f"{o.stats.get('columns', 0):,} columns ({o.stats.get('integers', 0):,} integer)")
+    return "\n".join(lines)
+
+
+def finite(x) -> bool:
+    return x is not None and math.isfinite(x)

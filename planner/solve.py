@@ -1,0 +1,179 @@
+"""Build, solve with HiGHS (through Pyomo's appsi interface), and return one honest outcome record.
+
+The only importer of `formulations`. Shadow prices come from the LP with the binary stage/type
+decisions fixed at the optimum and the counts relaxed (DESIGN.md §4): the marginal value of a
+budget for the fleet shape the MILP chose.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import pyomo.environ as pyo
+from pyomo.contrib.appsi.solvers import Highs
+
+from formulations.elastic import build_elastic
+from formulations.fleet import build_model
+
+from .errors import SolverError
+from .problem import Problem
+
+STATUS = {"optimal": "optimal", "maxTimeLimit": "time_limit", "infeasible": "infeasible",
+          "infeasibleOrUnbounded": "infeasible", "unbounded": "unbounded"}
+
+
+@dataclass
+class SolveOptions:
+    time_limit_s: float = 60.0
+    mip_gap: float = 1e-4
+    threads: int = 1
+    write_model: str | None = None
+
+
+@dataclass
+class Outcome:
+    """Why the solver stopped and what it found (values are None when nothing was found)."""
+
+    status: str
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    wall_s: float
+    build_s: float
+    solver: str
+    x: dict[int, int] = field(default_factory=dict)
+    n: dict[str, int] = field(default_factory=dict)
+    y: dict[tuple[str, str], int] = field(default_factory=dict)
+    alpha: float = 1.0
+    duals: dict[str, float] = field(default_factory=dict)
+    slacks: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def _highs(opts: SolveOptions) -> Highs:
+    opt = Highs()
+    if not opt.available():
+        raise SolverError("HiGHS is not available", [])
+    opt.config.time_limit = opts.time_limit_s
+    opt.config.mip_gap = opts.mip_gap
+    opt.config.load_solution = False
+    opt.config.stream_solver = False
+    opt.highs_options = {"threads": opts.threads, "random_seed": 0, "mip_rel_gap": opts.mip_gap}
+    return opt
+
+
+def _stats(m) -> dict[str, int]:
+    vars_ = list(m.component_data_objects(pyo.Var, active=True))
+    return {"rows": sum(1 for _ in m.component_data_objects(pyo.Constraint, active=True)),
+            "columns": len(vars_), "integers": sum(1 for v in vars_ if v.is_integer() or v.is_binary())}
+
+
+def solve(p: Problem, opts: SolveOptions | None = None) -> Outcome:
+    """Solve the fleet MILP; for the throughput objective, a second solve finds the cheapest fleet
+    that reaches the best served share (lexicographic: throughput first, then TCO)."""
+    opts = opts or SolveOptions()
+    t0 = time.perf_counter()
+    m = build_model(p)
+    build_s = time.perf_counter() - t0
+    if opts.write_model:
+        m.write(opts.write_model, io_options={"symbolic_solver_labels": True})
+    opt = _highs(opts)
+    t1 = time.perf_counter()
+    res = opt.solve(m)
+    status = STATUS.get(res.termination_condition.name, "error")
+    if status == "unbounded":
+        raise SolverError("the model is unbounded: the throughput objective needs a power, capex or supply limit", [])
+    if status == "error":
+        raise SolverError(f"HiGHS stopped: {res.termination_condition.name}", [])
+    found = res.best_feasible_objective is not None and status in ("optimal", "time_limit")
+    if found:
+        res.solution_loader.load_vars()
+    if found and p.objective == "throughput":
+        best_alpha = pyo.value(m.alpha)
+        m.alpha.setlb(best_alpha * (1 - 1e-6))
+        m.obj.deactivate()
+        m.obj_cost = pyo.Objective(expr=sum(p.chip_hourly_usd[c] * m.n[c] for c in m.C))
+        res2 = opt.solve(m)
+        if res2.best_feasible_objective is not None:
+            res2.solution_loader.load_vars()
+    wall = time.perf_counter() - t1
+    if not found:
+        return Outcome(status="infeasible" if status != "time_limit" else "time_limit", objective=None,
+                       bound=None, gap=None, wall_s=wall, build_s=build_s, solver=_solver_name(), stats=_stats(m))
+    objective = res.best_feasible_objective
+    bound = res.best_objective_bound
+    gap = abs(objective - bound) / max(abs(objective), 1e-9) if bound is not None and math.isfinite(bound) else None
+    if status == "optimal" and gap is not None and gap > opts.mip_gap * 1.01:
+        status = "feasible"
+    out = Outcome(status=status, objective=objective, bound=bound, gap=gap, wall_s=wall, build_s=build_s,
+                  solver=_solver_name(), stats=_stats(m),
+                  x={u: int(round(m.x[u].value or 0)) for u in m.U},
+                  n={c: int(round(m.n[c].value or 0)) for c in m.C},
+                  y={k: int(round(m.y[k].value or 0)) for k in m.SC}, alpha=pyo.value(m.alpha))
+    out.slacks = _slacks(m)
+    out.duals = _shadow_prices(m, p, opt)
+    return out
+
+
+def _slacks(m) -> dict[str, float]:
+    out = {}
+    for con in m.component_data_objects(pyo.Constraint, active=True):
+        name = con.parent_component().name
+        if name not in ("throughput", "prefill", "power", "capex", "supply", "types_per_stage"):
+            continue
+        body = pyo.value(con.body)
+        slack = min((pyo.value(con.upper) - body) if con.has_ub() else math.inf,
+                    (body - pyo.value(con.lower)) if con.has_lb() else math.inf)
+        out[con.name] = slack
+    return out
+
+
+def _shadow_prices(m, p: Problem, opt: Highs) -> dict[str, float]:
+    """Duals of the LP with binaries fixed and counts relaxed; {} when that LP does not solve."""
+    for v in m.component_data_objects(pyo.Var):
+        if v.is_binary():
+            v.fix(int(round(v.value or 0)))
+        elif v.is_integer():
+            v.domain = pyo.NonNegativeReals
+    if p.objective == "throughput":
+        m.alpha.setlb(0)
+        m.obj_cost.deactivate()
+        m.obj.activate()
+    try:
+        res = opt.solve(m)
+        if res.termination_condition.name != "optimal":
+            return {}
+        duals = opt.get_duals()
+    except RuntimeError:
+        return {}
+    return {con.name: float(val) for con, val in duals.items()
+            if con.parent_component().name in ("throughput", "prefill", "power", "capex", "supply")}
+
+
+def solve_elastic(p: Problem, opts: SolveOptions | None = None) -> dict[str, float]:
+    """Slack amounts of the elastic model: which targets cannot be met and by how much."""
+    opts = opts or SolveOptions()
+    m = build_elastic(p)
+    opt = _highs(opts)
+    res = opt.solve(m)
+    if res.best_feasible_objective is None:
+        return {}
+    res.solution_loader.load_vars()
+    out = {f"short[{j}]": pyo.value(m.short[j]) for j in m.J}
+    for name in ("over_power", "over_capex"):
+        if hasattr(m, name):
+            out[name] = pyo.value(getattr(m, name))
+    if hasattr(m, "over_supply"):
+        out.update({f"over_supply[{c}]": pyo.value(m.over_supply[c]) for c in m.over_supply})
+    return out
+
+
+def _solver_name() -> str:
+    try:
+        import highspy
+
+        h = highspy.Highs()
+        return f"HiGHS {h.versionMajor()}.{h.versionMinor()}.{h.versionPatch()}"
+    except Exception:  # version is informational only
+        return "HiGHS"
