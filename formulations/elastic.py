@@ -1,9 +1,9 @@
 """Elastic fleet model for infeasibility diagnosis: the same MILP with penalised slacks on demand,
 power, capex and supply, so the solver says which targets cannot be met and by how much.
 
-    Σ tput·x + short_j ≥ demand_j;  PUE·Σ power·n − over_power ≤ budget;
+    a_j + d_j + short_j ≥ demand_j;  PUE·Σ power·n − over_power ≤ budget;
     Σ price·n − over_capex ≤ budget;  n_c − over_supply_c ≤ cap_c
-    min  W·(Σ_j short_j/demand_j + over_power/budget + over_capex/budget + Σ_c over_supply_c/cap_c) + cost
+    min  W·(1000·Σ_j short_j/demand_j + over_power/budget + over_capex/budget + Σ_c over_supply_c/cap_c) + cost
 Slacks are scaled by their right-hand sides so a 10 % shortfall weighs the same everywhere;
 W dwarfs any fleet cost, so a slack is used only when no fleet can do without it.
 """
@@ -16,6 +16,8 @@ from planner.problem import Problem
 from .fleet import build_model, site_power_kw
 
 PENALTY = 1e7
+DEMAND_WEIGHT = 1e3
+"""Demand is the target; budgets are what the answer should stretch first ("power short by 3.2 MW")."""
 
 
 def build_elastic(p: Problem) -> pyo.ConcreteModel:
@@ -24,11 +26,9 @@ def build_elastic(p: Problem) -> pyo.ConcreteModel:
     m.obj.deactivate()
     m.short = pyo.Var(m.J, within=pyo.NonNegativeReals, doc="unmet demand [k tok/s]")
     m.throughput.deactivate()
-    by_class = {j: [u for u in p.unit_ids if p.units.at[u, "class"] == j and p.unit_tput_ktok_s[u] > 0]
-                for j in p.classes}
-    m.throughput_elastic = pyo.Constraint(m.J, rule=lambda m, j: sum(
-        p.unit_tput_ktok_s[u] * m.x[u] for u in by_class[j]) + m.short[j] >= p.demand_ktok_s[j])
-    penalty = sum(m.short[j] / p.demand_ktok_s[j] for j in m.J)
+    m.throughput_elastic = pyo.Constraint(m.J, rule=lambda m, j: m.served_agg[j] + m.served_dis[j] + m.short[j]
+                                          >= p.demand_ktok_s[j])
+    penalty = DEMAND_WEIGHT * sum(m.short[j] / p.demand_ktok_s[j] for j in m.J)
     if hasattr(m, "power"):
         m.power.deactivate()
         m.over_power = pyo.Var(within=pyo.NonNegativeReals, doc="power over budget [kW]")

@@ -52,29 +52,33 @@ def add_variables(m, p: Problem) -> None:
         m.alpha.fix(1.0)
 
 
+def _units_of(p: Problem, j: str, kind: str) -> list[int]:
+    return [u for u in p.unit_ids if p.units.at[u, "class"] == j and p.units.at[u, "kind"] == kind]
+
+
 def add_throughput(m, p: Problem) -> None:
-    """Σ_{u ∈ U_j} tput_u · x_u ≥ α · demand_j   ∀ j   [k tokens/s]."""
-    by_class = {j: [u for u in p.unit_ids if p.units.at[u, "class"] == j and p.unit_tput_ktok_s[u] > 0]
-                for j in p.classes}
-    m.throughput = pyo.Constraint(m.J, rule=lambda m, j: sum(p.unit_tput_ktok_s[u] * m.x[u] for u in by_class[j])
-                                  >= m.alpha * p.demand_ktok_s[j] if by_class[j] else pyo.Constraint.Infeasible,
-                                  doc="output throughput ≥ demand")
+    """Demand is split between aggregated and disaggregated serving, each covered by its units:
+        Σ_{u ∈ A_j} tput_u·x_u ≥ a_j;   Σ_{u ∈ D_j} tput_u·x_u ≥ d_j;   a_j + d_j ≥ α·demand_j   ∀ j
+    [k output tokens/s]. The split lets spare decode capacity go without prefill (see add_prefill)."""
+    agg = {j: _units_of(p, j, "aggregated") for j in p.classes}
+    dec = {j: _units_of(p, j, "decode") for j in p.classes}
+    m.served_agg = pyo.Var(m.J, within=pyo.NonNegativeReals, doc="demand served by aggregated units")
+    m.served_dis = pyo.Var(m.J, within=pyo.NonNegativeReals, doc="demand served by disaggregated decode")
+    m.cover_agg = pyo.Constraint(m.J, rule=lambda m, j: sum(p.unit_tput_ktok_s[u] * m.x[u] for u in agg[j])
+                                 >= m.served_agg[j], doc="aggregated capacity ≥ its share")
+    m.cover_dis = pyo.Constraint(m.J, rule=lambda m, j: sum(p.unit_tput_ktok_s[u] * m.x[u] for u in dec[j])
+                                 >= m.served_dis[j], doc="decode capacity ≥ its share")
+    m.throughput = pyo.Constraint(m.J, rule=lambda m, j: m.served_agg[j] + m.served_dis[j]
+                                  >= m.alpha * p.demand_ktok_s[j], doc="output throughput ≥ demand")
 
 
 def add_prefill(m, p: Problem) -> None:
-    """Σ_{u ∈ P_j} cap_u · x_u ≥ (ISL/OSL)_j · Σ_{u ∈ D_j} tput_u · x_u   ∀ j with decode units
-    [k input tokens/s]; cap_u already holds the utilisation the TTFT target allows.
-    Aggregated units prefill on their own chips and need no pool."""
-    decode = {j: [u for u in p.unit_ids if p.units.at[u, "class"] == j and p.units.at[u, "kind"] == "decode"]
-              for j in p.classes}
-    pools = {j: [u for u in p.unit_ids if p.units.at[u, "class"] == j and p.units.at[u, "kind"] == "prefill"]
-             for j in p.classes}
-    J = [j for j in p.classes if decode[j]]
-    if not J:
-        return
-    m.prefill = pyo.Constraint(J, rule=lambda m, j: sum(p.unit_prefill_ktok_s[u] * m.x[u] for u in pools[j])
-                               >= p.isl_per_osl[j] * sum(p.unit_tput_ktok_s[u] * m.x[u] for u in decode[j]),
-                               doc="prefill capacity ≥ input tokens of disaggregated decode")
+    """Σ_{u ∈ P_j} cap_u · x_u ≥ (ISL/OSL)_j · d_j   ∀ j   [k input tokens/s]: prefill for the demand
+    the disaggregated decode serves (not for its spare capacity); cap_u already holds the utilisation
+    the TTFT target allows. Aggregated units prefill on their own chips."""
+    pools = {j: _units_of(p, j, "prefill") for j in p.classes}
+    m.prefill = pyo.Constraint(m.J, rule=lambda m, j: sum(p.unit_prefill_ktok_s[u] * m.x[u] for u in pools[j])
+                               >= p.isl_per_osl[j] * m.served_dis[j], doc="prefill capacity ≥ input tokens")
 
 
 def add_chip_count(m, p: Problem) -> None:

@@ -49,6 +49,7 @@ class Outcome:
     duals: dict[str, float] = field(default_factory=dict)
     slacks: dict[str, float] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
+    served: dict[str, tuple[float, float]] = field(default_factory=dict)  # class → (aggregated, disaggregated) tok/s
 
 
 def _highs(opts: SolveOptions) -> Highs:
@@ -111,6 +112,7 @@ def solve(p: Problem, opts: SolveOptions | None = None) -> Outcome:
                   x={u: int(round(m.x[u].value or 0)) for u in m.U},
                   n={c: int(round(m.n[c].value or 0)) for c in m.C},
                   y={k: int(round(m.y[k].value or 0)) for k in m.SC}, alpha=pyo.value(m.alpha))
+    out.served = {j: (pyo.value(m.served_agg[j]) * 1e3, pyo.value(m.served_dis[j]) * 1e3) for j in m.J}
     out.slacks = _slacks(m)
     out.duals = _shadow_prices(m, p, opt)
     return out

@@ -1,0 +1,81 @@
+"""Tiny hand-made fleet problems (toy chips, units given directly) and a brute-force oracle."""
+import itertools
+import math
+
+import pandas as pd
+
+from planner.domain import Case, Chip, Constraints, Economics, Fleet, TrafficClass
+from planner.problem import build_problem
+from planner.solve import SolveOptions, solve
+
+ECON = Economics(electricity_usd_per_kwh=0.1, pue=1.0, amortization_years=1.0, facility_capex_usd_per_mw=0.0,
+                 facility_amortization_years=1.0)
+
+
+def chip(cid, power_kw=1.0, price_usd=8760.0, per_system=1, by_system=False):
+    """price 8760 USD over 1 year = 1 USD/hour of capex; energy 0.1 USD/kWh."""
+    return Chip(id=cid, name=cid, vendor="t", chip_class="gpu", system_name="s", chips_per_system=per_system,
+                sold_by_system=by_system, mem_gb=100, mem_bw_tbs=1, power_kw=power_kw, price_usd=price_usd,
+                scaleup_domain_chips=8, scaleup_bw_gbs=100, scaleout_bw_gbs=10, bw_eff=1, flop_eff=1,
+                t_layer_us=0, hop_latency_us=0, fp8_tflops=1)
+
+
+def unit(cls, kind, a, na, tput=0.0, pre=0.0, f=None, nf=0):
+    return {"class": cls, "class_index": 0, "kind": kind, "attn_chip": a, "n_attn": na, "ffn_chip": f or a,
+            "n_ffn": nf, "batch": 1, "throughput_tok_s": tput, "speed_tok_s_user": 100.0, "ttft_s": 0.1,
+            "prefill_tok_s": pre}
+
+
+def toy(chips, units, classes=(("c", 1000.0, 1000, 1000),), objective="tco", **constraints):
+    """classes: (name, demand_tok_s, isl, osl)."""
+    tcs = tuple(TrafficClass(name=n, model="m", precision="fp8", isl=i, osl=o, demand_tok_s=d,
+                             min_speed_tok_s_user=1, ttft_s=1) for n, d, i, o in classes)
+    case = Case(name="toy", description="", economics=ECON, constraints=Constraints(**constraints),
+                fleet=Fleet(chips=tuple(c.id for c in chips)), classes=tcs, chips={c.id: c for c in chips},
+                models={})
+    return build_problem(case, pd.DataFrame(units), objective)
+
+
+def milp(p):
+    return solve(p, SolveOptions(mip_gap=1e-9, time_limit_s=30))
+
+
+def brute_force(p, limit=12):
+    """Enumerate copies of every unit (0..bound) and return the cheapest feasible TCO (or None)."""
+    U = p.unit_ids
+    ranges = [range(0, (p.unit_max[u] if p.unit_max[u] >= 0 else limit) + 1) for u in U]
+    best = None
+    for xs in itertools.product(*ranges):
+        x = dict(zip(U, xs))
+        ok = True
+        for j in p.classes:
+            cap = {k: sum(p.unit_tput_ktok_s[u] * x[u] for u in U if p.units.at[u, "class"] == j
+                          and p.units.at[u, "kind"] == k) for k in ("aggregated", "decode")}
+            pre = sum(p.unit_prefill_ktok_s[u] * x[u] for u in U if p.units.at[u, "class"] == j)
+            rest = max(0.0, p.demand_ktok_s[j] - cap["aggregated"])  # what disaggregated serving must carry
+            if cap["decode"] < rest - 1e-9 or pre < p.isl_per_osl[j] * rest - 1e-9:
+                ok = False
+                break
+        if not ok:
+            continue
+        n = {c: sum(p.unit_chips[u].get(c, 0) * x[u] for u in U) for c in p.chips}
+        n = {c: (math.ceil(v / p.system_size[c]) * p.system_size[c] if c in p.system_size else v) for c, v in n.items()}
+        if p.power_kw_budget is not None and p.pue * sum(p.chip_power_kw[c] * n[c] for c in n) > p.power_kw_budget + 1e-9:
+            continue
+        if p.capex_usd_budget is not None and sum(p.chip_price_usd[c] * n[c] for c in n) > p.capex_usd_budget + 1e-6:
+            continue
+        if any(n[c] > cap for c, cap in p.supply.items()):
+            continue
+        if p.max_types_per_stage is not None:
+            used = {}
+            for u in U:
+                if x[u]:
+                    for s, c in p.unit_stages[u]:
+                        used.setdefault(s, set()).add(c)
+            if any(len(v) > p.max_types_per_stage for v in used.values()):
+                continue
+        cost = sum(p.chip_hourly_usd[c] * n[c] for c in n)
+        cost += sum(v for c, v in p.fixed_cost_usd_per_hour.items() if n.get(c, 0) > 0)
+        if best is None or cost < best - 1e-9:
+            best = cost
+    return best

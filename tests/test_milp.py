@@ -1,0 +1,126 @@
+"""The fleet MILP: one hand-solvable test per constraint family, brute force, direction checks."""
+import math
+import random
+
+import pytest
+
+from milp_helpers import brute_force, chip, milp, toy, unit
+
+
+def test_throughput_family():
+    p = toy([chip("a")], [unit("c", "aggregated", "a", 1, tput=300)])  # demand 1000 → 4 units
+    o = milp(p)
+    assert o.status == "optimal" and o.x[0] == 4 and o.n["a"] == 4
+
+
+def test_prefill_family():
+    # decode 500 tok/s per unit, ISL/OSL = 4 → 2000 input tok/s per decode unit; prefill unit serves 1500
+    p = toy([chip("a")], [unit("c", "decode", "a", 1, tput=500), unit("c", "prefill", "a", 1, pre=1500)],
+            classes=(("c", 1000.0, 4000, 1000),))
+    o = milp(p)
+    assert o.x[0] == 2 and o.x[1] == 3  # 4000 input tok/s needs ceil(4000/1500) = 3
+
+
+def test_power_family():
+    hungry = chip("hungry", power_kw=10, price_usd=8760 * 0.5)  # 0.5 + 1.0 USD/h
+    frugal = chip("frugal", power_kw=1, price_usd=8760 * 2)  # 2 + 0.1 USD/h
+    units = [unit("c", "aggregated", "hungry", 1, tput=500), unit("c", "aggregated", "frugal", 1, tput=500)]
+    assert milp(toy([hungry, frugal], units)).n.get("hungry") == 2
+    o = milp(toy([hungry, frugal], units, power_mw=0.015))  # 2 hungry = 20 kW > 15 kW
+    assert o.n["hungry"] == 1 and o.n["frugal"] == 1
+    assert "power" in o.duals  # budget binds: it has a shadow price
+
+
+def test_capex_family():
+    cheap_run = chip("x", power_kw=0.1, price_usd=8760 * 3)
+    cheap_buy = chip("y", power_kw=30, price_usd=8760 * 1)
+    units = [unit("c", "aggregated", "x", 1, tput=1000), unit("c", "aggregated", "y", 1, tput=1000)]
+    assert milp(toy([cheap_run, cheap_buy], units)).n.get("x") == 1  # 3 + 0.01 < 1 + 3 USD/h
+    o = milp(toy([cheap_run, cheap_buy], units, capex_usd=8760 * 2))
+    assert o.n.get("y") == 1 and o.n.get("x", 0) == 0
+
+
+def test_supply_family():
+    units = [unit("c", "aggregated", "a", 1, tput=400), unit("c", "aggregated", "b", 1, tput=400)]
+    o = milp(toy([chip("a"), chip("b", price_usd=8760 * 5)], units, supply={"a": 2}))
+    assert o.n["a"] == 2 and o.n["b"] == 1
+
+
+def test_whole_systems_family():
+    o = milp(toy([chip("r", per_system=8, by_system=True)], [unit("c", "aggregated", "r", 1, tput=400)]))
+    assert o.n["r"] == 8  # 3 chips needed, sold in racks of 8
+
+
+def test_max_types_per_stage_family():
+    units = [unit("c", "aggregated", "a", 1, tput=400), unit("c", "aggregated", "b", 1, tput=400)]
+    chips = [chip("a"), chip("b")]
+    assert milp(toy(chips, units, supply={"a": 1, "b": 2}, max_chip_types_per_stage=2)).status == "optimal"
+    assert milp(toy(chips, units, supply={"a": 1, "b": 2}, max_chip_types_per_stage=1)).status == "infeasible"
+
+
+def test_fixed_cost_family():
+    units = [unit("c", "aggregated", "a", 1, tput=1000), unit("c", "aggregated", "b", 1, tput=1000)]
+    chips = [chip("a"), chip("b", price_usd=8760 * 2)]
+    assert milp(toy(chips, units)).n.get("a") == 1
+    o = milp(toy(chips, units, fixed_cost_usd={"a": 8760 * 5}))  # 5 USD/h platform cost on a
+    assert o.n.get("b") == 1 and o.n.get("a", 0) == 0
+
+
+def test_objectives_choose_differently():
+    hungry = chip("hungry", power_kw=10, price_usd=8760 * 0.5)
+    frugal = chip("frugal", power_kw=1, price_usd=8760 * 2)
+    units = [unit("c", "aggregated", "hungry", 1, tput=1000), unit("c", "aggregated", "frugal", 1, tput=1000)]
+    assert milp(toy([hungry, frugal], units, objective="capex")).n.get("hungry") == 1
+    assert milp(toy([hungry, frugal], units, objective="power")).n.get("frugal") == 1
+
+
+def test_throughput_objective_fills_the_budget():
+    p = toy([chip("a", power_kw=1)], [unit("c", "aggregated", "a", 1, tput=300)], objective="throughput",
+            power_mw=0.005)
+    o = milp(p)
+    assert o.n["a"] == 5 and o.alpha == pytest.approx(1.5)  # 5 × 300 / 1000
+
+
+def random_problem(rng):
+    chips = [chip(f"c{i}", power_kw=rng.choice([0.5, 1, 2, 4]), price_usd=8760 * rng.choice([0.5, 1, 2, 3]),
+                  per_system=rng.choice([1, 1, 2, 4]), by_system=rng.random() < 0.3) for i in range(rng.choice([2, 3]))]
+    classes = [("j0", rng.choice([300.0, 700.0, 1200.0]), rng.choice([500, 2000]), 500)]
+    if rng.random() < 0.4:
+        classes.append(("j1", rng.choice([200.0, 500.0]), 1000, 1000))
+    units = []
+    for name, *_ in classes:
+        for _ in range(rng.choice([2, 3])):
+            c = rng.choice(chips).id
+            kind = rng.choice(["aggregated", "decode"])
+            units.append(unit(name, kind, c, rng.choice([1, 2]), tput=rng.choice([150.0, 250.0, 400.0])))
+        if any(u["kind"] == "decode" and u["class"] == name for u in units):
+            units.append(unit(name, "prefill", rng.choice(chips).id, 1, pre=rng.choice([400.0, 900.0, 1600.0])))
+    kw = {}
+    if rng.random() < 0.4:
+        kw["power_mw"] = rng.choice([0.004, 0.008, 0.02])
+    if rng.random() < 0.3:
+        kw["supply"] = {chips[0].id: rng.choice([1, 2, 4])}
+    if rng.random() < 0.3:
+        kw["max_chip_types_per_stage"] = 1
+    if rng.random() < 0.2:
+        kw["capex_usd"] = 8760 * rng.choice([4, 8])
+    return toy(chips, units, classes=tuple(classes), **kw)
+
+
+@pytest.mark.slow
+def test_milp_equals_brute_force_on_random_tiny_instances():
+    rng = random.Random(20261122)
+    checked = feasible = 0
+    for _ in range(400):
+        p = random_problem(rng)
+        if math.prod((m if m >= 0 else 12) + 1 for m in p.unit_max.values()) > 3000:
+            continue
+        truth = brute_force(p)
+        o = milp(p)
+        checked += 1
+        if truth is None:
+            assert o.status == "infeasible"
+        else:
+            feasible += 1
+            assert o.status == "optimal" and o.objective == pytest.approx(truth, rel=1e-6, abs=1e-6)
+    assert checked >= 150 and feasible >= 60
