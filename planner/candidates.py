@@ -9,9 +9,10 @@ Three kinds of unit per traffic class:
 Filters: the unit fits in memory with the class's KV headroom (B·KV·(1+h) ≤ free memory — kept per
 unit rather than as a fleet-wide sum, because a sequence's KV cannot live on another unit's
 chips), meets the speed target, and (aggregated) the TTFT target.
-Pruning (exact): among units of one class with the same chip types, a unit is dropped when another
-uses no more chips of each type and serves at least as much; swapping it in never costs more and
-never breaks a constraint, so the optimum is unchanged (tests check this against brute force).
+Pruning (exact): among units of one class, kind and chip types, a unit is dropped when a whole
+number a ≥ 1 of copies of another unit uses no more chips of each type and serves at least as much;
+swapping them in never costs more and never breaks a constraint (more capacity never needs more
+prefill: prefill is sized for served demand), so the optimum is unchanged (tested on real cases).
 """
 from __future__ import annotations
 
@@ -135,10 +136,18 @@ def prune(df: pd.DataFrame) -> pd.DataFrame:
         na, nf, v = g["n_attn"].to_numpy(), g["n_ffn"].to_numpy(), g["_value"].to_numpy()
         kept: list[int] = []
         for i in range(len(g)):  # sorted by value, so earlier rows serve at least as much
-            if not any(na[k] <= na[i] and nf[k] <= nf[i] for k in kept):
+            if not any(_covers(na[k], nf[k], v[k], na[i], nf[i], v[i]) for k in kept):
                 kept.append(i)
         keep.extend(g.index[kept])
     return df.loc[sorted(keep)].drop(columns="_value")
+
+
+def _covers(na_k, nf_k, v_k, na_i, nf_i, v_i) -> bool:
+    """a copies of unit k (a ≥ 1 whole) fit in unit i's chips and serve at least as much."""
+    a = na_i // na_k if na_k else 0
+    if nf_k:
+        a = min(a, nf_i // nf_k)
+    return a >= 1 and a * v_k >= v_i - 1e-9
 
 
 def build_candidates(case: Case, opts: GridOptions | None = None) -> pd.DataFrame:

@@ -97,9 +97,11 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
     for tc in case.classes:
         mine = units[units["class"] == tc.name] if len(units) else units
         serving = mine[mine["kind"] != "prefill"] if len(mine) else mine
-        served = float(serving["throughput_tok_s"].sum()) if len(serving) else 0.0
+        capacity = float(serving["throughput_tok_s"].sum()) if len(serving) else 0.0
+        served = sum(o.served.get(tc.name, (capacity, 0.0))) if o.served else capacity
         ttfts = mine[mine["kind"] != "decode"]["ttft_s"] if len(mine) else []
         class_rows.append({"name": tc.name, "model": tc.model, "demand_tok_s": tc.demand_tok_s, "served_tok_s": served,
+                           "capacity_tok_s": capacity,
                            "min_speed_tok_s_user": tc.min_speed_tok_s_user,
                            "achieved_speed_tok_s_user": float(serving["speed_tok_s_user"].min()) if len(serving) else None,
                            "ttft_s": float(max(ttfts)) if len(ttfts) else None, "ttft_target_s": tc.ttft_s})
