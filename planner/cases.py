@@ -18,7 +18,8 @@ from .domain import STAGES, Case, Constraints, Economics, Fleet, TrafficClass
 from .errors import CaseError, CatalogError, Problem, did_you_mean
 from .units import PRECISIONS
 
-TOP_KEYS = ("name", "description", "economics", "constraints", "fleet", "classes", "chips", "models")
+TOP_KEYS = ("name", "description", "economics", "constraints", "fleet", "classes", "chips", "models", "families",
+            "studies")
 CLASS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "name": ("str", True, None, "a class name"),
     "model": ("str", True, None, "a model id (see `fleet catalog list models`)"),

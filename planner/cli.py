@@ -25,6 +25,16 @@ class FleetCommand(click.Command):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug, not bad input: say so briefly; FLEET_DEBUG=1 shows the traceback
+            import os
+
+            if os.environ.get("FLEET_DEBUG"):
+                raise
+            click.echo(f"internal error ({type(exc).__name__}: {exc}); rerun with FLEET_DEBUG=1 and report it",
+                       err=True)
+            ctx.exit(70)
 
 
 class FleetGroup(click.Group):
@@ -238,7 +248,7 @@ def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
 def solve_options(f):
     f = click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
                      help="Solver time limit (s); the best plan found so far is returned with status time_limit.")(f)
-    f = click.option("--mip-gap", type=click.FloatRange(min=0.0, max=1.0), default=1e-4, show_default=True,
+    f = click.option("--mip-gap", type=click.FloatRange(min=0.0, max=1.0), default=1e-3, show_default=True,
                      help="Relative MIP gap at which the solver stops.")(f)
     return f
 
@@ -283,6 +293,190 @@ def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, fm
         write_outputs(p, out_dir, run, force)
         if fmt != "json":
             click.echo(f"wrote {out_dir}/ (chips, stages, units, classes, constraints, costs CSVs; plan.json; run.json)")
+
+
+def study_options(f):
+    f = click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Local worker processes (default: all cores).")(f)
+    f = click.option("--scheduler", metavar="ADDRESS", help="Run points on an existing Dask cluster (tcp://host:8786).")(f)
+    f = click.option("--resume", is_flag=True, help="Skip points already in the output CSV.")(f)
+    f = click.option("--force", is_flag=True, help="Overwrite existing outputs.")(f)
+    f = click.option("--quiet", is_flag=True, help="No progress on stderr.")(f)
+    return f
+
+
+def _workers(n):
+    import os
+
+    return n or os.cpu_count() or 1
+
+
+def _summary(df, cols):
+    from .reports import text_table
+
+    cols = [c for c in cols if c in df.columns]
+    return text_table(df[cols].to_dict("records"), max_width=40)
+
+
+@main.command()
+@click.argument("case", required=False)
+@click.option("--speeds", default="25:2000:40", show_default=True,
+              help="Speed targets (tok/s/user): start:stop:n (geometric) or a list 42,71,100.")
+@click.option("--families", help="Comma-separated fleet families (default: all of the case's).")
+@click.option("--class", "class_name", help="Apply the speed target to this class only (default: all).")
+@click.option("--output", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Directory for pareto.csv and the two PNG charts.")
+@set_option
+@catalog_option
+@solve_options
+@study_options
+def pareto(case, speeds, families, class_name, out_dir, sets, catalogs, time_limit_s, mip_gap, workers, scheduler,
+           resume, force, quiet):
+    """Best plan per fleet family across speed targets: the TPS/MW vs TPS/user frontier.
+
+    Families come from the case ([families.NAME] chips/stages) or default to gpu-only,
+    gpu+prefill, gpu+sram-ffn, sram-only and unrestricted drawn from the case's chips.
+
+    \b
+    Example:
+      fleet pareto rubin-lpx --speeds 50:1500:12 --output out/pareto
+    """
+    from pathlib import Path
+
+    from .plots import pareto_plot
+    from .studies import pareto as run
+
+    out = Path(out_dir)
+    df = run(case, speeds, families.split(",") if families else None, class_name, sets, catalogs, _workers(workers),
+             scheduler, out / "pareto.csv", resume, quiet, force, time_limit_s, mip_gap)
+    pareto_plot(df, "tok_s_per_mw", "tokens/s per MW (site)", out / "pareto_tok_s_per_mw.png",
+                "throughput per MW vs speed per user")
+    pareto_plot(df, "usd_per_mtok", "USD per million output tokens", out / "pareto_usd_per_mtok.png",
+                "cost per token vs speed per user")
+    click.echo(_summary(df, ["family", "speed_tok_s_user", "status", "tok_s_per_chip", "tok_s_per_mw",
+                             "usd_per_mtok", "stages"]))
+    click.echo(f"wrote {out}/pareto.csv, pareto_tok_s_per_mw.png, pareto_usd_per_mtok.png")
+
+
+@main.command()
+@click.argument("case", required=False)
+@click.option("--power-mw", help="Site power budget(s): a number, a list 50,100 or start:stop:n.")
+@click.option("--capex-usd", help="Capex budget(s): a number, a list or start:stop:n.")
+@click.option("--output", "out_dir", type=click.Path(file_okay=False), help="Directory for budget.csv (+ PNG).")
+@set_option
+@catalog_option
+@solve_options
+@study_options
+def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip_gap, workers, scheduler, resume,
+           force, quiet):
+    """Maximise served tokens/s inside power and money budgets; marginal value of each budget.
+
+    Demand mix is kept: every class is served at the same share of its demand.
+
+    \b
+    Examples:
+      fleet budget datacenter-100mw --power-mw 100
+      fleet budget default --power-mw 20:100:5 --output out/budget
+    """
+    from pathlib import Path
+
+    from .plots import line_plot
+    from .studies import budget as run
+
+    out = Path(out_dir) if out_dir else None
+    df = run(case, power_mw, capex_usd, sets, catalogs, _workers(workers), scheduler,
+             out / "budget.csv" if out else None, resume, quiet, force, time_limit_s, mip_gap)
+    shadow = [c for c in df.columns if c.startswith("shadow.power") or c.startswith("shadow.capex")]
+    click.echo(_summary(df, ["constraints.power_mw", "constraints.capex_usd", "status", "throughput_tok_s",
+                             "power_mw", "capex_usd", "usd_per_mtok", *shadow, "stages"]))
+    for c in shadow:
+        label = "tokens/s per extra MW" if "power" in c else "tokens/s per extra M USD"
+        click.echo(f"marginal value ({c[7:]}): {', '.join(f'{v:,.0f}' for v in df[c].dropna())} {label}")
+    if out and "constraints.power_mw" in df and df["constraints.power_mw"].nunique() > 1:
+        line_plot(df, "constraints.power_mw", "throughput_tok_s", "site power budget (MW)", "served output tokens/s",
+                  out / "budget_power.png", "maximum throughput vs power budget")
+    if out and "constraints.capex_usd" in df and df["constraints.capex_usd"].nunique() > 1:
+        line_plot(df, "constraints.capex_usd", "throughput_tok_s", "capex budget (USD)", "served output tokens/s",
+                  out / "budget_capex.png", "maximum throughput vs capex budget")
+    if out:
+        click.echo(f"wrote {out}/budget.csv")
+
+
+@main.command()
+@click.argument("case", required=False)
+@click.option("--vary", multiple=True, required=True, metavar="PATH=VALUES",
+              help="A case field or catalog figure (chips.ID.FIELD) and its values: 0.05,0.08 | start:stop:n | ±30%:n.")
+@click.option("--mode", type=click.Choice(["grid", "oat"]), default="grid", show_default=True,
+              help="Several --vary: full grid, or one-at-a-time (tornado).")
+@click.option("--output", type=click.Path(dir_okay=False), required=True, help="CSV file, one row per point.")
+@click.option("--tornado", is_flag=True, help="Also write a tornado PNG (implies --mode oat).")
+@click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]), default="tco", show_default=True)
+@set_option
+@catalog_option
+@solve_options
+@study_options
+def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_limit_s, mip_gap, workers, scheduler,
+          resume, force, quiet):
+    """Sensitivity sweep over case fields and catalog figures, to tidy CSV.
+
+    \b
+    Examples:
+      fleet sweep default --vary economics.electricity_usd_per_kwh=0.05,0.08,0.12 --output out/elec.csv
+      fleet sweep default --vary chips.rubin.price_usd=±30%:5 --vary constraints.power_mw=±30%:5 \\
+                  --tornado --output out/tornado.csv
+    """
+    from .plots import tornado_plot
+    from .studies import sweep as run
+
+    df = run(case, vary, "oat" if tornado else mode, sets, catalogs, objective, _workers(workers), scheduler, output,
+             resume, quiet, force, time_limit_s, mip_gap)
+    if tornado:
+        png = str(output).rsplit(".", 1)[0] + "_tornado.png"
+        tornado_plot(df, png)
+        click.echo(f"wrote {png}")
+    varied = [c for c in df.columns if "." in c and not c.startswith(("chips.", "shadow."))][:4]
+    click.echo(_summary(df, [*varied, "status", "objective", "usd_per_mtok", "power_mw", "stages"]))
+    click.echo(f"wrote {output} ({len(df)} points)")
+
+
+@main.command()
+@click.argument("case", required=False)
+@click.option("--vary", required=True, metavar="PATH=LO:HI", help="One parameter and the interval to search.")
+@click.option("--until", "until", required=True, metavar="EXPR",
+              help="'chips.ID > 0', 'chips.ID == 0', or 'stage[.CLASS].STAGE == CHIP'.")
+@click.option("--rel-tol", type=click.FloatRange(min=1e-6, max=0.5), default=0.01, show_default=True,
+              help="Stop when the interval is this fraction of the value.")
+@click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]), default="tco", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@set_option
+@catalog_option
+@solve_options
+def breakeven(case, vary, until, rel_tol, objective, fmt, sets, catalogs, time_limit_s, mip_gap):
+    """At what value does the plan change in the named way? Bisection over one parameter.
+
+    \b
+    Examples:
+      fleet breakeven rubin-lpx --vary chips.groq3-lpu.price_usd=1000:40000 --until 'chips.groq3-lpu > 0'
+      fleet breakeven rubin-lpx --vary chips.groq3-lpu.hop_latency_us=0.2:10 --until 'stage.decode_ffn == groq3-lpu'
+    """
+    from .reports import to_json
+    from .studies import breakeven as run
+
+    r = run(case, vary, until, rel_tol, sets, catalogs, objective, time_limit_s=time_limit_s, mip_gap=mip_gap)
+    if fmt == "json":
+        click.echo(to_json(r), nl=False)
+        return
+    if not r["found"]:
+        click.echo(f"no break-even in [{r['low']:g}, {r['high']:g}]: {r['message']}")
+    else:
+        click.echo(f"{r['path']}: '{r['until']}' becomes {'false' if r['holds_at_low'] else 'true'} at "
+                   f"{r['value']:,.4g} (between {r['low']:,.4g} and {r['high']:,.4g}, ±{r['tolerance']:.1%}; "
+                   f"{r['steps']} plans)")
+    for side in ("plan_low", "plan_high"):
+        p = r[side]
+        chips = ", ".join(f"{k[6:]} {v:,}" for k, v in p.items() if k.startswith("chips.") and v)
+        click.echo(f"  at {p.get(r['path'], '?')}: {p.get('status')}; chips: {chips or '-'}; "
+                   f"USD/Mtok {p.get('usd_per_mtok') or float('nan'):.4f}; stages: {p.get('stages', '')}")
 
 
 def run():  # console-script entry point

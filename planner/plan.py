@@ -17,12 +17,13 @@ from .domain import Case
 from .errors import InfeasibleError, PlannerError, Problem
 from .problem import OBJECTIVES, build_problem
 from .results import Plan, extract
-from .solve import SolveOptions, solve, solve_elastic
+from .solve import DEFAULT_MIP_GAP, SolveOptions, solve, solve_elastic
 
 
 def plan_case(case: Case, objective: str = "tco", solve_opts: SolveOptions | None = None,
-              grid: GridOptions | None = None) -> Plan:
-    """Plan a loaded case; raises InfeasibleError with a diagnosis when targets cannot be met."""
+              grid: GridOptions | None = None, units=None) -> Plan:
+    """Plan a loaded case; raises InfeasibleError with a diagnosis when targets cannot be met.
+    `units` is a candidate table already built for this case (studies reuse them across points)."""
     if objective not in OBJECTIVES:
         raise PlannerError(f"unknown objective '{objective}'", [Problem("--objective", objective,
                            f"use one of {', '.join(OBJECTIVES)}")])
@@ -32,7 +33,7 @@ def plan_case(case: Case, objective: str = "tco", solve_opts: SolveOptions | Non
             "constraints", "no power_mw, capex_usd or supply cap", "set e.g. --set constraints.power_mw=100")])
     timings = {}
     t = time.perf_counter()
-    units = build_candidates(case, grid)
+    units = build_candidates(case, grid) if units is None else units
     timings["candidates_s"] = time.perf_counter() - t
     _diagnose_candidates(case, units, grid or GridOptions())
     t = time.perf_counter()
@@ -50,7 +51,7 @@ def plan_case(case: Case, objective: str = "tco", solve_opts: SolveOptions | Non
 
 
 def plan(case: str | None = None, sets=(), catalogs=(), objective: str = "tco", time_limit_s: float = 60.0,
-         mip_gap: float = 1e-4, write_model: str | None = None, grid: GridOptions | None = None) -> Plan:
+         mip_gap: float = DEFAULT_MIP_GAP, write_model: str | None = None, grid: GridOptions | None = None) -> Plan:
     """The Python API behind `fleet plan` (case = path or shipped name; None = default)."""
     t = time.perf_counter()
     c = load_case(case, sets, list(catalogs))

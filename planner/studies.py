@@ -1,0 +1,544 @@
+"""Studies: many plans at once — sweeps, Pareto frontiers, budget curves, break-even searches.
+
+Every study is a list of *points*; a point is a set of overrides (`--set` paths, including catalog
+figures `chips.ID.FIELD`) applied to one raw case. Points run in this process, in a local process
+pool (`workers`), or on a Dask distributed cluster (`scheduler`); each finished point becomes one
+tidy row. Rows are appended to the CSV as they finish (a killed run leaves a valid CSV; `resume`
+skips the points already written) and the file is rewritten in point order at the end, so the
+same inputs give the same bytes whatever the worker count.
+
+Within a process, candidate tables are cached by what they depend on (classes, fleet, the chips'
+and models' performance figures): points that only move prices, budgets or economics skip
+candidate generation.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from .cases import apply_override, build_case, get_path, parse_value, read_case_raw
+from .errors import CaseError, PlannerError, Problem
+from .solve import DEFAULT_MIP_GAP
+
+CHIP_GROUPS = {"hbm": ("gpu", "asic"), "prefill": ("prefill",), "sram": ("sram", "mram")}
+
+
+# ----------------------------------------------------------------------------------------- points
+@dataclass(frozen=True)
+class Point:
+    """One study point: its index, its overrides, and labels that go into its row."""
+
+    index: int
+    overrides: tuple[tuple[str, Any], ...]
+    labels: tuple[tuple[str, Any], ...] = ()
+    family: str | None = None
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps([self.overrides, self.labels, self.family], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class StudySpec:
+    """Everything a worker needs to evaluate points: the raw case and how to solve it."""
+
+    raw: dict
+    label: str
+    catalogs: tuple[str, ...] = ()
+    objective: str = "tco"
+    time_limit_s: float = 60.0
+    mip_gap: float = DEFAULT_MIP_GAP
+    families: dict[str, dict] = field(default_factory=dict)
+
+
+_CANDIDATES: dict[str, pd.DataFrame] = {}
+
+
+def _candidate_key(case) -> str:
+    chips = tuple(replace(c, price_usd=0.0, power_kw=0.0) for c in case.chips.values())
+    return hashlib.sha256(repr((case.classes, case.fleet, chips, tuple(case.models.values()))).encode()).hexdigest()
+
+
+def evaluate(spec: StudySpec, point: Point) -> dict:
+    """Plan one point; always returns a row (infeasible and invalid points say why)."""
+    from .candidates import build_candidates
+    from .plan import plan_case
+    from .solve import SolveOptions
+
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {"point": point.index, "point_key": point.key}
+    if point.family:
+        row["family"] = point.family
+    row.update(dict(point.labels))
+    raw = copy.deepcopy(spec.raw)
+    try:
+        if point.family:
+            apply_family(raw, spec.families[point.family])
+        for path, value in point.overrides:
+            apply_override(raw, path, value)
+        case = build_case(raw, spec.label, spec.catalogs)
+        key = _candidate_key(case)
+        if key not in _CANDIDATES:
+            if len(_CANDIDATES) > 16:
+                _CANDIDATES.clear()
+            _CANDIDATES[key] = build_candidates(case)
+        p = plan_case(case, spec.objective, SolveOptions(time_limit_s=spec.time_limit_s, mip_gap=spec.mip_gap),
+                      units=_CANDIDATES[key])
+        row.update(plan_row(p))
+    except PlannerError as exc:
+        row.update({"status": "infeasible" if exc.exit_code == 1 else "invalid",
+                    "message": "; ".join(str(p) for p in exc.problems) or str(exc)})
+    row["wall_s"] = time.perf_counter() - t0
+    return row
+
+
+def plan_row(p) -> dict:
+    """A plan flattened into one tidy row (units in the column names)."""
+    chips_total = int(p.chips["chips"].sum()) if len(p.chips) else 0
+    row = {"status": p.outcome.status, "objective": p.outcome.objective, "gap": p.outcome.gap,
+           "capex_usd": p.cost["capex_usd"], "tco_usd_per_hour": p.cost["tco_usd_per_hour"],
+           "usd_per_mtok": p.cost["usd_per_mtok"], "power_mw": p.power_mw, "throughput_tok_s": p.throughput_tok_s,
+           "chips_total": chips_total,
+           "tok_s_per_chip": p.throughput_tok_s / chips_total if chips_total else None,
+           "tok_s_per_mw": p.throughput_tok_s / p.power_mw if p.power_mw else None,
+           "achieved_speed_tok_s_user": float(p.classes["achieved_speed_tok_s_user"].min())
+           if p.classes["achieved_speed_tok_s_user"].notna().any() else None}
+    for r in p.chips.itertuples():
+        row[f"chips.{r.chip}"] = int(r.chips)
+    row["stages"] = ";".join(sorted({f"{r['class']}:{r.stage}={r.chip}" for _, r in p.stages.iterrows()}))
+    binding = p.constraints[p.constraints["binding"]] if len(p.constraints) else p.constraints
+    row["binding"] = ";".join(binding["name"]) if len(binding) else ""
+    for r in p.constraints.itertuples():  # budgets always (their LP marginal value); targets when binding
+        budget_row = r.name.split("[")[0] in ("power", "capex", "supply")
+        if (budget_row or r.binding) and r.shadow_price is not None and not (
+                isinstance(r.shadow_price, float) and math.isnan(r.shadow_price)):
+            row[f"shadow.{r.name}"] = r.shadow_price
+    return row
+
+
+# -------------------------------------------------------------------------------------- families
+def default_families(raw: dict, catalog) -> dict[str, dict]:
+    """The fleet families the industry argues about, drawn from the case's own chip list."""
+    chips = [catalog.resolve_chip(c) for c in raw.get("fleet", {}).get("chips", [])]
+    cls = {c: catalog.chips[c].chip_class for c in chips}
+    hbm = [c for c in chips if cls[c] in CHIP_GROUPS["hbm"]]
+    pre = [c for c in chips if cls[c] in CHIP_GROUPS["prefill"]]
+    sram = [c for c in chips if cls[c] in CHIP_GROUPS["sram"]]
+    fams: dict[str, dict] = {}
+    if hbm:
+        fams["gpu-only"] = {"chips": hbm}
+    if hbm and pre:
+        fams["gpu+prefill"] = {"chips": hbm + pre, "stages": {"prefill": hbm + pre, "decode_attention": hbm,
+                                                               "decode_ffn": hbm}}
+    if hbm and sram:
+        fams["gpu+sram-ffn"] = {"chips": hbm + sram, "stages": {"prefill": hbm, "decode_attention": hbm,
+                                                                 "decode_ffn": hbm + sram}}
+    if sram:
+        fams["sram-only"] = {"chips": sram}
+    fams["unrestricted"] = {"chips": chips}
+    return fams
+
+
+def case_families(raw: dict, catalog) -> dict[str, dict]:
+    """Families defined in the case ([families.NAME] chips/stages/modes), else the defaults."""
+    fams = raw.get("families")
+    if not fams:
+        return default_families(raw, catalog)
+    if not isinstance(fams, dict) or not all(isinstance(v, dict) and isinstance(v.get("chips"), list)
+                                             for v in fams.values()):
+        raise CaseError("families must be tables with a chips list",
+                        [Problem("families", "expected [families.NAME] chips = [...]", "see cases/rubin-lpx.toml")])
+    return fams
+
+
+def apply_family(raw: dict, fam: dict) -> None:
+    raw.setdefault("fleet", {})
+    raw["fleet"]["chips"] = list(fam["chips"])
+    raw["fleet"]["stages"] = {s: list(v) for s, v in fam.get("stages", {}).items()}
+    if "modes" in fam:
+        raw["fleet"]["modes"] = list(fam["modes"])
+    supply = raw.get("constraints", {}).get("supply", {})
+    for c in list(supply):
+        if c not in fam["chips"]:
+            supply.pop(c)
+
+
+# -------------------------------------------------------------------------------------- values
+RANGE = re.compile(r"^(-?[\d.eE+-]+):(-?[\d.eE+-]+):(\d+)$")
+PCT = re.compile(r"^±\s*([\d.]+)%:(\d+)$")
+
+
+def parse_values(text: str, base: Any = None, geometric: bool = False) -> list:
+    """'0.05,0.08' | 'start:stop:n' (linear, or geometric) | '±30%:n' around `base`."""
+    text = text.strip()
+    m = RANGE.match(text)
+    if m:
+        a, b, n = float(m.group(1)), float(m.group(2)), int(m.group(3))
+        if n < 1:
+            raise ValueError("n must be ≥ 1")
+        if geometric and a > 0 and b > 0:
+            return [float(v) for v in np.geomspace(a, b, n)]
+        return [float(v) for v in np.linspace(a, b, n)]
+    m = PCT.match(text.replace("+-", "±"))
+    if m:
+        if not isinstance(base, (int, float)) or isinstance(base, bool):
+            raise ValueError("±% needs a numeric case value to vary around")
+        pct, n = float(m.group(1)) / 100, int(m.group(2))
+        return [float(v) for v in np.linspace(base * (1 - pct), base * (1 + pct), n)]
+    return [parse_value(v.strip()) for v in text.split(",") if v.strip()]
+
+
+def base_value(spec: StudySpec, path: str):
+    """The case (or catalog) value a ±% range varies around."""
+    try:
+        return get_path(spec.raw, path)
+    except (KeyError, IndexError, TypeError):
+        pass
+    parts = path.split(".")
+    if parts[0] in ("chips", "models") and len(parts) >= 3:
+        from .catalog import load_catalog
+
+        cat = load_catalog(list(spec.catalogs))
+        table = cat.chips if parts[0] == "chips" else cat.models
+        key = ".".join(parts[1:-1])
+        entry = table.get(key) or (cat.chip(key) if parts[0] == "chips" else cat.model(key))
+        if hasattr(entry, parts[-1]):
+            return getattr(entry, parts[-1])
+    return None
+
+
+def parse_vary(items: Iterable[str], spec: StudySpec) -> list[tuple[str, list]]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise CaseError(f"--vary '{item}' has no '='", [Problem(f"--vary {item}", "expected PATH=VALUES",
+                            "e.g. --vary chips.groq3-lpu.price_usd=5000:20000:4")])
+        path, text = item.split("=", 1)
+        try:
+            values = parse_values(text, base_value(spec, path.strip()))
+        except ValueError as exc:
+            raise CaseError(f"--vary {item}: {exc}", [Problem(f"--vary {item}", str(exc),
+                            "use a list 1,2,3, a range start:stop:n, or ±30%:5")])
+        if not values:
+            raise CaseError(f"--vary {item}: no values", [Problem(f"--vary {item}", "no values")])
+        out.append((path.strip(), values))
+    return out
+
+
+# -------------------------------------------------------------------------------------- running
+def run_points(spec: StudySpec, points: list[Point], workers: int | None = None, scheduler: str | None = None,
+               output: str | Path | None = None, resume: bool = False, quiet: bool = True,
+               force: bool = False) -> pd.DataFrame:
+    """Evaluate points (locally, in a pool, or on Dask), appending rows to `output` as they finish."""
+    done_rows: list[dict] = []
+    out = Path(output) if output else None
+    if out is not None:
+        if out.exists() and not (resume or force):
+            raise PlannerError(f"{out} exists", [Problem(str(out), "output exists",
+                               "pass --resume to continue it, --force to overwrite, or another --output")])
+        if out.exists() and resume:
+            prev = pd.read_csv(out, dtype={"point_key": str})
+            done_rows = [_unpack(r) for r in prev.to_dict("records")]
+            have = set(prev["point_key"].astype(str))
+            points = [p for p in points if p.key not in have]
+        elif out.exists():
+            out.unlink()
+    progress = Progress(len(points), quiet)
+    new_rows: list[dict] = []
+    appender = CsvAppender(out) if out is not None else None
+
+    def finished(row):
+        new_rows.append(row)
+        if appender:
+            appender.add(row)
+        progress.step()
+
+    if scheduler:
+        _run_dask(spec, points, scheduler, finished)
+    elif (workers or 1) > 1 and len(points) > 1:
+        _run_pool(spec, points, workers, finished)
+    else:
+        for p in points:
+            finished(evaluate(spec, p))
+    progress.close()
+    rows = done_rows + new_rows
+    df = tidy(pd.DataFrame(rows))
+    if out is not None:
+        from .reports import write_atomic
+
+        write_atomic(out, df.to_csv(index=False, lineterminator="\n", float_format="%.10g"))
+    return df
+
+
+def _unpack(row: dict) -> dict:
+    """A row read back from a partial CSV: NaN → missing, the 'extra' JSON back into columns."""
+    out = {k: v for k, v in row.items() if k != "extra" and not (isinstance(v, float) and math.isnan(v))}
+    extra = row.get("extra")
+    if isinstance(extra, str) and extra:
+        out.update(json.loads(extra))
+    return out
+
+
+def tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """Point order; identity and status columns first, chips/shadow columns sorted, timing last."""
+    if df.empty:
+        return df
+    df = df.drop(columns=[c for c in ("extra",) if c in df]).sort_values("point", kind="stable").reset_index(drop=True)
+    first = [c for c in ("point", "point_key", "family") if c in df]
+    lead = [c for c in df.columns if c not in first and not c.startswith(("chips.", "shadow.")) and c != "wall_s"]
+    tail = sorted(c for c in df.columns if c.startswith("chips.")) + sorted(
+        c for c in df.columns if c.startswith("shadow."))
+    chip_cols = [c for c in df.columns if c.startswith("chips.")]
+    df[chip_cols] = df[chip_cols].fillna(0).astype(int)
+    return df[first + lead + tail + (["wall_s"] if "wall_s" in df else [])]
+
+
+def _run_pool(spec, points, workers, finished):
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(evaluate, spec, p) for p in points]
+        for f in as_completed(futures):
+            finished(f.result())
+
+
+def _run_dask(spec, points, address, finished):
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise PlannerError("--scheduler needs dask.distributed", [Problem(
+            "--scheduler", "dask.distributed is not installed", "pip install 'fleet-planner[dask]'")])
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise PlannerError(f"cannot reach the Dask scheduler at {address}", [Problem(
+            "--scheduler", str(exc), "check the address (tcp://host:8786) and that the scheduler runs")])
+    with client:
+        futures = client.map(evaluate, [spec] * len(points), points, pure=False)
+        for f in as_completed(futures):
+            finished(f.result())
+
+
+class CsvAppender:
+    """Appends rows as they finish; a new column starts a new header block only at the end rewrite,
+    so the partial file stays a valid CSV of the columns first seen (extra fields are kept in `extra`)."""
+
+    def __init__(self, path: Path):
+        self.path, self.columns = path, None
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def add(self, row: dict) -> None:
+        import csv
+
+        if self.columns is None:
+            if self.path.exists() and self.path.stat().st_size:
+                with open(self.path, encoding="utf-8") as fh:
+                    self.columns = next(csv.reader(fh))
+            else:
+                self.columns = list(row) + ["extra"]
+                with open(self.path, "w", encoding="utf-8", newline="") as fh:
+                    csv.writer(fh, lineterminator="\n").writerow(self.columns)
+        extra = {k: v for k, v in row.items() if k not in self.columns}
+        values = [json.dumps(extra, default=str) if c == "extra" else row.get(c, "") for c in self.columns]
+        with open(self.path, "a", encoding="utf-8", newline="") as fh:
+            csv.writer(fh, lineterminator="\n").writerow(["" if v is None else v for v in values])
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+class Progress:
+    """A one-line progress counter on stderr, only when stderr is a terminal and not --quiet."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.total, self.n, self.t0 = total, 0, time.perf_counter()
+        self.on = not quiet and sys.stderr.isatty() and total > 1
+
+    def step(self) -> None:
+        self.n += 1
+        if self.on:
+            rate = self.n / max(time.perf_counter() - self.t0, 1e-9)
+            sys.stderr.write(f"\r{self.n}/{self.total} points ({rate:.1f}/s)")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.on:
+            sys.stderr.write("\n")
+
+
+# -------------------------------------------------------------------------------------- studies
+def load_spec(case: str | None, sets=(), catalogs=(), objective="tco", time_limit_s=60.0, mip_gap=DEFAULT_MIP_GAP) -> StudySpec:
+    """Read the case once, apply --set, and validate it (so a bad case fails before any point runs)."""
+    from .cases import parse_sets
+
+    raw, label = read_case_raw(case)
+    for path, value in parse_sets(sets):
+        apply_override(raw, path, value)
+    build_case(raw, label, list(catalogs))
+    return StudySpec(raw=raw, label=label, catalogs=tuple(catalogs), objective=objective,
+                     time_limit_s=time_limit_s, mip_gap=mip_gap)
+
+
+def sweep_points(varies: list[tuple[str, list]], mode: str = "grid") -> list[Point]:
+    """One --vary: one point per value; several: full grid, or one-at-a-time (mode 'oat')."""
+    points = []
+    if mode == "oat" or len(varies) == 1:
+        for path, values in varies:
+            for v in values:
+                points.append(Point(len(points), ((path, v),), ((path, v), ("varied", path))))
+    else:
+        for combo in itertools.product(*[[(p, v) for v in vals] for p, vals in varies]):
+            points.append(Point(len(points), tuple(combo), tuple(combo)))
+    return points
+
+
+def sweep(case: str | None = None, vary: Iterable[str] = (), mode: str = "grid", sets=(), catalogs=(),
+          objective: str = "tco", workers: int | None = 1, scheduler: str | None = None, output=None,
+          resume: bool = False, quiet: bool = True, force: bool = False, time_limit_s: float = 60.0,
+          mip_gap: float = DEFAULT_MIP_GAP) -> pd.DataFrame:
+    """Sensitivity sweep: one row per point (varied values, status, cost, MW, chips, stages, duals)."""
+    spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap)
+    varies = parse_vary(vary, spec)
+    if not varies:
+        raise CaseError("nothing to vary", [Problem("--vary", "missing", "give --vary PATH=VALUES")])
+    return run_points(spec, sweep_points(varies, mode), workers, scheduler, output, resume, quiet, force)
+
+
+def speed_paths(spec: StudySpec, class_name: str | None) -> list[str]:
+    names = [c.get("name") for c in spec.raw.get("classes", [])]
+    if class_name is None:
+        return [f"classes.{i}.min_speed_tok_s_user" for i in range(len(names))]
+    if class_name not in names:
+        from .errors import did_you_mean
+
+        raise CaseError(f"no class '{class_name}'", [Problem("--class", f"unknown class '{class_name}'",
+                        did_you_mean(class_name, names) or f"classes: {', '.join(map(str, names))}")])
+    return [f"classes.{names.index(class_name)}.min_speed_tok_s_user"]
+
+
+def pareto(case: str | None = None, speeds: str = "25:2000:40", families: Iterable[str] | None = None,
+           class_name: str | None = None, sets=(), catalogs=(), workers: int | None = 1,
+           scheduler: str | None = None, output=None, resume: bool = False, quiet: bool = True,
+           force: bool = False, time_limit_s: float = 60.0, mip_gap: float = DEFAULT_MIP_GAP) -> pd.DataFrame:
+    """Best (min-TCO) plan per fleet family and speed target: the TPS/MW-vs-TPS/user frontier."""
+    from .catalog import load_catalog
+
+    spec = load_spec(case, sets, catalogs, "tco", time_limit_s, mip_gap)
+    cat = load_catalog(list(spec.catalogs) + ([(spec.label, {k: spec.raw[k] for k in ("chips", "models")
+                                                             if k in spec.raw})]))
+    spec.families = case_families(spec.raw, cat)
+    chosen = list(families) if families else list(spec.families)
+    unknown = [f for f in chosen if f not in spec.families]
+    if unknown:
+        raise CaseError(f"unknown family {unknown[0]}", [Problem("--families", f"unknown '{unknown[0]}'",
+                        f"families of this case: {', '.join(spec.families)}")])
+    try:
+        values = parse_values(speeds, geometric=True)
+    except ValueError as exc:
+        raise CaseError(f"--speeds: {exc}", [Problem("--speeds", str(exc), "e.g. 25:2000:40 or 42,71,100")])
+    paths = speed_paths(spec, class_name)
+    points = []
+    for fam in chosen:
+        for s in values:
+            points.append(Point(len(points), tuple((p, float(s)) for p in paths),
+                                (("speed_tok_s_user", float(s)),), fam))
+    return run_points(spec, points, workers, scheduler, output, resume, quiet, force)
+
+
+def budget(case: str | None = None, power_mw: str | None = None, capex_usd: str | None = None, sets=(),
+           catalogs=(), workers: int | None = 1, scheduler: str | None = None, output=None, resume=False,
+           quiet=True, force=False, time_limit_s: float = 60.0, mip_gap: float = DEFAULT_MIP_GAP) -> pd.DataFrame:
+    """Maximum served tokens/s inside each budget point, with the marginal value of each budget."""
+    spec = load_spec(case, sets, catalogs, "throughput", time_limit_s, mip_gap)
+    axes = []
+    for path, text in (("constraints.power_mw", power_mw), ("constraints.capex_usd", capex_usd)):
+        if text is not None:
+            try:
+                axes.append((path, parse_values(str(text))))
+            except ValueError as exc:
+                raise CaseError(f"{path}: {exc}", [Problem(path, str(exc), "a number, list or start:stop:n")])
+    if not axes and not (spec.raw.get("constraints", {}).get("power_mw") or spec.raw.get("constraints", {}).get("capex_usd")):
+        raise CaseError("a budget study needs a budget", [Problem("--power-mw", "missing",
+                        "give --power-mw and/or --capex-usd")])
+    points = sweep_points(axes, "grid") if axes else [Point(0, ())]
+    return run_points(spec, points, workers, scheduler, output, resume, quiet, force)
+
+
+# -------------------------------------------------------------------------------------- break-even
+UNTIL = re.compile(r"^\s*(chips\.([\w.\-]+)|stage\.(?:([\w\-]+)\.)?(prefill|decode_attention|decode_ffn))\s*"
+                   r"(==|!=|>=|<=|>|<)\s*([\w.\-]+)\s*$")
+
+
+def parse_until(expr: str) -> Callable[[dict], bool]:
+    """A predicate over a plan row: 'chips.ID OP NUMBER' or 'stage[.CLASS].STAGE ==|!= CHIP'.
+    Parsed by a small grammar — never evaluated as code."""
+    m = UNTIL.match(expr or "")
+    if not m:
+        raise CaseError(f"cannot read --until '{expr}'", [Problem("--until", f"'{expr}'",
+                        "use 'chips.ID > 0', 'chips.ID == 0' or 'stage.decode_ffn == CHIP' (optionally stage.CLASS.STAGE)")])
+    chip_id, cls, stage, op, rhs = m.group(2), m.group(3), m.group(4), m.group(5), m.group(6)
+    ops = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">=": lambda a, b: a >= b,
+           "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b}
+    if chip_id:
+        try:
+            number = float(rhs)
+        except ValueError:
+            raise CaseError(f"--until: '{rhs}' is not a number", [Problem("--until", rhs, "compare chip counts to a number")])
+        return lambda row: row.get("status") in ("optimal", "feasible", "time_limit") and ops[op](
+            float(row.get(f"chips.{chip_id}", 0) or 0), number)
+    if op not in ("==", "!="):
+        raise CaseError("--until: stages compare with == or !=", [Problem("--until", op, "use == or !=")])
+
+    def stage_pred(row):
+        if row.get("status") not in ("optimal", "feasible", "time_limit"):
+            return False
+        chips = {s.split("=")[1] for s in str(row.get("stages", "")).split(";") if "=" in s
+                 and s.split("=")[0].split(":")[1] == stage and (cls is None or s.split(":")[0] == cls)}
+        return (rhs in chips) if op == "==" else (rhs not in chips)
+
+    return stage_pred
+
+
+def breakeven(case: str | None = None, vary: str = "", until: str = "", rel_tol: float = 0.01, sets=(),
+              catalogs=(), objective="tco", max_steps: int = 30, time_limit_s: float = 60.0,
+              mip_gap: float = DEFAULT_MIP_GAP) -> dict:
+    """Bisection over one parameter until the plan changes in the named way."""
+    spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap)
+    path, _, text = (vary or "").partition("=")
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise CaseError("--vary needs PATH=LO:HI", [Problem("--vary", vary, "e.g. chips.groq3-lpu.price_usd=1000:40000")])
+    pred = parse_until(until)
+    at = lambda v, i: evaluate(spec, Point(i, ((path, v),), ((path, v),)))  # noqa: E731
+    r_lo, r_hi = at(lo, 0), at(hi, 1)
+    p_lo, p_hi = pred(r_lo), pred(r_hi)
+    steps = 2
+    if p_lo == p_hi:
+        return {"path": path, "until": until, "found": False, "low": lo, "high": hi, "holds_at_low": p_lo,
+                "holds_at_high": p_hi, "steps": steps, "plan_low": r_lo, "plan_high": r_hi,
+                "message": f"'{until}' is {'true' if p_lo else 'false'} at both ends of [{lo:g}, {hi:g}]"}
+    while steps < max_steps and abs(hi - lo) > rel_tol * max(abs(lo), abs(hi), 1e-12):
+        mid = (lo + hi) / 2
+        r_mid = at(mid, steps)
+        steps += 1
+        if pred(r_mid) == p_lo:
+            lo, r_lo = mid, r_mid
+        else:
+            hi, r_hi = mid, r_mid
+    return {"path": path, "until": until, "found": True, "value": (lo + hi) / 2, "low": lo, "high": hi,
+            "tolerance": rel_tol, "holds_at_low": p_lo, "holds_at_high": p_hi, "steps": steps,
+            "plan_low": r_lo, "plan_high": r_hi}

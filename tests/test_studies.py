@@ -1,0 +1,136 @@
+"""Studies: value parsing, sweeps, Pareto families, budgets, break-even, resume, workers, Dask."""
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from planner import studies
+from planner.cli import main
+from planner.errors import CaseError
+
+CASE = """name = "tiny"
+[constraints]
+power_mw = 2
+[fleet]
+chips = ["h100-sxm", "b200", "rubin-cpx", "groq3-lpu"]
+[[classes]]
+name = "c"
+model = "llama-3.1-8b"
+precision = "fp8"
+isl = 1000
+osl = 250
+demand_tok_s = 40000
+min_speed_tok_s_user = 60
+ttft_s = 2
+"""
+
+
+@pytest.fixture
+def case(tmp_path):
+    p = tmp_path / "tiny.toml"
+    p.write_text(CASE, encoding="utf-8")
+    return str(p)
+
+
+def test_parse_values():
+    assert studies.parse_values("1,2.5,3") == [1, 2.5, 3]
+    assert studies.parse_values("0:10:3") == [0.0, 5.0, 10.0]
+    assert studies.parse_values("10:1000:3", geometric=True) == pytest.approx([10, 100, 1000])
+    assert studies.parse_values("±50%:3", base=100) == [50.0, 100.0, 150.0]
+    with pytest.raises(ValueError):
+        studies.parse_values("±50%:3", base=None)
+
+
+def test_until_grammar_is_not_code():
+    pred = studies.parse_until("chips.groq3-lpu > 0")
+    assert pred({"status": "optimal", "chips.groq3-lpu": 256}) and not pred({"status": "optimal"})
+    stage = studies.parse_until("stage.decode_ffn == groq3-lpu")
+    assert stage({"status": "optimal", "stages": "c:decode_ffn=groq3-lpu;c:prefill=b200"})
+    with pytest.raises(CaseError):
+        studies.parse_until("__import__('os').system('x')")
+
+
+def test_sweep_rows_and_monotone_cost(case, tmp_path):
+    out = tmp_path / "s.csv"
+    df = studies.sweep(case, ["economics.electricity_usd_per_kwh=0.04,0.08,0.16"], output=out)
+    assert list(df["economics.electricity_usd_per_kwh"]) == [0.04, 0.08, 0.16]
+    assert (df["status"] == "optimal").all()
+    assert df["objective"].is_monotonic_increasing  # dearer power never makes the fleet cheaper
+    assert {"power_mw", "usd_per_mtok", "stages", "binding"} <= set(df.columns)
+    assert any(c.startswith("chips.") for c in df.columns)
+    assert pd.read_csv(out).shape[0] == 3
+
+
+def test_sweep_catalog_figure_and_grid(case):
+    df = studies.sweep(case, ["chips.b200.price_usd=±20%:2", "constraints.power_mw=1,2"])
+    assert len(df) == 4 and set(df["constraints.power_mw"]) == {1, 2}
+    assert sorted(set(df["chips.b200.price_usd"])) == pytest.approx([38000, 57000])
+
+
+def test_tightening_supply_never_lowers_cost(case):
+    df = studies.sweep(case, ["constraints.supply.b200=1000,40,8"])
+    ok = df[df["status"] == "optimal"]
+    assert ok["objective"].is_monotonic_increasing
+
+
+def test_pareto_families_and_plots(case, tmp_path):
+    res = CliRunner().invoke(main, ["pareto", case, "--speeds", "60,300", "--output", str(tmp_path / "p"),
+                                    "--workers", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(tmp_path / "p" / "pareto.csv")
+    assert set(df["family"]) >= {"gpu-only", "gpu+prefill", "gpu+sram-ffn", "sram-only", "unrestricted"}
+    for col in ("family", "speed_tok_s_user", "tok_s_per_chip", "tok_s_per_mw", "usd_per_mtok", "status"):
+        assert col in df
+    assert (tmp_path / "p" / "pareto_tok_s_per_mw.png").stat().st_size > 1000
+    # the unrestricted family can mix freely, so it is never dearer than any restricted one
+    for speed, g in df[df["status"] == "optimal"].groupby("speed_tok_s_user"):
+        free = g[g["family"] == "unrestricted"]["usd_per_mtok"]
+        assert len(free) and (g["usd_per_mtok"] >= free.iloc[0] * (1 - 2e-3)).all()
+    assert not (df[df["family"] == "gpu-only"].filter(like="chips.groq3").fillna(0) > 0).any().any()
+
+
+def test_budget_marginal_values(case, tmp_path):
+    df = studies.budget(case, power_mw="0.5,1")
+    assert (df["status"] == "optimal").all()
+    assert df["throughput_tok_s"].iloc[1] >= df["throughput_tok_s"].iloc[0]
+    assert "shadow.power" in df.columns and (df["shadow.power"] > 0).all()
+
+
+def test_breakeven_price_brings_chip_in(case):
+    r = studies.breakeven(case, "chips.h100-sxm.price_usd=1000:200000", "chips.h100-sxm > 0", rel_tol=0.02)
+    assert r["found"] and r["holds_at_low"] and not r["holds_at_high"]
+    assert r["plan_low"]["chips.h100-sxm"] > 0 and r["plan_high"].get("chips.h100-sxm", 0) == 0
+    assert r["high"] - r["low"] <= 0.02 * r["high"] + 1e-9
+
+
+def test_resume_and_worker_counts_give_identical_csv(case, tmp_path):
+    vary = ["economics.pue=1.1,1.2,1.3,1.4"]
+    full = tmp_path / "full.csv"
+    studies.sweep(case, vary, output=full, workers=1)
+    part = tmp_path / "part.csv"
+    spec = studies.load_spec(case)
+    points = studies.sweep_points(studies.parse_vary(vary, spec))
+    appender = studies.CsvAppender(part)
+    for p in points[:2]:  # a run killed after two points leaves a valid CSV
+        appender.add(studies.evaluate(spec, p))
+    assert len(pd.read_csv(part)) == 2
+    studies.sweep(case, vary, output=part, resume=True)
+    two = tmp_path / "two.csv"
+    studies.sweep(case, vary, output=two, workers=2)
+    strip = lambda p: pd.read_csv(p).drop(columns="wall_s")  # noqa: E731
+    pd.testing.assert_frame_equal(strip(full), strip(part))
+    pd.testing.assert_frame_equal(strip(full), strip(two))
+    res = CliRunner().invoke(main, ["sweep", case, "--vary", vary[0], "--output", str(full)])
+    assert res.exit_code == 2 and "--resume" in res.output
+
+
+@pytest.mark.slow
+def test_dask_cluster_matches_local(case, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    vary = ["economics.electricity_usd_per_kwh=0.05,0.1,0.2"]
+    local = studies.sweep(case, vary).drop(columns="wall_s")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        remote = studies.sweep(case, vary, scheduler=cluster.scheduler_address).drop(columns="wall_s")
+    pd.testing.assert_frame_equal(local, remote)
