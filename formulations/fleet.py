@@ -52,16 +52,12 @@ def add_variables(m, p: Problem) -> None:
         m.alpha.fix(1.0)
 
 
-def _units_of(p: Problem, j: str, kind: str) -> list[int]:
-    return [u for u in p.unit_ids if p.units.at[u, "class"] == j and p.units.at[u, "kind"] == kind]
-
-
 def add_throughput(m, p: Problem) -> None:
     """Demand is split between aggregated and disaggregated serving, each covered by its units:
         Σ_{u ∈ A_j} tput_u·x_u ≥ a_j;   Σ_{u ∈ D_j} tput_u·x_u ≥ d_j;   a_j + d_j ≥ α·demand_j   ∀ j
     [k output tokens/s]. The split lets spare decode capacity go without prefill (see add_prefill)."""
-    agg = {j: _units_of(p, j, "aggregated") for j in p.classes}
-    dec = {j: _units_of(p, j, "decode") for j in p.classes}
+    agg = {j: p.units_of(j, "aggregated") for j in p.classes}
+    dec = {j: p.units_of(j, "decode") for j in p.classes}
     m.served_agg = pyo.Var(m.J, within=pyo.NonNegativeReals, doc="demand served by aggregated units")
     m.served_dis = pyo.Var(m.J, within=pyo.NonNegativeReals, doc="demand served by disaggregated decode")
     m.cover_agg = pyo.Constraint(m.J, rule=lambda m, j: sum(p.unit_tput_ktok_s[u] * m.x[u] for u in agg[j])
@@ -76,16 +72,19 @@ def add_prefill(m, p: Problem) -> None:
     """Σ_{u ∈ P_j} cap_u · x_u ≥ (ISL/OSL)_j · d_j   ∀ j   [k input tokens/s]: prefill for the demand
     the disaggregated decode serves (not for its spare capacity); cap_u already holds the utilisation
     the TTFT target allows. Aggregated units prefill on their own chips."""
-    pools = {j: _units_of(p, j, "prefill") for j in p.classes}
+    pools = {j: p.units_of(j, "prefill") for j in p.classes}
     m.prefill = pyo.Constraint(m.J, rule=lambda m, j: sum(p.unit_prefill_ktok_s[u] * m.x[u] for u in pools[j])
                                >= p.isl_per_osl[j] * m.served_dis[j], doc="prefill capacity ≥ input tokens")
 
 
 def add_chip_count(m, p: Problem) -> None:
     """n_c ≥ Σ_u chips_{u,c} · x_u   ∀ c   [chips]."""
-    m.chip_count = pyo.Constraint(m.C, rule=lambda m, c: m.n[c] >= sum(
-        cnt * m.x[u] for u in p.unit_ids for cc, cnt in p.unit_chips[u].items() if cc == c),
-        doc="chips bought cover the units")
+    users: dict[str, list[tuple[int, int]]] = {c: [] for c in p.chips}
+    for u, counts in p.unit_chips.items():
+        for c, cnt in counts.items():
+            users[c].append((u, cnt))
+    m.chip_count = pyo.Constraint(m.C, rule=lambda m, c: m.n[c] >= sum(cnt * m.x[u] for u, cnt in users[c]),
+                                  doc="chips bought cover the units")
 
 
 def add_systems(m, p: Problem) -> None:

@@ -131,6 +131,8 @@ def prune(df: pd.DataFrame) -> pd.DataFrame:
         return df
     value = np.where(df["kind"] == "prefill", df["prefill_tok_s"], df["throughput_tok_s"])
     df = df.assign(_value=value).sort_values(["_value"], ascending=False, kind="stable")
+    # same chips, lower value (e.g. another batch): dominated; keep the best row of each chip set first
+    df = df.drop_duplicates(["class", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn"], keep="first")
     keep = []
     for _, g in df.groupby(["class", "kind", "attn_chip", "ffn_chip"], sort=False):
         na, nf, v = g["n_attn"].to_numpy(), g["n_ffn"].to_numpy(), g["_value"].to_numpy()

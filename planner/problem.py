@@ -45,6 +45,11 @@ class Problem:
     fixed_cost_usd_per_hour: dict[str, float]
     pue: float
     stage_chips: dict[str, list[str]] = field(default_factory=dict)
+    by_class_kind: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+    def units_of(self, j: str, kind: str) -> list[int]:
+        """Units of class j and kind (aggregated | decode | prefill)."""
+        return self.by_class_kind.get((j, kind), [])
 
     @property
     def unit_ids(self) -> list[int]:
@@ -64,8 +69,9 @@ def hourly_cost_usd(case: Case, chip_id: str) -> float:
 def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Problem:
     """Candidate table + case → Problem, with every big-M derived from the data."""
     units = units.reset_index(drop=True)
-    unit_chips, unit_stages = {}, {}
-    for u, r in units.iterrows():
+    unit_chips, unit_stages, by_class_kind = {}, {}, {}
+    for u, r in enumerate(units.itertuples(index=False)):
+        by_class_kind.setdefault((r[0], r.kind), []).append(u)
         counts = {r.attn_chip: int(r.n_attn)}
         if r.ffn_chip != r.attn_chip:
             counts[r.ffn_chip] = counts.get(r.ffn_chip, 0) + int(r.n_ffn)
@@ -79,8 +85,8 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
     chips = sorted({c for cc in unit_chips.values() for c in cc})
     cons = case.constraints
     demand = {tc.name: tc.demand_tok_s / 1e3 for tc in case.classes}
-    tput = {u: float(r.throughput_tok_s) / 1e3 for u, r in units.iterrows()}
-    pre = {u: float(r.prefill_tok_s) / 1e3 for u, r in units.iterrows()}
+    tput = dict(enumerate(units["throughput_tok_s"].to_numpy(float) / 1e3))
+    pre = dict(enumerate(units["prefill_tok_s"].to_numpy(float) / 1e3))
     ratio = {tc.name: tc.isl / tc.osl for tc in case.classes}
 
     power = {c: case.chips[c].power_kw for c in chips}
@@ -101,14 +107,14 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
         return min(bounds)
 
     unit_max = {}
-    for u, r in units.iterrows():
+    for u, (j, kind) in enumerate(zip(units["class"], units["kind"])):
         if objective == "throughput":
             bound = budget_bound(u)
-        elif r.kind == "prefill":
+        elif kind == "prefill":
             # prefill serves at most the class's whole input demand
-            bound = min(budget_bound(u), math.ceil(demand[r["class"]] * ratio[r["class"]] / pre[u]))
+            bound = min(budget_bound(u), math.ceil(demand[j] * ratio[j] / pre[u]))
         else:
-            bound = min(budget_bound(u), math.ceil(demand[r["class"]] / tput[u]))
+            bound = min(budget_bound(u), math.ceil(demand[j] / tput[u]))
         unit_max[u] = int(math.floor(bound)) if math.isfinite(bound) else -1
     stage_chips: dict[str, list[str]] = {}
     for stages in unit_stages.values():
@@ -127,7 +133,7 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
         max_types_per_stage=cons.max_chip_types_per_stage,
         fixed_cost_usd_per_hour={c: v / (case.economics.amortization_years * HOURS_PER_YEAR)
                                  for c, v in cons.fixed_cost_usd.items() if c in chips},
-        pue=case.economics.pue, stage_chips=stage_chips,
+        pue=case.economics.pue, stage_chips=stage_chips, by_class_kind=by_class_kind,
     )
 
 

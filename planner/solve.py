@@ -140,26 +140,49 @@ def _slacks(m) -> dict[str, float]:
 
 
 def _shadow_prices(m, p: Problem, opt: Highs) -> dict[str, float]:
-    """Duals of the LP with binaries fixed and counts relaxed; {} when that LP does not solve."""
-    for v in m.component_data_objects(pyo.Var):
-        if v.is_binary():  # fixed, and declared continuous so HiGHS sees an LP and returns duals
-            v.fix(int(round(v.value or 0)))
-            v.domain = pyo.Reals
-        elif v.is_integer():
-            v.domain = pyo.NonNegativeReals
-    if p.objective == "throughput":
-        m.alpha.setlb(0)
-        m.obj_cost.deactivate()
-        m.obj.activate()
-    try:
-        res = opt.solve(m)
-        if res.termination_condition.name != "optimal":
-            return {}
-        duals = opt.get_duals()
-    except RuntimeError:
+    """Duals of the LP with binaries fixed and counts relaxed; {} when that LP does not solve.
+
+    Done on the HiGHS model appsi already holds (relax integrality, fix binary columns, re-run):
+    changing Pyomo domains instead makes appsi rebuild every column (measured 1.1 s of the default
+    case's 2.2 s solve)."""
+    import highspy
+
+    h = opt._solver_model
+    var_col = opt._pyomo_var_to_solver_var_map
+    cols, lower, upper = [], [], []
+    for v in m.component_data_objects(pyo.Var, active=True):
+        if id(v) not in var_col or not (v.is_binary() or v.is_integer()) or v.fixed:
+            continue
+        cols.append(var_col[id(v)])
+        if v.is_binary():
+            val = float(round(v.value or 0))
+            lower.append(val)
+            upper.append(val)
+        else:
+            lower.append(0.0 if v.lb is None else float(v.lb))
+            upper.append(highspy.kHighsInf if v.ub is None else float(v.ub))
+    if not cols:
         return {}
-    return {con.name: float(val) for con, val in duals.items()
-            if con.parent_component().name in ("throughput", "prefill", "power", "capex", "supply")}
+    n = len(cols)
+    h.changeColsIntegrality(n, cols, [highspy.HighsVarType.kContinuous] * n)
+    h.changeColsBounds(n, cols, lower, upper)
+    if p.objective == "throughput":  # marginal value in the first objective: served share of demand
+        alpha = var_col[id(m.alpha)]
+        h.changeColBounds(alpha, 0.0, highspy.kHighsInf)
+        ncol = h.getNumCol()
+        h.changeColsCost(ncol, list(range(ncol)), [0.0] * ncol)
+        h.changeColCost(alpha, 1.0)
+        h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+    h.setOptionValue("output_flag", False)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return {}
+    row_dual = h.getSolution().row_dual
+    out = {}
+    for con, row in opt._pyomo_con_to_solver_con_map.items():
+        if con.parent_component().name in ("throughput", "prefill", "power", "capex", "supply"):
+            out[con.name] = float(row_dual[row])
+    return out
 
 
 def solve_elastic(p: Problem, opts: SolveOptions | None = None) -> dict[str, float]:
