@@ -1,0 +1,4 @@
+"""`python -m planner` is `fleet`."""
+from .cli import run
+
+run()
