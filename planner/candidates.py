@@ -58,15 +58,15 @@ def _kv_ok(w: pf.Workload, batch, free_bytes, headroom: float):
 
 def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) -> list[dict]:
     """All surviving units of one class, as plain row dicts."""
-    w = pf.Workload(case.models[tc.model], tc.precision, tc.isl, tc.osl)
+    w = pf.Workload(case.models[tc.model], tc.precision, tc.isl, tc.osl, tc.cached_isl)
     chips = {cid: pf.ChipSI.of(case.chips[cid], tc.precision) for cid in case.fleet.chips
              if case.chips[cid].supports(tc.precision)}
     allowed = {s: [c for c in case.fleet.allowed(s) if c in chips]
-               for s in ("prefill", "decode_attention", "decode_ffn")}
+               for s in ("prefill", "decode_attention", "decode_ffn", "decode_draft")}
     rows: list[dict] = []
     B = np.array(opts.batches, dtype=float)
 
-    def emit(kind, d, ns_a, ns_f, a, f, extra=None):
+    def emit(kind, d, ns_a, ns_f, a, f, extra=None, draft=("", None)):
         speed, tput = d["speed_tok_s_user"], d["throughput_tok_s"]
         free = d["memory_capacity_bytes"] - (w.weight_bytes() if a == f else w.attn_weight_bytes())
         ok = d["fits"] & (speed >= tc.min_speed_tok_s_user) & _kv_ok(w, d["batch"], free, tc.kv_headroom)
@@ -78,7 +78,8 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
                          "n_ffn": int(ns_f[idx]) if f != a else 0, "batch": int(d["batch"][idx]),
                          "throughput_tok_s": float(tput[idx]), "speed_tok_s_user": float(speed[idx]),
                          "ttft_s": float(d["ttft_s"][idx]) if "ttft_s" in d else float("nan"),
-                         "prefill_tok_s": 0.0})
+                         "prefill_tok_s": 0.0, "draft_chip": draft[0],
+                         "n_draft": int(draft[1][idx]) if draft[1] is not None else 0})
 
     # aggregated and co-located decode on one chip type
     for cid, c in chips.items():
@@ -92,6 +93,21 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
             d = pf.decode(w, c, n, None, None, b)
             d["batch"] = b
             emit("decode", d, n, n, cid, cid)
+
+    # speculative decoding: target model co-located on one chip type, draft model on another (or the same)
+    if tc.draft_model and "disaggregated" in case.fleet.modes:
+        dw = pf.Workload(case.models[tc.draft_model], tc.precision, tc.isl, tc.osl)
+        for tid in allowed["decode_attention"]:
+            if tid not in allowed["decode_ffn"]:
+                continue
+            for did in allowed["decode_draft"]:
+                c, dc = chips[tid], chips[did]
+                ns = chip_counts(_n_min(w.weight_bytes(), c), c.domain, opts)
+                nd = chip_counts(_n_min(dw.weight_bytes(), dc), dc.domain, opts)[:3]
+                n, ndr, b = np.meshgrid(ns, nd, B, indexing="ij")
+                d = pf.speculative(w, c, n, dw, dc, ndr, b, tc.draft_tokens, tc.accepted_tokens_per_step)
+                d["batch"] = b
+                emit("decode", d, n, n, tid, tid, draft=(did, ndr))
 
     # attention–FFN disaggregation
     if "disaggregated" in case.fleet.modes:
@@ -121,7 +137,7 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
                              "n_attn": int(ns[i]), "ffn_chip": pid, "n_ffn": 0, "batch": 0,
                              "throughput_tok_s": 0.0, "speed_tok_s_user": float("nan"),
                              "ttft_s": float(pf.ttft_at_utilization(p["prefill_s"][i], rho[i], transfer[i])),
-                             "prefill_tok_s": float(cap[i])})
+                             "prefill_tok_s": float(cap[i]), "draft_chip": "", "n_draft": 0})
     return rows
 
 
@@ -132,13 +148,16 @@ def prune(df: pd.DataFrame) -> pd.DataFrame:
     value = np.where(df["kind"] == "prefill", df["prefill_tok_s"], df["throughput_tok_s"])
     df = df.assign(_value=value).sort_values(["_value"], ascending=False, kind="stable")
     # same chips, lower value (e.g. another batch): dominated; keep the best row of each chip set first
-    df = df.drop_duplicates(["class", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn"], keep="first")
+    df = df.drop_duplicates(["class", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "draft_chip", "n_draft"],
+                            keep="first")
     keep = []
-    for _, g in df.groupby(["class", "kind", "attn_chip", "ffn_chip"], sort=False):
-        na, nf, v = g["n_attn"].to_numpy(), g["n_ffn"].to_numpy(), g["_value"].to_numpy()
+    for _, g in df.groupby(["class", "kind", "attn_chip", "ffn_chip", "draft_chip"], sort=False):
+        na, nf, nd, v = (g["n_attn"].to_numpy(), g["n_ffn"].to_numpy(), g["n_draft"].to_numpy(),
+                         g["_value"].to_numpy())
         kept: list[int] = []
         for i in range(len(g)):  # sorted by value, so earlier rows serve at least as much
-            if not any(_covers(na[k], nf[k], v[k], na[i], nf[i], v[i]) for k in kept):
+            if not any(_covers(na[k], nf[k], v[k], na[i], nf[i], v[i]) and _fits_in(nd[k], nd[i], na[k], na[i])
+                       for k in kept):
                 kept.append(i)
         keep.extend(g.index[kept])
     return df.loc[sorted(keep)].drop(columns="_value")
@@ -152,12 +171,19 @@ def _covers(na_k, nf_k, v_k, na_i, nf_i, v_i) -> bool:
     return a >= 1 and a * v_k >= v_i - 1e-9
 
 
+def _fits_in(nd_k, nd_i, na_k, na_i) -> bool:
+    """The copies of unit k that cover unit i also fit in unit i's draft chips."""
+    if not nd_k:
+        return True
+    return (na_i // na_k) * nd_k <= nd_i
+
+
 def build_candidates(case: Case, opts: GridOptions | None = None) -> pd.DataFrame:
     """The candidate table for every class of the case, pruned unless opts.prune is False."""
     opts = opts or GridOptions()
     rows = [r for j, tc in enumerate(case.classes) for r in class_candidates(case, j, tc, opts)]
     cols = ["class", "class_index", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "batch",
-            "throughput_tok_s", "speed_tok_s_user", "ttft_s", "prefill_tok_s"]
+            "throughput_tok_s", "speed_tok_s_user", "ttft_s", "prefill_tok_s", "draft_chip", "n_draft"]
     df = pd.DataFrame(rows, columns=cols)
     if opts.prune:
         df = prune(df)

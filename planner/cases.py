@@ -31,6 +31,10 @@ CLASS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "ttft_s": ("float", True, ">0", "time-to-first-token target (s)"),
     "kv_headroom": ("float", False, ">=0", "spare KV memory fraction, e.g. 0.1"),
     "max_utilization": ("float", False, ">0", "prefill utilisation cap in (0, 1)"),
+    "cached_isl": ("int", False, ">=0", "prompt tokens served from a prefix cache (< isl)"),
+    "draft_model": ("str", False, None, "a small model id for speculative decoding"),
+    "draft_tokens": ("int", False, ">0", "tokens the draft proposes per round"),
+    "accepted_tokens_per_step": ("float", False, ">0", "tokens emitted per verify round (1 … draft_tokens+1)"),
 }
 CONSTRAINT_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "power_mw": ("float", False, ">0", "site power budget (MW, facility side incl. PUE)"),
@@ -277,6 +281,19 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
             elif fleet_chips and not any(catalog.chips[c].supports(prec) for c in fleet_chips):
                 problems.append(P(f"{where}.precision", f"no chip in fleet.chips runs {prec}",
                                   "pick a precision the fleet supports or add a chip that runs it"))
+        if isinstance(cls.get("draft_model"), str):
+            try:
+                catalog.resolve_model(cls["draft_model"])
+            except CatalogError as exc:
+                problems += [P(f"{where}.draft_model", p.what, p.fix) for p in exc.problems]
+            acc, k = cls.get("accepted_tokens_per_step", 1.0), cls.get("draft_tokens", 4)
+            if isinstance(acc, (int, float)) and isinstance(k, int) and not 1 <= acc <= k + 1:
+                problems.append(P(f"{where}.accepted_tokens_per_step", f"must be between 1 and draft_tokens + 1 "
+                                  f"({k + 1}), got {acc}", "it counts the tokens one verify round emits"))
+        ci, isl = cls.get("cached_isl", 0), cls.get("isl")
+        if isinstance(ci, int) and isinstance(isl, int) and not isinstance(ci, bool) and ci >= isl > 0:
+            problems.append(P(f"{where}.cached_isl", f"must be below isl ({isl}), got {ci}",
+                              "cached_isl counts the prompt tokens already cached"))
         mu = cls.get("max_utilization")
         if isinstance(mu, (int, float)) and not isinstance(mu, bool) and math.isfinite(mu) and not 0 < mu < 1:
             problems.append(P(f"{where}.max_utilization", f"must be in (0, 1), got {mu}"))
@@ -297,9 +314,13 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
             name=c["name"], model=catalog.resolve_model(c["model"]), precision=c["precision"],
             isl=int(c["isl"]), osl=int(c["osl"]), demand_tok_s=float(c["demand_tok_s"]),
             min_speed_tok_s_user=float(c["min_speed_tok_s_user"]), ttft_s=float(c["ttft_s"]),
-            kv_headroom=float(c.get("kv_headroom", 0.1)), max_utilization=float(c.get("max_utilization", 0.9)))
+            kv_headroom=float(c.get("kv_headroom", 0.1)), max_utilization=float(c.get("max_utilization", 0.9)),
+            cached_isl=int(c.get("cached_isl", 0)),
+            draft_model=catalog.resolve_model(c["draft_model"]) if c.get("draft_model") else None,
+            draft_tokens=int(c.get("draft_tokens", 4)),
+            accepted_tokens_per_step=float(c.get("accepted_tokens_per_step", 1.0)))
         for c in raw["classes"])
-    used_models = {c.model for c in classes}
+    used_models = {c.model for c in classes} | {c.draft_model for c in classes if c.draft_model}
     return Case(
         name=str(raw.get("name", Path(label).stem)),
         description=str(raw.get("description", "")).strip(),

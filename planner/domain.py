@@ -13,7 +13,7 @@ CHIP_CLASSES: tuple[str, ...] = ("gpu", "asic", "sram", "mram", "prefill")
 ON_CHIP_MEMORY_CLASSES = frozenset({"sram", "mram"})
 Precision = Literal["bf16", "fp8", "fp4"]
 Stage = Literal["prefill", "decode_attention", "decode_ffn"]
-STAGES: tuple[str, ...] = ("prefill", "decode_attention", "decode_ffn")
+STAGES: tuple[str, ...] = ("prefill", "decode_attention", "decode_ffn", "decode_draft")
 CONFIDENCES = ("vendor-spec", "reported", "estimate", "default", "calibrated", "user")
 
 
@@ -136,6 +136,14 @@ class TrafficClass:
     ttft_s: float
     kv_headroom: float = 0.1
     max_utilization: float = 0.9
+    cached_isl: int = 0
+    draft_model: str | None = None
+    draft_tokens: int = 4
+    accepted_tokens_per_step: float = 1.0
+
+    @property
+    def new_isl(self) -> int:
+        return max(self.isl - self.cached_isl, 1)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,12 @@ class Workload:
     precision: str
     isl: int
     osl: int
+    cached_isl: int = 0  # prompt tokens already in a prefix cache: held as KV, not recomputed
+
+    @property
+    def new_isl(self) -> int:
+        """Prompt tokens prefill must compute."""
+        return max(self.isl - self.cached_isl, 1)
 
     @property
     def weight_bytes_per_param(self) -> float:
@@ -132,8 +138,12 @@ def _part_time(bytes_, flops, n, c: ChipSI):
     return t_mem, t_cmp
 
 
-def decode(w: Workload, attn: ChipSI, n_attn, ffn: ChipSI | None = None, n_ffn=None, batch=1) -> dict:
+def decode(w: Workload, attn: ChipSI, n_attn, ffn: ChipSI | None = None, n_ffn=None, batch=1,
+           tokens_per_seq: int = 1) -> dict:
     """Decode step of a group; arrays broadcast over (n_attn, n_ffn, batch).
+
+    tokens_per_seq > 1 is a speculative verify step: every sequence scores that many tokens in one
+    pass, so FLOPs, activations and touched experts scale with it while weight and KV reads do not.
 
     ffn=None (or the same chip id with n_ffn=None) means co-located decode on the n_attn chips.
     Returns SI arrays: step_s, speed_tok_s_user, throughput_tok_s, time parts, memory, fits, max_batch.
@@ -144,24 +154,25 @@ def decode(w: Workload, attn: ChipSI, n_attn, ffn: ChipSI | None = None, n_ffn=N
     n_attn = np.asarray(n_attn, dtype=float)
     n_ffn = n_attn if colocated or n_ffn is None else np.asarray(n_ffn, dtype=float)
     B = np.asarray(batch, dtype=float)
+    T = B * tokens_per_seq  # tokens scored this step
     wb = w.weight_bytes_per_param
 
     attn_read = (ms.attention_params(m) + ms.lm_head_params(m)) * wb + B * w.kv_bytes_per_seq(w.mean_context)
-    attn_flops = B * (2 * (ms.attention_params(m) + ms.lm_head_params(m))
+    attn_flops = T * (2 * (ms.attention_params(m) + ms.lm_head_params(m))
                       + ms.attention_flops_per_token(m, w.mean_context))
-    ffn_read = ms.ffn_params_read(m, B) * wb
-    ffn_flops = B * 2 * ms.ffn_active_params(m)
+    ffn_read = ms.ffn_params_read(m, T) * wb
+    ffn_flops = T * 2 * ms.ffn_active_params(m)
 
     a_mem, a_cmp = _part_time(attn_read, attn_flops, n_attn, attn)
     f_mem, f_cmp = _part_time(ffn_read, ffn_flops, n_ffn, ffn)
     fixed = m.layers * (attn.t_layer + (0.0 if colocated else ffn.t_layer))
     if colocated:
-        comm = _group_comm(attn, n_attn, B, m)
+        comm = _group_comm(attn, n_attn, T, m)
         afd = np.zeros_like(comm)
     else:
-        comm = _group_comm(attn, n_attn, B, m, "attn") + _group_comm(ffn, n_ffn, B, m, "ffn")
+        comm = _group_comm(attn, n_attn, T, m, "attn") + _group_comm(ffn, n_ffn, T, m, "ffn")
         link = np.minimum(n_attn * attn.scaleout_bw, n_ffn * ffn.scaleout_bw)
-        afd = m.layers * 2 * (B * m.hidden * ACT_BYTES / link + (attn.hop + ffn.hop) / 2)
+        afd = m.layers * 2 * (T * m.hidden * ACT_BYTES / link + (attn.hop + ffn.hop) / 2)
     t_attn = np.maximum(a_mem, a_cmp)
     t_ffn = np.maximum(f_mem, f_cmp)
     step = t_attn + t_ffn + fixed + comm + afd
@@ -199,18 +210,24 @@ def decode(w: Workload, attn: ChipSI, n_attn, ffn: ChipSI | None = None, n_ffn=N
 
 
 def prefill(w: Workload, c: ChipSI, n) -> dict:
-    """One prompt of ISL tokens on n chips: time, token capacity, and whether the weights fit."""
+    """One prompt on n chips: time, token capacity (new prompt tokens/s), whether it fits.
+
+    With a cached prefix only the new tokens are computed; they attend to the whole context
+    (causal attention over the new part plus new × cached pairs)."""
     m = w.model
     n = np.asarray(n, dtype=float)
-    flops = 2 * ms.active_params(m) * w.isl + ms.prefill_attention_flops(m, w.isl)
+    new = w.new_isl
+    attn = ms.prefill_attention_flops(m, new) + new * ms.attention_flops_per_token(m, w.cached_isl) \
+        if w.cached_isl else ms.prefill_attention_flops(m, w.isl)
+    flops = 2 * ms.active_params(m) * new + attn
     weights_read = w.weight_bytes() if m.experts == 0 else (
-        (ms.attention_params(m) + ms.lm_head_params(m) + ms.ffn_params_read(m, w.isl)) * w.weight_bytes_per_param)
-    t_mem, t_cmp = _part_time(weights_read, flops, n, c)
-    comm = _group_comm(c, n, w.isl, m)
+        (ms.attention_params(m) + ms.lm_head_params(m) + ms.ffn_params_read(m, new)) * w.weight_bytes_per_param)
+    t_mem, t_cmp = _part_time(weights_read + w.kv_bytes_per_seq(w.cached_isl) * (w.cached_isl > 0), flops, n, c)
+    comm = _group_comm(c, n, new, m)
     t = np.maximum(t_mem, t_cmp) + m.layers * c.t_layer + comm
     cap = n * c.mem_bytes * USABLE_MEM_FRAC
     used = w.weight_bytes() + w.kv_bytes_per_seq(w.isl)
-    return {"prefill_s": t, "tokens_per_s": w.isl / t, "tokens_per_s_per_chip": w.isl / t / n,
+    return {"prefill_s": t, "tokens_per_s": new / t, "tokens_per_s_per_chip": new / t / n,
             "fits": used <= cap, "memory_used_bytes": used + np.zeros_like(cap), "memory_capacity_bytes": cap}
 
 
@@ -243,4 +260,22 @@ def aggregated(w: Workload, c: ChipSI, n, batch) -> dict:
     out.update({"speed_tok_s_user": speed, "throughput_tok_s": B * speed,
                 "prefill_fraction": prefill_share * speed, "prefill_s": p["prefill_s"] + np.zeros_like(speed),
                 "ttft_s": p["prefill_s"] + d["step_s"]})
+    return out
+
+
+def speculative(w: Workload, target: ChipSI, n, draft_w: Workload, draft: ChipSI, n_draft, batch,
+                draft_tokens: int, accepted_tokens: float) -> dict:
+    """Speculative decoding: a draft model (e.g. on SRAM chips) proposes k tokens one by one, the
+    target model verifies all k+1 positions in one pass; `accepted_tokens` (≥ 1, ≤ k+1) are emitted
+    per round on average. speed = accepted / (k·t_draft + t_verify + 2 hops between the groups)."""
+    v = decode(w, target, n, None, None, batch, tokens_per_seq=draft_tokens + 1)
+    d = decode(draft_w, draft, n_draft, None, None, batch)
+    handoff = 2 * (target.hop + draft.hop) / 2 if draft.id != target.id else 0.0
+    round_s = draft_tokens * d["step_s"] + v["step_s"] + handoff
+    speed = accepted_tokens / round_s
+    B = np.asarray(batch, dtype=float)
+    out = dict(v)
+    out.update({"step_s": round_s, "speed_tok_s_user": speed, "throughput_tok_s": B * speed,
+                "draft_s": draft_tokens * d["step_s"], "verify_s": v["step_s"],
+                "fits": v["fits"] & d["fits"], "draft_fits": d["fits"]})
     return out

@@ -75,6 +75,9 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
         counts = {r.attn_chip: int(r.n_attn)}
         if r.ffn_chip != r.attn_chip:
             counts[r.ffn_chip] = counts.get(r.ffn_chip, 0) + int(r.n_ffn)
+        draft = getattr(r, "draft_chip", "") or ""
+        if draft:
+            counts[draft] = counts.get(draft, 0) + int(r.n_draft)
         unit_chips[u] = counts
         if r.kind == "prefill":
             unit_stages[u] = [("prefill", r.attn_chip)]
@@ -82,12 +85,14 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
             unit_stages[u] = [(s, r.attn_chip) for s in ("prefill", "decode_attention", "decode_ffn")]
         else:
             unit_stages[u] = [("decode_attention", r.attn_chip), ("decode_ffn", r.ffn_chip)]
+            if draft:
+                unit_stages[u].append(("decode_draft", draft))
     chips = sorted({c for cc in unit_chips.values() for c in cc})
     cons = case.constraints
     demand = {tc.name: tc.demand_tok_s / 1e3 for tc in case.classes}
     tput = dict(enumerate(units["throughput_tok_s"].to_numpy(float) / 1e3))
     pre = dict(enumerate(units["prefill_tok_s"].to_numpy(float) / 1e3))
-    ratio = {tc.name: tc.isl / tc.osl for tc in case.classes}
+    ratio = {tc.name: tc.new_isl / tc.osl for tc in case.classes}  # prompt tokens prefill computes per output token
 
     power = {c: case.chips[c].power_kw for c in chips}
     price = {c: case.chips[c].price_usd for c in chips}

@@ -68,10 +68,12 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
     for u in used:
         r = U.loc[u]
         unit_rows.append({"class": r["class"], "kind": r.kind, "attn_chip": r.attn_chip, "n_attn": int(r.n_attn),
-                          "ffn_chip": r.ffn_chip, "n_ffn": int(r.n_ffn), "batch": int(r.batch), "copies": o.x[u],
+                          "ffn_chip": r.ffn_chip, "n_ffn": int(r.n_ffn), "draft_chip": r.get("draft_chip", "") or "",
+                          "n_draft": int(r.get("n_draft", 0) or 0), "batch": int(r.batch), "copies": o.x[u],
                           "speed_tok_s_user": r.speed_tok_s_user, "throughput_tok_s": r.throughput_tok_s * o.x[u],
                           "prefill_tok_s": r.prefill_tok_s * o.x[u], "ttft_s": r.ttft_s})
-    units = pd.DataFrame(unit_rows, columns=["class", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "batch",
+    units = pd.DataFrame(unit_rows, columns=["class", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn",
+                                             "draft_chip", "n_draft", "batch",
                                              "copies", "speed_tok_s_user", "throughput_tok_s", "prefill_tok_s",
                                              "ttft_s"])
 
@@ -86,8 +88,10 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
             parts = [(s, row["attn_chip"], row["n_attn"]) for s in ("decode_attention", "decode_ffn")]
         else:
             parts = [("decode_attention", row["attn_chip"], row["n_attn"]), ("decode_ffn", row["ffn_chip"], row["n_ffn"])]
+        if row["draft_chip"]:
+            parts.append(("decode_draft", row["draft_chip"], row["n_draft"]))
         for s, c, n in parts:
-            key = (j, s, c, k == "aggregated" or (k == "decode" and row["ffn_chip"] == row["attn_chip"]))
+            key = (j, s, c, s != "decode_draft" and (k == "aggregated" or (k == "decode" and row["ffn_chip"] == row["attn_chip"])))
             stage_rows[key] = stage_rows.get(key, 0) + n * row["copies"]
     stages = pd.DataFrame([{"class": j, "stage": s, "chip": c, "chips": n, "shared": shared}
                            for (j, s, c, shared), n in stage_rows.items()],

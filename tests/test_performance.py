@@ -176,3 +176,28 @@ def test_estimate_cli_json_keys_and_errors():
     fp4 = runner.invoke(main, ["estimate", "--model", "llama-3.1-8b", "--chip", "h100-sxm", "--chips", "1",
                                "--isl", "100", "--osl", "100", "--precision", "fp4"])
     assert fp4.exit_code == 2 and "cannot run fp4" in fp4.output
+
+
+def test_speculative_decoding_by_hand(catalog):
+    w = pf.Workload(catalog.models["llama-3.1-70b"], "fp8", 1000, 500)
+    dw = pf.Workload(catalog.models["llama-3.1-8b"], "fp8", 1000, 500)
+    gpu = pf.ChipSI.of(catalog.chips["b200"], "fp8")
+    lpu = pf.ChipSI.of(catalog.chips["groq3-lpu"], "fp8")
+    plain = pf.decode(w, gpu, 2, None, None, 8)
+    verify = pf.decode(w, gpu, 2, None, None, 8, tokens_per_seq=5)
+    assert float(verify["step_s"]) >= float(plain["step_s"])  # same reads, 5× the FLOPs
+    draft = pf.decode(dw, lpu, 32, None, None, 8)
+    s = pf.speculative(w, gpu, 2, dw, lpu, 32, 8, draft_tokens=4, accepted_tokens=3.0)
+    expected = 3.0 / (4 * float(draft["step_s"]) + float(verify["step_s"]) + (gpu.hop + lpu.hop))
+    assert float(s["speed_tok_s_user"]) == pytest.approx(expected)
+    more = pf.speculative(w, gpu, 2, dw, lpu, 32, 8, draft_tokens=4, accepted_tokens=4.0)
+    assert float(more["speed_tok_s_user"]) > float(s["speed_tok_s_user"])
+
+
+def test_cached_prefix_cuts_prefill_not_kv(catalog):
+    m = catalog.models["llama-3.1-70b"]
+    c = pf.ChipSI.of(catalog.chips["h200-sxm"], "fp8")
+    full = pf.Workload(m, "fp8", 100_000, 500)
+    cached = pf.Workload(m, "fp8", 100_000, 500, cached_isl=96_000)
+    assert float(pf.prefill(cached, c, 8)["prefill_s"]) < float(pf.prefill(full, c, 8)["prefill_s"]) / 5
+    assert float(cached.kv_bytes_per_seq()) == float(full.kv_bytes_per_seq())
