@@ -35,7 +35,7 @@ class GridOptions:
 
     batches: tuple[int, ...] = tuple(int(b) for b in BATCHES)
     n_factors: tuple[float, ...] = N_FACTORS
-    max_chips_per_unit: int = 4096
+    max_chips_per_unit: int = 20000
     prune: bool = True
 
 

@@ -57,7 +57,7 @@ def case_path(name_or_path: str | None) -> Path:
     """A path as given, or the shipped case of that name; no argument = 'default'."""
     name_or_path = name_or_path or "default"
     p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
+    if p.suffix == ".toml" or p.is_file():
         if not p.exists():
             raise CaseError(f"case file not found: {p}", [Problem(str(p), "no such file",
                             "give a path to a .toml case or a shipped case name (see `fleet cases`)")])
@@ -231,6 +231,29 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                     if fleet_chips and cid not in fleet_chips:
                         problems.append(P(f"fleet.stages.{stage}", f"'{c}' is not in fleet.chips",
                                           "add it to fleet.chips or remove it here"))
+
+    fams = raw.get("families", {})
+    if not isinstance(fams, dict):
+        problems.append(P("families", "must be tables [families.NAME] with chips = [...]"))
+    else:
+        for fname, fam in fams.items():
+            if not isinstance(fam, dict) or not isinstance(fam.get("chips"), list):
+                problems.append(P(f"families.{fname}", "needs chips = [...]", "list the family's chip ids"))
+                continue
+            for key in fam:
+                if key not in FLEET_FIELDS:
+                    problems.append(P(f"families.{fname}.{key}", "unknown key", did_you_mean(key, FLEET_FIELDS)
+                                      or f"known keys: {', '.join(FLEET_FIELDS)}"))
+            stage_lists = fam.get("stages", {}) if isinstance(fam.get("stages", {}), dict) else {}
+            for c in fam["chips"] + [c for lst in stage_lists.values() if isinstance(lst, list) for c in lst]:
+                try:
+                    catalog.resolve_chip(str(c))
+                except CatalogError as exc:
+                    problems += [P(f"families.{fname}", p.what, p.fix) for p in exc.problems]
+            for stage in stage_lists:
+                if stage not in STAGES:
+                    problems.append(P(f"families.{fname}.stages.{stage}", "unknown stage",
+                                      did_you_mean(stage, STAGES) or f"stages: {', '.join(STAGES)}"))
 
     cons = raw.get("constraints", {})
     if not isinstance(cons, dict):

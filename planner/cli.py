@@ -474,7 +474,8 @@ def breakeven(case, vary, until, rel_tol, objective, fmt, sets, catalogs, time_l
                    f"{r['steps']} plans)")
     for side in ("plan_low", "plan_high"):
         p = r[side]
-        chips = ", ".join(f"{k[6:]} {v:,}" for k, v in p.items() if k.startswith("chips.") and v)
+        chips = ", ".join(f"{k[6:]} {v:,}" for k, v in p.items()
+                          if k.startswith("chips.") and k != r["path"] and v and v == v)
         click.echo(f"  at {p.get(r['path'], '?')}: {p.get('status')}; chips: {chips or '-'}; "
                    f"USD/Mtok {p.get('usd_per_mtok') or float('nan'):.4f}; stages: {p.get('stages', '')}")
 

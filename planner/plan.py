@@ -91,6 +91,8 @@ def _fastest(case: Case, tc, grid: GridOptions) -> tuple[float, str]:
         c = pf.ChipSI.of(chip, tc.precision)
         n_min = max(1, math.ceil(w.weight_bytes() / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
         ns = chip_counts(n_min, c.domain, grid)
+        if not len(ns):
+            continue
         d = pf.decode(w, c, ns, None, None, 1)
         speed = np.where(d["fits"], d["speed_tok_s_user"], 0)
         if speed.max() > best:

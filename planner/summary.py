@@ -42,4 +42,4 @@ def case_index() -> str:
         except (tomllib.TOMLDecodeError, OSError):
             question = ["(unreadable)"]
         rows.append({"case": name, "question": (question or [""])[0]})
-    return text_table(rows, max_width=110)
+    return text_table(rows, max_width=160)

@@ -1,0 +1,85 @@
+"""The shipped scenario library: every case loads, and what physics makes certain holds in the
+planner's own output (never hard-coded figures)."""
+import pytest
+from click.testing import CliRunner
+
+from planner import studies
+from planner.candidates import build_candidates
+from planner.cases import load_case, shipped_cases
+from planner.cli import main
+
+CASES = ["default", "rubin-lpx", "cerebras-full-stack", "trainium-cerebras", "speculative-draft",
+         "agent-long-context", "hbm-shortage", "mram-what-if", "datacenter-100mw", "prefill-cpx"]
+OK = ("optimal", "feasible")
+
+
+def test_every_case_ships_validates_and_is_listed():
+    assert set(CASES) <= set(shipped_cases())
+    listing = CliRunner().invoke(main, ["cases"]).output
+    for name in CASES:
+        case = load_case(name)
+        assert case.description, name
+        assert name in listing
+
+
+@pytest.mark.slow
+def test_above_gpu_speeds_only_sram_families_are_feasible():
+    df = studies.pareto("cerebras-full-stack", speeds="1000", class_name="gptoss-fast")
+    sram_fams = {"cerebras-only", "cerebras-decode-gpu-prefill", "unrestricted"}
+    for row in df.itertuples():
+        assert (row.status in OK) == (row.family in sram_fams), row.family
+
+
+@pytest.mark.slow
+def test_sram_only_hits_the_kv_wall_at_1m_context():
+    case = load_case("agent-long-context")
+    units = build_candidates(case)
+    serving = units[units["kind"] != "prefill"]
+    sram = serving[serving["attn_chip"].isin(["cerebras-wse3", "groq3-lpu"])]
+    gpu = serving[serving["attn_chip"].isin(["rubin", "b300"])]
+    # per dollar of chips, SRAM units hold far fewer 1M-token sequences (~35 GB of KV each) than HBM units
+    price = {c: case.chips[c].price_usd for c in case.chips}
+
+    def seq_per_musd(d):
+        usd = d["n_attn"] * d["attn_chip"].map(price) + d["n_ffn"] * d["ffn_chip"].map(price)
+        return (d["batch"] / usd * 1e6).max()
+
+    assert seq_per_musd(sram) < seq_per_musd(gpu) / 10
+    df = studies.pareto("agent-long-context", speeds="100", families=["gpu-only", "sram-only"])
+    cost = dict(zip(df["family"], df["usd_per_mtok"]))
+    assert df.set_index("family").loc["gpu-only", "status"] in OK
+    assert df.set_index("family").loc["sram-only", "status"] not in OK or cost["sram-only"] > 3 * cost["gpu-only"]
+
+
+@pytest.mark.slow
+def test_tightening_the_hbm_cap_never_lowers_cost():
+    df = studies.sweep("hbm-shortage", ["constraints.supply.rubin=2000,500,250"])
+    ok = df[df["status"].isin(OK)]
+    assert len(ok) >= 2
+    assert ok["objective"].is_monotonic_increasing  # within the MIP gap the sequence must not fall
+    assert (ok["objective"].diff().fillna(0) >= -2e-3 * ok["objective"]).all()
+
+
+@pytest.mark.slow
+def test_adding_a_chip_type_never_raises_cost():
+    df = studies.pareto("prefill-cpx", speeds="50")
+    cost = dict(zip(df["family"], df["objective"]))
+    assert cost["gpu+cpx"] <= cost["gpu-only"] * (1 + 2e-3)
+    spec = studies.pareto("speculative-draft", speeds="150")
+    c = dict(zip(spec["family"], spec["objective"]))
+    assert c["draft-on-gpu"] <= c["no-speculation"] * (1 + 2e-3)
+    assert c["unrestricted"] <= min(c.values()) * (1 + 2e-3)
+
+
+@pytest.mark.slow
+def test_more_megawatts_never_serve_less():
+    df = studies.budget("datacenter-100mw", power_mw="25,50")
+    assert (df["status"].isin(OK)).all()
+    assert df["throughput_tok_s"].iloc[1] >= df["throughput_tok_s"].iloc[0]
+    assert (df["power_mw"] <= df["constraints.power_mw"] + 1e-6).all()
+
+
+@pytest.mark.slow
+def test_cheaper_mram_never_raises_cost():
+    df = studies.sweep("mram-what-if", ["chips.mram-spinpu.price_usd=2000,8000,32000"])
+    assert df["objective"].is_monotonic_increasing or (df["objective"].diff().fillna(0) >= -2e-3 * df["objective"]).all()
