@@ -143,3 +143,25 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
 
 
 __all__ = ["Problem", "build_problem", "hourly_cost_usd", "OBJECTIVES"]
+
+
+SAFE_RANGE = 1e9
+SAFE_BIGM = 1e7
+
+
+def numerics_warnings(p: Problem) -> list[str]:
+    """Warn when matrix coefficients span more than 1e9 or a big-M exceeds 1e7 (HiGHS tolerances
+    are ~1e-6 relative; beyond these, 'optimal' can hide a wrong answer)."""
+    coeffs = [v for v in p.unit_tput_ktok_s.values() if v > 0] + [v for v in p.unit_prefill_ktok_s.values() if v > 0]
+    coeffs += [n for counts in p.unit_chips.values() for n in counts.values()]
+    coeffs += [p.chip_power_kw[c] * p.pue for c in p.chips] + [p.chip_price_usd[c] / 1e6 for c in p.chips]
+    coeffs += list(p.demand_ktok_s.values())
+    out = []
+    if coeffs and max(coeffs) / min(coeffs) > SAFE_RANGE:
+        out.append(f"coefficients span {min(coeffs):.2g} … {max(coeffs):.2g} (ratio {max(coeffs) / min(coeffs):.1e} > "
+                   f"{SAFE_RANGE:.0e}): results may be inexact; rescale demand or split the case")
+    big = max((m for m in p.unit_max.values() if m >= 0), default=0)
+    if big > SAFE_BIGM:
+        out.append(f"a unit may be bought {big:,} times (big-M above {SAFE_BIGM:.0e}): demand is very large "
+                   "relative to one unit; consider a coarser grid or larger units")
+    return out

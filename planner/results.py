@@ -27,6 +27,7 @@ class Plan:
     power_mw: float
     throughput_tok_s: float
     timings_s: dict
+    warnings: list = None
 
     def to_dict(self) -> dict:
         o = self.outcome
@@ -41,6 +42,7 @@ class Plan:
             "solve": {"solver": o.solver, "status": o.status, "wall_s": o.wall_s, "build_s": o.build_s,
                       "gap": o.gap, "bound": o.bound, **{f"milp_{k}": v for k, v in o.stats.items()},
                       "candidates": int(len(self.problem.units))},
+            "warnings": list(self.warnings or []),
             "timings_s": self.timings_s,
         }
 
@@ -117,9 +119,11 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
     cost = {"capex_usd": float(chips["capex_usd"].sum()), "tco_usd_per_hour": tco,
             "usd_per_mtok": tco / (served * 3600 / 1e6) if served > 0 else None}
     power_mw = float(chips["power_mw"].sum())
+    from .problem import numerics_warnings
+
     return Plan(problem=p, outcome=o, chips=chips, stages=stages, units=units, classes=classes,
                 constraints=constraint_frame(p, o), cost=cost, power_mw=power_mw, throughput_tok_s=served,
-                timings_s=timings or {})
+                timings_s=timings or {}, warnings=numerics_warnings(p))
 
 
 def constraint_frame(p: Problem, o: Outcome) -> pd.DataFrame:
@@ -184,6 +188,8 @@ def plan_text(plan: Plan) -> str:
     if len(binding):
         lines += ["Binding constraints (shadow prices from the LP with stage choices fixed)",
                   text_table(binding[["name", "shadow_price", "unit"]].to_dict("records"), max_width=70), ""]
+    for w in plan.warnings or []:
+        lines.append(f"WARNING: {w}")
     gap = "-" if o.gap is None else f"{o.gap:.2e}"
     lines.append(f"Solve: {o.solver}, status {o.status}, gap {gap}, solve {o.wall_s:.2f} s, build {o.build_s:.2f} s, "
                  f"{len(plan.problem.units):,} candidate units, MILP {o.stats.get('rows', 0):,} rows × "

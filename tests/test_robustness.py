@@ -1,0 +1,167 @@
+"""Robustness: any input gets a result or one clear error (never a traceback); numerics across
+scales; solver limits; reproducible outputs."""
+import copy
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner.cases import build_case
+from planner.catalog import load_catalog
+from planner.cli import main
+from planner.errors import PlannerError
+
+BASE = {"name": "fuzz", "constraints": {"power_mw": 5}, "fleet": {"chips": ["b200", "groq3-lpu"]},
+        "classes": [{"name": "a", "model": "llama-3.1-8b", "precision": "fp8", "isl": 1000, "osl": 200,
+                     "demand_tok_s": 10000, "min_speed_tok_s_user": 50, "ttft_s": 2}]}
+FIELDS = [("name",), ("constraints", "power_mw"), ("constraints", "capex_usd"), ("constraints", "supply"),
+          ("constraints", "max_chip_types_per_stage"), ("fleet", "chips"), ("fleet", "stages"), ("fleet", "modes"),
+          ("classes",), ("classes", 0, "model"), ("classes", 0, "precision"), ("classes", 0, "isl"),
+          ("classes", 0, "osl"), ("classes", 0, "demand_tok_s"), ("classes", 0, "min_speed_tok_s_user"),
+          ("classes", 0, "ttft_s"), ("classes", 0, "kv_headroom"), ("classes", 0, "cached_isl"),
+          ("classes", 0, "draft_model"), ("economics", "pue"), ("economics", "electricity_usd_per_kwh"),
+          ("chips", "b200", "mem_gb"), ("chips", "newchip", "name"), ("models", "m", "layers"), ("families",),
+          ("bogus_key",), ("classes", 0, "bogus")]
+values = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**20, 10**20),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.lists(st.one_of(st.text(max_size=8), st.integers(-5, 5)), max_size=3),
+    st.dictionaries(st.text(max_size=6), st.integers(-5, 5), max_size=2),
+    st.sampled_from(["b200", "rubin", "ünïcødé", "", "fp4", "llama-3.1-70b", "gpt-oss-120b", "nan"]))
+
+
+def put(raw, path, value):
+    node = raw
+    for key in path[:-1]:
+        if isinstance(node, list):
+            if not isinstance(key, int) or key >= len(node):
+                return
+            node = node[key]
+        elif isinstance(node, dict):
+            node = node.setdefault(key, {})
+        else:
+            return
+    if isinstance(node, dict):
+        if value is None:
+            node.pop(path[-1], None)
+        else:
+            node[path[-1]] = value
+    elif isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node):
+        node[path[-1]] = value
+
+
+GENERATED = {"n": 0}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(FIELDS), values), min_size=1, max_size=4))
+def test_loader_answers_every_shape(edits):
+    GENERATED["n"] += 1
+    raw = copy.deepcopy(BASE)
+    for path, value in edits:
+        put(raw, path, value)
+    try:
+        case = build_case(raw, "fuzz.toml")
+    except PlannerError as exc:
+        text = exc.render()
+        assert exc.problems and all(p.where and p.what for p in exc.problems), text
+        return
+    for tc in case.classes:  # whatever loads is finite and positive where it must be
+        assert math.isfinite(tc.demand_tok_s) and tc.demand_tok_s > 0 and tc.isl > 0 and tc.osl > 0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_cli_set_never_tracebacks(path, value):
+    res = CliRunner().invoke(main, ["validate", "default", "--set", f"{path}={value}", "--quiet"])
+    assert res.exit_code in (0, 2), res.output
+    assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=200))
+def test_cli_malformed_files(tmp_path_factory, blob):
+    p = tmp_path_factory.mktemp("f") / "case.toml"
+    p.write_bytes(blob)
+    res = CliRunner().invoke(main, ["validate", str(p), "--quiet"])
+    assert res.exit_code in (0, 2) and "Traceback" not in res.output
+    cat = CliRunner().invoke(main, ["catalog", "list", "chips", "--catalog", str(p)])
+    assert cat.exit_code in (0, 2) and "Traceback" not in cat.output
+
+
+def test_duplicate_and_unicode_ids(tmp_path):
+    f = tmp_path / "o.toml"
+    f.write_text('[chips."ünï"]\nname = "x"\naliases = ["b200"]\n', encoding="utf-8")
+    res = CliRunner().invoke(main, ["catalog", "list", "chips", "--catalog", str(f)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+
+
+def test_fuzz_budget_was_spent():
+    assert GENERATED["n"] >= 100  # report: the loader fuzz tries this many generated cases per run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("demand, power_mw", [(1.0, None), (1e9, None), (1e4, 1e4)])
+def test_numerics_span_scales(demand, power_mw):
+    raw = copy.deepcopy(BASE)
+    raw["classes"][0]["demand_tok_s"] = demand
+    raw["constraints"] = {} if power_mw is None else {"power_mw": power_mw}
+    from planner.plan import plan_case
+
+    p = plan_case(build_case(raw, "scale.toml"))
+    assert p.outcome.status in ("optimal", "feasible")
+    assert p.throughput_tok_s >= demand * (1 - 1e-9)
+    served = sum(r.throughput_tok_s for r in p.units.itertuples() if r.kind != "prefill")
+    assert served >= demand * (1 - 1e-9)
+
+
+def test_one_kilowatt_site_is_diagnosed():
+    raw = copy.deepcopy(BASE)
+    raw["constraints"] = {"power_mw": 0.001}
+    from planner.errors import InfeasibleError
+    from planner.plan import plan_case
+
+    with pytest.raises(InfeasibleError) as err:
+        plan_case(build_case(raw, "tiny.toml"))
+    assert "power short by" in err.value.render()
+
+
+def test_time_limit_returns_best_plan_with_gap():
+    res = CliRunner().invoke(main, ["plan", "hbm-shortage", "--time-limit", "0.1", "--mip-gap", "0", "--format",
+                                    "json"])
+    assert res.exit_code in (0, 1), res.output
+    if res.exit_code == 0:
+        d = json.loads(res.output)
+        assert d["status"] in ("time_limit", "optimal", "feasible")
+        if d["status"] == "time_limit":
+            assert d["solve"]["gap"] is not None
+
+
+def test_plan_json_is_reproducible():
+    runner = CliRunner()
+    outs = []
+    for _ in range(2):
+        d = json.loads(runner.invoke(main, ["plan", "default", "--format", "json"]).output)
+        d.pop("timings_s")
+        for k in ("wall_s", "build_s"):
+            d["solve"].pop(k)
+        outs.append(json.dumps(d, sort_keys=True))
+    assert outs[0] == outs[1]
+
+
+def test_catalog_loads_cleanly():
+    assert load_catalog().chips
+
+
+def test_numerics_warning_for_extreme_ranges():
+    from milp_helpers import chip, toy, unit
+    from planner.problem import numerics_warnings
+
+    calm = toy([chip("a")], [unit("c", "aggregated", "a", 1, tput=300)])
+    assert numerics_warnings(calm) == []
+    wild = toy([chip("a")], [unit("c", "aggregated", "a", 1, tput=1e-3)], classes=(("c", 1e12, 10, 10),))
+    text = " ".join(numerics_warnings(wild))
+    assert "coefficients span" in text and "big-M" in text
