@@ -56,30 +56,44 @@ def _kv_ok(w: pf.Workload, batch, free_bytes, headroom: float):
     return batch * w.kv_bytes_per_seq() * (1 + headroom) <= free_bytes
 
 
-def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) -> list[dict]:
-    """All surviving units of one class, as plain row dicts."""
+def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) -> list[pd.DataFrame]:
+    """All surviving units of one class, as DataFrame chunks."""
     w = pf.Workload(case.models[tc.model], tc.precision, tc.isl, tc.osl, tc.cached_isl)
     chips = {cid: pf.ChipSI.of(case.chips[cid], tc.precision) for cid in case.fleet.chips
              if case.chips[cid].supports(tc.precision)}
     allowed = {s: [c for c in case.fleet.allowed(s) if c in chips]
                for s in ("prefill", "decode_attention", "decode_ffn", "decode_draft")}
     rows: list[dict] = []
+    chunks: list[pd.DataFrame] = []
     B = np.array(opts.batches, dtype=float)
 
     def emit(kind, d, ns_a, ns_f, a, f, extra=None, draft=("", None)):
+        """Rows for the grid points that pass the filters; with pruning on, only the best batch of
+        each chip set survives (same chips, more throughput: exact dominance, done here in numpy)."""
         speed, tput = d["speed_tok_s_user"], d["throughput_tok_s"]
         free = d["memory_capacity_bytes"] - (w.weight_bytes() if a == f else w.attn_weight_bytes())
         ok = d["fits"] & (speed >= tc.min_speed_tok_s_user) & _kv_ok(w, d["batch"], free, tc.kv_headroom)
         if extra is not None:
             ok &= extra
-        for idx in zip(*np.nonzero(ok)):
-            rows.append({"class": tc.name, "class_index": j, "kind": "aggregated" if kind == "aggregated" else "decode",
-                         "attn_chip": a, "n_attn": int(ns_a[idx]), "ffn_chip": f,
-                         "n_ffn": int(ns_f[idx]) if f != a else 0, "batch": int(d["batch"][idx]),
-                         "throughput_tok_s": float(tput[idx]), "speed_tok_s_user": float(speed[idx]),
-                         "ttft_s": float(d["ttft_s"][idx]) if "ttft_s" in d else float("nan"),
-                         "prefill_tok_s": 0.0, "draft_chip": draft[0],
-                         "n_draft": int(draft[1][idx]) if draft[1] is not None else 0})
+        ok = np.broadcast_to(ok, np.shape(tput))
+        if opts.prune and ok.ndim >= 1 and ok.any():  # batch is the last grid axis
+            masked = np.where(ok, tput, -np.inf)
+            best = masked.argmax(axis=-1)[..., None]
+            keep = np.zeros_like(ok)
+            np.put_along_axis(keep, best, True, axis=-1)
+            ok = keep & ok
+        idx = np.nonzero(ok)
+        if not len(idx[0]):
+            return
+        pick = lambda arr: np.broadcast_to(arr, ok.shape)[idx]  # noqa: E731
+        ttft = pick(d["ttft_s"]) if "ttft_s" in d else np.full(len(idx[0]), np.nan)
+        chunks.append(pd.DataFrame({
+            "class": tc.name, "class_index": j, "kind": "aggregated" if kind == "aggregated" else "decode",
+            "attn_chip": a, "n_attn": pick(ns_a).astype(int), "ffn_chip": f,
+            "n_ffn": pick(ns_f).astype(int) if f != a else 0, "batch": pick(d["batch"]).astype(int),
+            "throughput_tok_s": pick(tput), "speed_tok_s_user": pick(speed), "ttft_s": ttft,
+            "prefill_tok_s": 0.0, "draft_chip": draft[0],
+            "n_draft": pick(draft[1]).astype(int) if draft[1] is not None else 0}))
 
     # aggregated and co-located decode on one chip type
     for cid, c in chips.items():
@@ -138,7 +152,9 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
                              "throughput_tok_s": 0.0, "speed_tok_s_user": float("nan"),
                              "ttft_s": float(pf.ttft_at_utilization(p["prefill_s"][i], rho[i], transfer[i])),
                              "prefill_tok_s": float(cap[i]), "draft_chip": "", "n_draft": 0})
-    return rows
+    if rows:
+        chunks.append(pd.DataFrame(rows))
+    return chunks
 
 
 def prune(df: pd.DataFrame) -> pd.DataFrame:
@@ -181,10 +197,10 @@ def _fits_in(nd_k, nd_i, na_k, na_i) -> bool:
 def build_candidates(case: Case, opts: GridOptions | None = None) -> pd.DataFrame:
     """The candidate table for every class of the case, pruned unless opts.prune is False."""
     opts = opts or GridOptions()
-    rows = [r for j, tc in enumerate(case.classes) for r in class_candidates(case, j, tc, opts)]
+    chunks = [c for j, tc in enumerate(case.classes) for c in class_candidates(case, j, tc, opts)]
     cols = ["class", "class_index", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "batch",
             "throughput_tok_s", "speed_tok_s_user", "ttft_s", "prefill_tok_s", "draft_chip", "n_draft"]
-    df = pd.DataFrame(rows, columns=cols)
+    df = pd.concat(chunks, ignore_index=True)[cols] if chunks else pd.DataFrame(columns=cols)
     if opts.prune:
         df = prune(df)
     return df.reset_index(drop=True)
