@@ -39,6 +39,14 @@ class GridOptions:
     prune: bool = True
 
 
+GRIDS = {
+    "fine": GridOptions(),
+    "coarse": GridOptions(batches=tuple(2 ** k for k in range(13)), n_factors=(1, 1.5, 2, 4, 8)),
+}
+"""Named grids. 'coarse' halves the candidates and the solve time of the default case with the same
+optimum there (measured); use it for large sweeps, and 'fine' for the plan you act on."""
+
+
 def chip_counts(n_min: int, domain: int, opts: GridOptions) -> np.ndarray:
     """Chip counts to try: multiples of the minimum that holds the weights, plus powers of two."""
     ns = {max(n_min, math.ceil(n_min * f)) for f in opts.n_factors}

@@ -246,6 +246,8 @@ def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
 
 
 def solve_options(f):
+    f = click.option("--grid", type=click.Choice(["fine", "coarse"]), default="fine", show_default=True,
+                     help="Candidate grid: coarse halves columns and solve time (good for big sweeps).")(f)
     f = click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
                      help="Solver time limit (s); the best plan found so far is returned with status time_limit.")(f)
     f = click.option("--mip-gap", type=click.FloatRange(min=0.0, max=1.0), default=1e-3, show_default=True,
@@ -266,7 +268,7 @@ def solve_options(f):
 @click.option("--output", "out_dir", type=click.Path(file_okay=False),
               help="Write tidy CSVs (chips, stages, units, classes, constraints, costs) + plan.json + run.json.")
 @click.option("--force", is_flag=True, help="Overwrite files in --output.")
-def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, fmt, out_dir, force):
+def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_model, fmt, out_dir, force):
     """Plan the fleet for CASE (a path or a shipped case name; default: 'default').
 
     Prints the chips to buy, which stage runs on which chip per class, cost, MW, achieved speed and
@@ -285,11 +287,11 @@ def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, fm
 
     if write_model and not write_model.endswith((".lp", ".mps")):
         raise click.BadParameter("must end in .lp or .mps", param_hint="--write-model")
-    p = run_plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model)
+    p = run_plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, grid)
     click.echo(to_json(p.to_dict()) if fmt == "json" else plan_text(p), nl=fmt != "json")
     if out_dir:
         run = run_record(p, p.problem.case.source, sets, catalogs,
-                         {"objective": objective, "time_limit_s": time_limit_s, "mip_gap": mip_gap})
+                         {"objective": objective, "time_limit_s": time_limit_s, "mip_gap": mip_gap, "grid": grid})
         write_outputs(p, out_dir, run, force)
         if fmt != "json":
             click.echo(f"wrote {out_dir}/ (chips, stages, units, classes, constraints, costs CSVs; plan.json; run.json)")
@@ -330,7 +332,7 @@ def _summary(df, cols):
 @catalog_option
 @solve_options
 @study_options
-def pareto(case, speeds, families, class_name, out_dir, sets, catalogs, time_limit_s, mip_gap, workers, scheduler,
+def pareto(case, speeds, families, class_name, out_dir, sets, catalogs, time_limit_s, mip_gap, grid, workers, scheduler,
            resume, force, quiet):
     """Best plan per fleet family across speed targets: the TPS/MW vs TPS/user frontier.
 
@@ -348,7 +350,7 @@ def pareto(case, speeds, families, class_name, out_dir, sets, catalogs, time_lim
 
     out = Path(out_dir)
     df = run(case, speeds, families.split(",") if families else None, class_name, sets, catalogs, _workers(workers),
-             scheduler, out / "pareto.csv", resume, quiet, force, time_limit_s, mip_gap)
+             scheduler, out / "pareto.csv", resume, quiet, force, time_limit_s, mip_gap, grid)
     pareto_plot(df, "tok_s_per_mw", "tokens/s per MW (site)", out / "pareto_tok_s_per_mw.png",
                 "throughput per MW vs speed per user")
     pareto_plot(df, "usd_per_mtok", "USD per million output tokens", out / "pareto_usd_per_mtok.png",
@@ -367,7 +369,7 @@ def pareto(case, speeds, families, class_name, out_dir, sets, catalogs, time_lim
 @catalog_option
 @solve_options
 @study_options
-def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip_gap, workers, scheduler, resume,
+def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip_gap, grid, workers, scheduler, resume,
            force, quiet):
     """Maximise served tokens/s inside power and money budgets; marginal value of each budget.
 
@@ -385,7 +387,7 @@ def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip
 
     out = Path(out_dir) if out_dir else None
     df = run(case, power_mw, capex_usd, sets, catalogs, _workers(workers), scheduler,
-             out / "budget.csv" if out else None, resume, quiet, force, time_limit_s, mip_gap)
+             out / "budget.csv" if out else None, resume, quiet, force, time_limit_s, mip_gap, grid)
     shadow = [c for c in df.columns if c.startswith("shadow.power") or c.startswith("shadow.capex")]
     click.echo(_summary(df, ["constraints.power_mw", "constraints.capex_usd", "status", "throughput_tok_s",
                              "power_mw", "capex_usd", "usd_per_mtok", *shadow, "stages"]))
@@ -415,7 +417,7 @@ def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip
 @catalog_option
 @solve_options
 @study_options
-def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_limit_s, mip_gap, workers, scheduler,
+def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_limit_s, mip_gap, grid, workers, scheduler,
           resume, force, quiet):
     """Sensitivity sweep over case fields and catalog figures, to tidy CSV.
 
@@ -429,7 +431,7 @@ def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_lim
     from .studies import sweep as run
 
     df = run(case, vary, "oat" if tornado else mode, sets, catalogs, objective, _workers(workers), scheduler, output,
-             resume, quiet, force, time_limit_s, mip_gap)
+             resume, quiet, force, time_limit_s, mip_gap, grid)
     if tornado:
         png = str(output).rsplit(".", 1)[0] + "_tornado.png"
         tornado_plot(df, png)
@@ -451,7 +453,7 @@ def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_lim
 @set_option
 @catalog_option
 @solve_options
-def breakeven(case, vary, until, rel_tol, objective, fmt, sets, catalogs, time_limit_s, mip_gap):
+def breakeven(case, vary, until, rel_tol, objective, fmt, sets, catalogs, time_limit_s, mip_gap, grid):
     """At what value does the plan change in the named way? Bisection over one parameter.
 
     \b
@@ -462,7 +464,8 @@ def breakeven(case, vary, until, rel_tol, objective, fmt, sets, catalogs, time_l
     from .reports import to_json
     from .studies import breakeven as run
 
-    r = run(case, vary, until, rel_tol, sets, catalogs, objective, time_limit_s=time_limit_s, mip_gap=mip_gap)
+    r = run(case, vary, until, rel_tol, sets, catalogs, objective, time_limit_s=time_limit_s, mip_gap=mip_gap,
+            grid=grid)
     if fmt == "json":
         click.echo(to_json(r), nl=False)
         return

@@ -51,11 +51,15 @@ def plan_case(case: Case, objective: str = "tco", solve_opts: SolveOptions | Non
 
 
 def plan(case: str | None = None, sets=(), catalogs=(), objective: str = "tco", time_limit_s: float = 60.0,
-         mip_gap: float = DEFAULT_MIP_GAP, write_model: str | None = None, grid: GridOptions | None = None) -> Plan:
+         mip_gap: float = DEFAULT_MIP_GAP, write_model: str | None = None, grid: GridOptions | str | None = None) -> Plan:
     """The Python API behind `fleet plan` (case = path or shipped name; None = default)."""
     t = time.perf_counter()
     c = load_case(case, sets, list(catalogs))
     load_s = time.perf_counter() - t
+    if isinstance(grid, str):
+        from .candidates import GRIDS
+
+        grid = GRIDS[grid]
     p = plan_case(c, objective, SolveOptions(time_limit_s=time_limit_s, mip_gap=mip_gap, write_model=write_model), grid)
     p.timings_s = {"load_s": load_s, **p.timings_s}
     return p

@@ -63,6 +63,7 @@ class StudySpec:
     time_limit_s: float = 60.0
     mip_gap: float = DEFAULT_MIP_GAP
     families: dict[str, dict] = field(default_factory=dict)
+    grid: str = "fine"
 
 
 _CANDIDATES: dict[str, pd.DataFrame] = {}
@@ -75,7 +76,7 @@ def _candidate_key(case) -> str:
 
 def evaluate(spec: StudySpec, point: Point) -> dict:
     """Plan one point; always returns a row (infeasible and invalid points say why)."""
-    from .candidates import build_candidates
+    from .candidates import GRIDS, build_candidates
     from .plan import plan_case
     from .solve import SolveOptions
 
@@ -91,13 +92,13 @@ def evaluate(spec: StudySpec, point: Point) -> dict:
         for path, value in point.overrides:
             apply_override(raw, path, value)
         case = build_case(raw, spec.label, spec.catalogs)
-        key = _candidate_key(case)
+        key = _candidate_key(case) + spec.grid
         if key not in _CANDIDATES:
             if len(_CANDIDATES) > 16:
                 _CANDIDATES.clear()
-            _CANDIDATES[key] = build_candidates(case)
+            _CANDIDATES[key] = build_candidates(case, GRIDS[spec.grid])
         p = plan_case(case, spec.objective, SolveOptions(time_limit_s=spec.time_limit_s, mip_gap=spec.mip_gap),
-                      units=_CANDIDATES[key])
+                      grid=GRIDS[spec.grid], units=_CANDIDATES[key])
         row.update(plan_row(p))
     except PlannerError as exc:
         row.update({"status": "infeasible" if exc.exit_code == 1 else "invalid",
@@ -380,7 +381,8 @@ class Progress:
 
 
 # -------------------------------------------------------------------------------------- studies
-def load_spec(case: str | None, sets=(), catalogs=(), objective="tco", time_limit_s=60.0, mip_gap=DEFAULT_MIP_GAP) -> StudySpec:
+def load_spec(case: str | None, sets=(), catalogs=(), objective="tco", time_limit_s=60.0, mip_gap=DEFAULT_MIP_GAP,
+              grid: str = "fine") -> StudySpec:
     """Read the case once, apply --set, and validate it (so a bad case fails before any point runs)."""
     from .cases import parse_sets
 
@@ -389,7 +391,7 @@ def load_spec(case: str | None, sets=(), catalogs=(), objective="tco", time_limi
         apply_override(raw, path, value)
     build_case(raw, label, list(catalogs))
     return StudySpec(raw=raw, label=label, catalogs=tuple(catalogs), objective=objective,
-                     time_limit_s=time_limit_s, mip_gap=mip_gap)
+                     time_limit_s=time_limit_s, mip_gap=mip_gap, grid=grid)
 
 
 def sweep_points(varies: list[tuple[str, list]], mode: str = "grid") -> list[Point]:
@@ -408,9 +410,9 @@ def sweep_points(varies: list[tuple[str, list]], mode: str = "grid") -> list[Poi
 def sweep(case: str | None = None, vary: Iterable[str] = (), mode: str = "grid", sets=(), catalogs=(),
           objective: str = "tco", workers: int | None = 1, scheduler: str | None = None, output=None,
           resume: bool = False, quiet: bool = True, force: bool = False, time_limit_s: float = 60.0,
-          mip_gap: float = DEFAULT_MIP_GAP) -> pd.DataFrame:
+          mip_gap: float = DEFAULT_MIP_GAP, grid: str = "fine") -> pd.DataFrame:
     """Sensitivity sweep: one row per point (varied values, status, cost, MW, chips, stages, duals)."""
-    spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap)
+    spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap, grid)
     varies = parse_vary(vary, spec)
     if not varies:
         raise CaseError("nothing to vary", [Problem("--vary", "missing", "give --vary PATH=VALUES")])
@@ -432,11 +434,12 @@ def speed_paths(spec: StudySpec, class_name: str | None) -> list[str]:
 def pareto(case: str | None = None, speeds: str = "25:2000:40", families: Iterable[str] | None = None,
            class_name: str | None = None, sets=(), catalogs=(), workers: int | None = 1,
            scheduler: str | None = None, output=None, resume: bool = False, quiet: bool = True,
-           force: bool = False, time_limit_s: float = 60.0, mip_gap: float = DEFAULT_MIP_GAP) -> pd.DataFrame:
+           force: bool = False, time_limit_s: float = 60.0, mip_gap: float = DEFAULT_MIP_GAP,
+           grid: str = "fine") -> pd.DataFrame:
     """Best (min-TCO) plan per fleet family and speed target: the TPS/MW-vs-TPS/user frontier."""
     from .catalog import load_catalog
 
-    spec = load_spec(case, sets, catalogs, "tco", time_limit_s, mip_gap)
+    spec = load_spec(case, sets, catalogs, "tco", time_limit_s, mip_gap, grid)
     cat = load_catalog(list(spec.catalogs) + ([(spec.label, {k: spec.raw[k] for k in ("chips", "models")
                                                              if k in spec.raw})]))
     spec.families = case_families(spec.raw, cat)
@@ -460,9 +463,10 @@ def pareto(case: str | None = None, speeds: str = "25:2000:40", families: Iterab
 
 def budget(case: str | None = None, power_mw: str | None = None, capex_usd: str | None = None, sets=(),
            catalogs=(), workers: int | None = 1, scheduler: str | None = None, output=None, resume=False,
-           quiet=True, force=False, time_limit_s: float = 60.0, mip_gap: float = DEFAULT_MIP_GAP) -> pd.DataFrame:
+           quiet=True, force=False, time_limit_s: float = 60.0, mip_gap: float = DEFAULT_MIP_GAP,
+           grid: str = "fine") -> pd.DataFrame:
     """Maximum served tokens/s inside each budget point, with the marginal value of each budget."""
-    spec = load_spec(case, sets, catalogs, "throughput", time_limit_s, mip_gap)
+    spec = load_spec(case, sets, catalogs, "throughput", time_limit_s, mip_gap, grid)
     axes = []
     for path, text in (("constraints.power_mw", power_mw), ("constraints.capex_usd", capex_usd)):
         if text is not None:
@@ -514,9 +518,9 @@ def parse_until(expr: str) -> Callable[[dict], bool]:
 
 def breakeven(case: str | None = None, vary: str = "", until: str = "", rel_tol: float = 0.01, sets=(),
               catalogs=(), objective="tco", max_steps: int = 30, time_limit_s: float = 60.0,
-              mip_gap: float = DEFAULT_MIP_GAP) -> dict:
+              mip_gap: float = DEFAULT_MIP_GAP, grid: str = "fine") -> dict:
     """Bisection over one parameter until the plan changes in the named way."""
-    spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap)
+    spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap, grid)
     path, _, text = (vary or "").partition("=")
     try:
         lo, hi = (float(v) for v in text.split(":"))

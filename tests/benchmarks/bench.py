@@ -235,25 +235,30 @@ def main(argv=None):
     sections = a.only or SECTIONS
     out = {"machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
                        "platform": platform.platform(), "processor": platform.processor()}}
+    def show(name):
+        print(f"\n== {name} ==\n{table(out[name])}", flush=True)
+
     if "startup" in sections:
         out["startup"] = bench_startup(a.smoke)
+        show("startup")
     if "plan" in sections:
         from planner.cases import shipped_cases
 
         cases = ["default"] if a.smoke else sorted(shipped_cases())
         out["plan"] = [bench_plan(c) for c in cases]
+        show("plan")
     if "limit" in sections:
         out["limit"] = [bench_limit()]
+        show("limit")
     if "candidates" in sections:
         out["candidates"] = bench_candidates(a.smoke)
+        show("candidates")
     if "scaling" in sections:
         out["scaling"] = bench_scaling(a.smoke)
+        show("scaling")
     if "studies" in sections:
         out["studies"] = bench_studies(3 if a.smoke else a.points, a.smoke)
-    for name, rows in out.items():
-        if name != "machine":
-            print(f"\n== {name} ==")
-            print(table(rows))
+        show("studies")
     print(f"\nmachine: {out['machine']}")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2, default=str))
