@@ -85,7 +85,7 @@ def split_path(path: str) -> list[str | int]:
         return [parts[0], ".".join(parts[1:-1]), parts[-1]]
     if parts[0] == "constraints" and len(parts) >= 4 and parts[1] in ("supply", "fixed_cost_usd"):
         return [parts[0], parts[1], ".".join(parts[2:])]
-    return [int(p) if p.isdigit() else p for p in parts]
+    return [int(p) if p.isascii() and p.isdigit() else p for p in parts]
 
 
 def get_path(raw: dict, path: str) -> Any:
