@@ -6,7 +6,7 @@ import math
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from planner.cases import build_case
@@ -75,6 +75,7 @@ def test_loader_answers_every_shape(edits):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=40), st.text(max_size=40))
+@example("²", "")  # a Unicode digit once crashed the path parser
 def test_cli_set_never_tracebacks(path, value):
     res = CliRunner().invoke(main, ["validate", "default", "--set", f"{path}={value}", "--quiet"])
     assert res.exit_code in (0, 2), res.output
