@@ -3,7 +3,8 @@
 Three kinds of unit per traffic class:
 - aggregated  (chip, n, B): prefill and decode interleaved on the same n chips; self-contained.
 - decode      (attention chip, n_a, FFN chip, n_f, B): same chip = co-located decode; different =
-              attention–FFN disaggregation. Needs prefill units beside it.
+              attention–FFN disaggregation (attention on an HBM part, FFN on an SRAM/MRAM part).
+              Needs prefill units beside it.
 - prefill     (chip, n): input tokens/s it serves at the utilisation the TTFT target allows.
 
 Filters: the unit fits in memory with the class's KV headroom (B·KV·(1+h) ≤ free memory — kept per
@@ -135,7 +136,7 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
     if "disaggregated" in case.fleet.modes:
         for aid in allowed["decode_attention"]:
             for fid in allowed["decode_ffn"]:
-                if aid == fid:
+                if aid == fid or not _afd_pair(case, aid, fid):
                     continue
                 a, f = chips[aid], chips[fid]
                 ns_a = chip_counts(_n_min(w.attn_weight_bytes() + w.kv_bytes_per_seq(), a), a.domain, opts)
@@ -193,6 +194,14 @@ def _covers(na_k, nf_k, v_k, na_i, nf_i, v_i) -> bool:
     if nf_k:
         a = min(a, nf_i // nf_k)
     return a >= 1 and a * v_k >= v_i - 1e-9
+
+
+def _afd_pair(case: Case, attn_id: str, ffn_id: str) -> bool:
+    """Attention–FFN disaggregation pairs worth a column: attention where the KV fits (off-chip
+    HBM/GDDR memory), FFN/experts where weight reads are fastest (on-chip SRAM/MRAM). Splitting
+    between two HBM parts, or putting the KV on SRAM, never beats co-locating on the better part by
+    enough to earn the columns (it quadruples the candidate table on 20-chip cases)."""
+    return not case.chips[attn_id].on_chip_memory and case.chips[ffn_id].on_chip_memory
 
 
 def _fits_in(nd_k, nd_i, na_k, na_i) -> bool:
