@@ -168,7 +168,7 @@ def bench_scaling(smoke: bool) -> list[dict]:
             case = build_case(materialise(synthetic_case(n_chips, n_classes)), "synthetic.toml")
             units, cand_s = timed(build_candidates, case, grid)
             p = build_problem(case, units)
-            o = solve(p, SolveOptions(time_limit_s=30 if smoke else 120, mip_gap=1e-3))
+            o = solve(p, SolveOptions(time_limit_s=30 if smoke else 60, mip_gap=1e-3))
             rows.append({"chips": n_chips, "classes": n_classes, "grid": gname, "candidates": len(units),
                          "candidates_s": cand_s, "rows": o.stats.get("rows"), "columns": o.stats.get("columns"),
                          "integers": o.stats.get("integers"), "build_s": o.build_s, "solve_s": o.wall_s,
