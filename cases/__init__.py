@@ -1,0 +1,1 @@
+"""Package data: the shipped scenario cases (`fleet cases` lists them; cases/README.md explains them)."""

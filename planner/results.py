@@ -126,6 +126,16 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
                 timings_s=timings or {}, warnings=numerics_warnings(p))
 
 
+DUAL_UNITS = {  # family → (model units → user units, what one unit of relaxation is)
+    "throughput": (1.0, "per extra 1,000 output tok/s of demand"),
+    "prefill": (1.0, "per extra 1,000 input tok/s of prefill"),
+    "power": (1000.0, "per extra MW"),
+    "capex": (1.0, "per extra M USD"),
+    "supply": (1.0, "per extra chip"),
+    "types_per_stage": (1.0, "(integer limit: no shadow price)"),
+}
+
+
 def constraint_frame(p: Problem, o: Outcome) -> pd.DataFrame:
     """Each budget/target constraint: binding or not, and its shadow price in user units."""
     obj_unit = {"tco": "USD/hour", "capex": "M USD", "power": "kW", "throughput": "share of demand"}[p.objective]
@@ -134,19 +144,7 @@ def constraint_frame(p: Problem, o: Outcome) -> pd.DataFrame:
     for name, slack in sorted(o.slacks.items()):
         family = name.split("[")[0]
         dual = abs(o.duals.get(name, 0.0))
-        scale, per = 1.0, ""
-        if family == "throughput":
-            scale, per = 1.0, "per extra 1,000 output tok/s of demand"
-        elif family == "prefill":
-            scale, per = 1.0, "per extra 1,000 input tok/s of prefill"
-        elif family == "power":
-            scale, per = 1000.0, "per extra MW"
-        elif family == "capex":
-            scale, per = 1.0, "per extra M USD"
-        elif family == "supply":
-            scale, per = 1.0, "per extra chip"
-        elif family == "types_per_stage":
-            per = "(integer limit: no shadow price)"
+        scale, per = DUAL_UNITS.get(family, (1.0, ""))
         unit = f"{obj_unit} {per}".strip()
         value = dual * scale
         if p.objective == "throughput" and family in ("power", "capex", "supply"):
