@@ -21,7 +21,7 @@ from .solve import DEFAULT_MIP_GAP, SolveOptions, solve, solve_elastic
 
 
 def plan_case(case: Case, objective: str = "tco", solve_opts: SolveOptions | None = None,
-              grid: GridOptions | None = None, units=None) -> Plan:
+              grid: GridOptions | None = None, units=None, warm=None) -> Plan:
     """Plan a loaded case; raises InfeasibleError with a diagnosis when targets cannot be met.
     `units` is a candidate table already built for this case (studies reuse them across points)."""
     if objective not in OBJECTIVES:
@@ -39,7 +39,7 @@ def plan_case(case: Case, objective: str = "tco", solve_opts: SolveOptions | Non
     t = time.perf_counter()
     problem = build_problem(case, units, objective)
     timings["problem_s"] = time.perf_counter() - t
-    outcome = solve(problem, solve_opts)
+    outcome = solve(problem, solve_opts, warm)
     timings["build_s"], timings["solve_s"] = outcome.build_s, outcome.wall_s
     if outcome.status == "infeasible":
         slacks = solve_elastic(problem, solve_opts)

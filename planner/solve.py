@@ -78,9 +78,12 @@ def _stats(m) -> dict[str, int]:
             "columns": len(vars_), "integers": sum(1 for v in vars_ if v.is_integer() or v.is_binary())}
 
 
-def solve(p: Problem, opts: SolveOptions | None = None) -> Outcome:
+def solve(p: Problem, opts: SolveOptions | None = None, warm: Outcome | None = None) -> Outcome:
     """Solve the fleet MILP; for the throughput objective, a second solve finds the cheapest fleet
-    that reaches the best served share (lexicographic: throughput first, then TCO)."""
+    that reaches the best served share (lexicographic: throughput first, then TCO).
+
+    `warm` is a previous outcome on the same candidate table (a neighbouring sweep point): its unit
+    counts are handed to HiGHS as a MIP start, so the search begins from a good incumbent."""
     opts = opts or SolveOptions()
     t0 = time.perf_counter()
     m = build_model(p)
@@ -88,6 +91,9 @@ def solve(p: Problem, opts: SolveOptions | None = None) -> Outcome:
     if opts.write_model:
         m.write(opts.write_model, io_options={"symbolic_solver_labels": True})
     opt = _highs(opts)
+    if warm is not None and warm.x and set(warm.x) == set(p.unit_ids):
+        _load_start(m, p, warm)
+        opt.config.warmstart = True
     t1 = time.perf_counter()
     res = opt.solve(m)
     status = STATUS.get(res.termination_condition.name, "error")
@@ -124,6 +130,24 @@ def solve(p: Problem, opts: SolveOptions | None = None) -> Outcome:
     out.slacks = _slacks(m)
     out.duals = _shadow_prices(m, p, opt)
     return out
+
+
+def _load_start(m, p: Problem, warm: Outcome) -> None:
+    """Previous counts as starting values, chip counts and systems made consistent with them."""
+    for u, v in warm.x.items():
+        ub = m.x[u].ub
+        m.x[u].set_value(min(v, ub) if ub is not None else v, skip_validation=True)
+    for c in m.C:
+        need = sum(cnt * (m.x[u].value or 0) for u, counts in p.unit_chips.items() for cc, cnt in counts.items()
+                   if cc == c)
+        if c in p.system_size:
+            systems = -(-int(need) // p.system_size[c])
+            m.r[c].set_value(systems, skip_validation=True)
+            need = systems * p.system_size[c]
+        m.n[c].set_value(int(need), skip_validation=True)
+    for k in m.SC:
+        if not m.y[k].fixed:
+            m.y[k].set_value(warm.y.get(k, 1), skip_validation=True)
 
 
 def _slacks(m) -> dict[str, float]:

@@ -64,9 +64,12 @@ class StudySpec:
     mip_gap: float = DEFAULT_MIP_GAP
     families: dict[str, dict] = field(default_factory=dict)
     grid: str = "fine"
+    warm_start: bool = False  # MIP start from the last point on the same table: ~1.8× faster sweeps,
+    # but alternative optima (within the MIP gap) can then differ with the order points ran in
 
 
 _CANDIDATES: dict[str, pd.DataFrame] = {}
+_LAST: dict[str, Any] = {}  # candidate key → last outcome on that table (a MIP start for the next point)
 
 
 def _candidate_key(case) -> str:
@@ -96,9 +99,12 @@ def evaluate(spec: StudySpec, point: Point) -> dict:
         if key not in _CANDIDATES:
             if len(_CANDIDATES) > 16:
                 _CANDIDATES.clear()
+                _LAST.clear()
             _CANDIDATES[key] = build_candidates(case, GRIDS[spec.grid])
         p = plan_case(case, spec.objective, SolveOptions(time_limit_s=spec.time_limit_s, mip_gap=spec.mip_gap),
-                      grid=GRIDS[spec.grid], units=_CANDIDATES[key])
+                      grid=GRIDS[spec.grid], units=_CANDIDATES[key],
+                      warm=_LAST.get(key) if spec.warm_start else None)
+        _LAST[key] = p.outcome
         row.update(plan_row(p))
     except PlannerError as exc:
         row.update({"status": "infeasible" if exc.exit_code == 1 else "invalid",
@@ -382,7 +388,7 @@ class Progress:
 
 # -------------------------------------------------------------------------------------- studies
 def load_spec(case: str | None, sets=(), catalogs=(), objective="tco", time_limit_s=60.0, mip_gap=DEFAULT_MIP_GAP,
-              grid: str = "fine") -> StudySpec:
+              grid: str = "fine", warm_start: bool = False) -> StudySpec:
     """Read the case once, apply --set, and validate it (so a bad case fails before any point runs)."""
     from .cases import parse_sets
 
@@ -391,7 +397,7 @@ def load_spec(case: str | None, sets=(), catalogs=(), objective="tco", time_limi
         apply_override(raw, path, value)
     build_case(raw, label, list(catalogs))
     return StudySpec(raw=raw, label=label, catalogs=tuple(catalogs), objective=objective,
-                     time_limit_s=time_limit_s, mip_gap=mip_gap, grid=grid)
+                     time_limit_s=time_limit_s, mip_gap=mip_gap, grid=grid, warm_start=warm_start)
 
 
 def sweep_points(varies: list[tuple[str, list]], mode: str = "grid") -> list[Point]:
@@ -410,9 +416,9 @@ def sweep_points(varies: list[tuple[str, list]], mode: str = "grid") -> list[Poi
 def sweep(case: str | None = None, vary: Iterable[str] = (), mode: str = "grid", sets=(), catalogs=(),
           objective: str = "tco", workers: int | None = 1, scheduler: str | None = None, output=None,
           resume: bool = False, quiet: bool = True, force: bool = False, time_limit_s: float = 60.0,
-          mip_gap: float = DEFAULT_MIP_GAP, grid: str = "fine") -> pd.DataFrame:
+          mip_gap: float = DEFAULT_MIP_GAP, grid: str = "fine", warm_start: bool = False) -> pd.DataFrame:
     """Sensitivity sweep: one row per point (varied values, status, cost, MW, chips, stages, duals)."""
-    spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap, grid)
+    spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, warm_start)
     varies = parse_vary(vary, spec)
     if not varies:
         raise CaseError("nothing to vary", [Problem("--vary", "missing", "give --vary PATH=VALUES")])
@@ -435,11 +441,11 @@ def pareto(case: str | None = None, speeds: str = "25:2000:40", families: Iterab
            class_name: str | None = None, sets=(), catalogs=(), workers: int | None = 1,
            scheduler: str | None = None, output=None, resume: bool = False, quiet: bool = True,
            force: bool = False, time_limit_s: float = 60.0, mip_gap: float = DEFAULT_MIP_GAP,
-           grid: str = "fine") -> pd.DataFrame:
+           grid: str = "fine", warm_start: bool = False) -> pd.DataFrame:
     """Best (min-TCO) plan per fleet family and speed target: the TPS/MW-vs-TPS/user frontier."""
     from .catalog import load_catalog
 
-    spec = load_spec(case, sets, catalogs, "tco", time_limit_s, mip_gap, grid)
+    spec = load_spec(case, sets, catalogs, "tco", time_limit_s, mip_gap, grid, warm_start)
     cat = load_catalog(list(spec.catalogs) + ([(spec.label, {k: spec.raw[k] for k in ("chips", "models")
                                                              if k in spec.raw})]))
     spec.families = case_families(spec.raw, cat)
@@ -464,9 +470,9 @@ def pareto(case: str | None = None, speeds: str = "25:2000:40", families: Iterab
 def budget(case: str | None = None, power_mw: str | None = None, capex_usd: str | None = None, sets=(),
            catalogs=(), workers: int | None = 1, scheduler: str | None = None, output=None, resume=False,
            quiet=True, force=False, time_limit_s: float = 60.0, mip_gap: float = DEFAULT_MIP_GAP,
-           grid: str = "fine") -> pd.DataFrame:
+           grid: str = "fine", warm_start: bool = False) -> pd.DataFrame:
     """Maximum served tokens/s inside each budget point, with the marginal value of each budget."""
-    spec = load_spec(case, sets, catalogs, "throughput", time_limit_s, mip_gap, grid)
+    spec = load_spec(case, sets, catalogs, "throughput", time_limit_s, mip_gap, grid, warm_start)
     axes = []
     for path, text in (("constraints.power_mw", power_mw), ("constraints.capex_usd", capex_usd)):
         if text is not None:

@@ -202,8 +202,10 @@ def bench_studies(points: int, smoke: bool) -> list[dict]:
     pts = [studies.Point(i, (("chips.rubin.price_usd", v),)) for i, v in enumerate(values)]
     rows = []
 
-    def run(label, workers, reuse):
+    def run(label, workers, reuse, warm=False):
         studies._CANDIDATES.clear()
+        studies._LAST.clear()
+        spec.warm_start = warm
         if reuse:
             _, wall = timed(studies.run_points, spec, pts, workers=workers)
         else:
@@ -217,8 +219,10 @@ def bench_studies(points: int, smoke: bool) -> list[dict]:
 
     run("sweep, rebuild per point", 1, False)
     run("sweep, reuse candidates", 1, True)
+    run("sweep, reuse + warm start", 1, True, warm=True)
     if not smoke:
         run("sweep, reuse candidates", 2, True)
+        run("sweep, reuse + warm start", 2, True, warm=True)
     return rows
 
 
