@@ -1,7 +1,6 @@
 """fleet plan end to end: pruning keeps the optimum, direction checks, outputs re-checked, diagnoses."""
 import csv
 import json
-import math
 
 import pytest
 from click.testing import CliRunner

@@ -1,5 +1,4 @@
 """Studies: value parsing, sweeps, Pareto families, budgets, break-even, resume, workers, Dask."""
-import json
 
 import pandas as pd
 import pytest
