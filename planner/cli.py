@@ -392,8 +392,9 @@ def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip
     df = run(case, power_mw, capex_usd, sets, catalogs, _workers(workers), scheduler,
              out / "budget.csv" if out else None, resume, quiet, force, time_limit_s, mip_gap, grid, warm_start)
     shadow = [c for c in df.columns if c.startswith("shadow.power") or c.startswith("shadow.capex")]
+    chips = sorted(c for c in df.columns if c.startswith("chips."))
     click.echo(_summary(df, ["constraints.power_mw", "constraints.capex_usd", "status", "throughput_tok_s",
-                             "power_mw", "capex_usd", "usd_per_mtok", *shadow, "stages"]))
+                             "power_mw", "capex_usd", "usd_per_mtok", *shadow, *chips]))
     for c in shadow:
         label = "tokens/s per extra MW" if "power" in c else "tokens/s per extra M USD"
         click.echo(f"marginal value ({c[7:]}): {', '.join(f'{v:,.0f}' for v in df[c].dropna())} {label}")
