@@ -223,16 +223,16 @@ def _provenance(entry: Mapping, fields_: list[str], sources: Mapping, where: str
     return out
 
 
-def _merge_layers(layers: list[tuple[str, dict]], section: str) -> tuple[dict, dict[str, str | None]]:
+def _merge_layers(layers: list[tuple[str, dict]], section: str) -> tuple[dict, dict[str, str]]:
     """Merge one section across files: later files override fields; remembers who set what."""
     merged: dict[str, dict] = {}
-    origin: dict[str, str | None] = {}
+    origin: dict[str, str] = {}
     for label, data in layers:
         for key, entry in (data.get(section) or {}).items():
             if not isinstance(entry, dict):
                 raise CatalogError(f"{label}: [{section}.{key}] must be a table",
                                    [Problem(f"{label}: {section}.{key}", "must be a table")])
-            if key in merged and origin[key] is not None and label != origin[key]:
+            if key in merged:
                 base = dict(merged[key])
                 prov = dict(base.get("provenance", {}))
                 prov.update(entry.get("provenance", {}))
@@ -244,7 +244,7 @@ def _merge_layers(layers: list[tuple[str, dict]], section: str) -> tuple[dict, d
                 merged[key] = base
             else:
                 merged[key] = dict(entry)
-                origin.setdefault(key, label)
+                origin[key] = label
     return merged, origin
 
 

@@ -5,7 +5,7 @@ performance model converts them to SI once (planner/performance.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal, Mapping
 
 ChipClass = Literal["gpu", "asic", "sram", "mram", "prefill"]
@@ -172,11 +172,7 @@ class Case:
     catalog_versions: Mapping[str, str] = field(default_factory=dict)
 
 
-def field_names(cls) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
-
-
 __all__ = [
     "Chip", "Model", "Economics", "Constraints", "TrafficClass", "Fleet", "Case", "Provenance",
-    "CHIP_CLASSES", "STAGES", "CONFIDENCES", "field_names", "replace",
+    "CHIP_CLASSES", "STAGES", "CONFIDENCES", "replace",
 ]

@@ -44,7 +44,6 @@ class Problem:
     max_types_per_stage: int | None
     fixed_cost_usd_per_hour: dict[str, float]
     pue: float
-    stage_chips: dict[str, list[str]] = field(default_factory=dict)
     by_class_kind: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     def units_of(self, j: str, kind: str) -> list[int]:
@@ -121,12 +120,6 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
         else:
             bound = min(budget_bound(u), math.ceil(demand[j] / tput[u]))
         unit_max[u] = int(math.floor(bound)) if math.isfinite(bound) else -1
-    stage_chips: dict[str, list[str]] = {}
-    for stages in unit_stages.values():
-        for s, c in stages:
-            stage_chips.setdefault(s, [])
-            if c not in stage_chips[s]:
-                stage_chips[s].append(c)
     return Problem(
         case=case, units=units, objective=objective, chips=chips, classes=[tc.name for tc in case.classes],
         demand_ktok_s=demand, isl_per_osl=ratio, unit_chips=unit_chips, unit_stages=unit_stages,
@@ -138,7 +131,7 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
         max_types_per_stage=cons.max_chip_types_per_stage,
         fixed_cost_usd_per_hour={c: v / (case.economics.amortization_years * HOURS_PER_YEAR)
                                  for c, v in cons.fixed_cost_usd.items() if c in chips},
-        pue=case.economics.pue, stage_chips=stage_chips, by_class_kind=by_class_kind,
+        pue=case.economics.pue, by_class_kind=by_class_kind,
     )
 
 

@@ -1,7 +1,6 @@
 """Tidy results from a solved model, in user units: chips, stages, units, classes, costs, constraints."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -193,7 +192,3 @@ def plan_text(plan: Plan) -> str:
                  f"{len(plan.problem.units):,} candidate units, MILP {o.stats.get('rows', 0):,} rows × "
                  f"{o.stats.get('columns', 0):,} columns ({o.stats.get('integers', 0):,} integer)")
     return "\n".join(lines)
-
-
-def finite(x) -> bool:
-    return x is not None and math.isfinite(x)

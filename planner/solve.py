@@ -137,9 +137,11 @@ def _load_start(m, p: Problem, warm: Outcome) -> None:
     for u, v in warm.x.items():
         ub = m.x[u].ub
         m.x[u].set_value(min(v, ub) if ub is not None else v, skip_validation=True)
-    for c in m.C:
-        need = sum(cnt * (m.x[u].value or 0) for u, counts in p.unit_chips.items() for cc, cnt in counts.items()
-                   if cc == c)
+    needs = {c: 0 for c in m.C}
+    for u, counts in p.unit_chips.items():
+        for c, cnt in counts.items():
+            needs[c] += cnt * (m.x[u].value or 0)
+    for c, need in needs.items():
         if c in p.system_size:
             systems = -(-int(need) // p.system_size[c])
             m.r[c].set_value(systems, skip_validation=True)
