@@ -6,6 +6,7 @@ file with confidence 'user'. Every problem in a file is reported at once.
 """
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -177,11 +178,19 @@ def _read_toml(path_or_text, label: str) -> dict:
                            [Problem(label, str(exc), "fix the TOML syntax at that line")])
 
 
+@functools.lru_cache(maxsize=1)
 def shipped_catalog_texts() -> dict[str, str]:
-    """The shipped catalogs, read from package data so an installed `fleet` finds them."""
+    """The shipped catalogs, read from package data so an installed `fleet` finds them (once per
+    process: studies load a case per point)."""
     root = resources.files("catalogs")
     return {name: (root / f"{name}.toml").read_text(encoding="utf-8")
             for name in ("chips", "models", "economics")}
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_layers() -> tuple[tuple[str, dict], ...]:
+    """Parsed shipped catalogs; the merge below copies every entry it changes, so sharing is safe."""
+    return tuple((f"catalogs/{n}.toml", _read_toml(t, f"catalogs/{n}.toml")) for n, t in shipped_catalog_texts().items())
 
 
 def _provenance(entry: Mapping, fields_: list[str], sources: Mapping, where: str,
@@ -254,9 +263,11 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
     An overlay is a path to a TOML file or a (label, already-parsed dict) pair, e.g. the
     [chips]/[models] tables written inline in a case file.
     """
-    shipped = dict(shipped or shipped_catalog_texts())
-    layers: list[tuple[str, dict]] = [(f"catalogs/{n}.toml", _read_toml(t, f"catalogs/{n}.toml"))
-                                      for n, t in shipped.items()]
+    if shipped is None:
+        layers = list(_shipped_layers())
+        shipped = shipped_catalog_texts()
+    else:
+        layers = [(f"catalogs/{n}.toml", _read_toml(t, f"catalogs/{n}.toml")) for n, t in shipped.items()]
     for overlay in overlays or []:
         if isinstance(overlay, tuple):
             layers.append(overlay)
