@@ -1,31 +1,34 @@
-"""`fleet calibrate`: fit per-chip performance terms to published measurements.
+"""`fleet calibrate`: fit the behaviour groups' terms to published measurements.
 
 Points come from a CSV shaped like shared/data/calibration-points.csv. Each usable point becomes
 one of three kinds:
 - single:   per-user speed of a single stream (vendor speed claims, Artificial Analysis);
-            predicted at batch 1 on the fewest chips that hold the model;
+            predicted at batch 1 on the chips the vendor served from (or the fewest that hold the model);
 - frontier: per-user speed v* with per-chip throughput T* (MLPerf Server/Interactive, InferenceX);
-            predicted T = max over chip counts n and batches B of B·v/n with v ≥ v* (aggregated
-            serving, as these benchmarks run);
+            predicted T = max over runnable layouts (tp × pp, attention DP) and batches of B·v/n with
+            v ≥ v* (aggregated serving, as these benchmarks run);
 - offline:  per-chip throughput with no latency bound (MLPerf Offline, max-throughput tables).
-The fit is a bounded coordinate search on log-scaled terms minimising the mean squared log error
-(Huber beyond a factor of 2, so one odd point cannot dominate) — numpy only, robust to the max() in the
-frontier prediction.
+
+What is fitted are the terms of the behaviour groups (catalogs/behaviour.toml), never a chip: per
+architecture bw_eff, flop_eff and t_layer_us; per fabric the collective latency α (unless it is a
+vendor figure); per serving stack the per-step overhead and, for stacks other than the reference
+CUDA stack, a maturity factor. Architecture terms are shrunk toward their memory family (HBM vs
+on-chip) so a group with few points stays near its peers, and a group without points inherits its
+predecessor (`inherits`) or the family. The fit is scipy.optimize.least_squares on log terms with a
+robust soft-L1 loss (a factor of 1.5 is where it turns linear) and bounds; points on one frontier
+curve share a weight of one curve, so a curve of twelve points counts like a curve of three — the
+fit is to curves, not to however many points a source happened to publish.
 
 InferenceX per-GPU throughput counts input + output tokens: read as output tokens, its DeepSeek-R1
 8k/1k B200 point (5,857 tok/s/GPU at 23 tok/s/user) would need ~4.9 PFLOPS of prefill + decode per
 GPU, more than the B200's dense FP8 peak (4.5 PFLOPS); so output = total × OSL / (ISL + OSL).
-Single-stream vendor claims are predicted on max(fewest chips that hold the model, one system),
-as vendors serve from whole systems (SambaNova: a 16-socket rack). Terms whose catalog confidence is vendor-spec (e.g. Groq's published hop
-latency) are never fitted. Chips with no points get the median of the fitted chips with the same kind of memory
-(HBM/GDDR or on-chip SRAM/MRAM).
 """
 from __future__ import annotations
 
 import csv
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +37,7 @@ from . import performance as pf
 from .catalog import Catalog
 from .domain import Chip
 from .errors import PlannerError, Problem
-
-TERMS = ("bw_eff", "flop_eff", "t_layer_us", "hop_latency_us")
-BOUNDS = {"bw_eff": (0.3, 0.95), "flop_eff": (0.15, 0.9), "t_layer_us": (0.5, 100.0), "hop_latency_us": (0.1, 30.0)}
-BATCHES = np.unique(np.round(np.logspace(0, 12, 37, base=2)).astype(int))
-HUBER = math.log(2.0)
-PRIOR_WEIGHT = 0.02
+from .layouts import layouts
 
 MODEL_RULES = [  # (regex on the point's model text, catalog model, note)
     (r"llama2-70b|llama 2 70b", "llama-3.1-70b", "Llama 2 70B has the Llama 3 70B layer shapes (vocab 32k vs 128k)"),
@@ -75,6 +73,7 @@ class CalPoint:
     speed: float | None
     tput_per_chip: float | None
     note: str = ""
+    lower_bound: bool = False  # a claim of "> X": only a prediction below X is an error
 
     @property
     def measured(self) -> float:
@@ -94,6 +93,15 @@ def _num(text: str) -> float | None:
     return value * 1000 if tail == "k" else value
 
 
+def _catalog_match(text: str, entries) -> tuple | None:
+    """A catalog id or alias given verbatim (users' own CSVs use them): (pattern, id, note)."""
+    t = (text or "").strip().lower()
+    for eid, e in entries.items():
+        if t == eid or t in e.aliases:
+            return (t, eid, "")
+    return None
+
+
 def _match(rules, text: str):
     t = text.strip().lower()
     for rule in rules:
@@ -109,8 +117,13 @@ def load_points(path: str | Path, catalog: Catalog) -> tuple[list[CalPoint], lis
             rows = list(csv.DictReader(fh))
     except OSError as exc:
         raise PlannerError(f"cannot read {path}", [Problem(str(path), str(exc), "give a readable CSV")])
-    need = {"id", "kind", "model", "precision", "hardware", "chips", "isl", "osl", "per_user_tok_s",
-            "throughput_per_chip_tok_s", "throughput_total_tok_s", "concurrency_or_batch", "system_config"}
+    need = {"id", "model", "precision", "hardware", "chips", "isl", "osl", "per_user_tok_s"}
+    optional = ("kind", "category", "throughput_per_chip_tok_s", "throughput_total_tok_s", "concurrency_or_batch",
+                "system_config")
+    for r in rows:
+        for k in optional:
+            r.setdefault(k, "")
+            r[k] = r[k] or ""
     if rows and not need <= set(rows[0]):
         missing = ", ".join(sorted(need - set(rows[0])))
         raise PlannerError(f"{path} lacks columns", [Problem(str(path), f"missing columns: {missing}",
@@ -122,16 +135,22 @@ def load_points(path: str | Path, catalog: Catalog) -> tuple[list[CalPoint], lis
         if r["kind"] == "paper-model":
             excluded.append((pid, "paper model, not a measurement"))
             continue
+        if "open division" in (r["system_config"] + " " + r.get("notes", "")).lower():
+            excluded.append((pid, "MLPerf open division: the model itself was altered (e.g. depth-pruned)"))
+            continue
         if any(s in text for s in ("eagle", "mtp", "spec-decode")) and "no spec-decode" not in text:
             excluded.append((pid, "speculative decoding (accepted tokens per step unknown)"))
             continue
-        mrule, crule = _match(MODEL_RULES, r["model"]), _match(CHIP_RULES, r["hardware"])
+        mrule = _catalog_match(r["model"], catalog.models) or _match(MODEL_RULES, r["model"])
+        crule = _catalog_match(r["hardware"], catalog.chips) or _match(CHIP_RULES, r["hardware"])
         if mrule is None or crule is None:
             excluded.append((pid, f"{'model' if mrule is None else 'hardware'} not in the catalog"))
             continue
         model, chip_id = mrule[1], crule[1]
         chip = catalog.chips[chip_id]
         prec = _precision(r["precision"], chip)
+        if "using fp4" in (r.get("notes") or "").lower():
+            prec = "fp4"  # the filed field reads fp16 + quantization; the submitter says FP4
         if prec is None or not chip.supports(prec):
             excluded.append((pid, f"precision '{r['precision']}' not runnable on {chip_id}"))
             continue
@@ -159,13 +178,18 @@ def load_points(path: str | Path, catalog: Catalog) -> tuple[list[CalPoint], lis
         if not isl or not osl:
             excluded.append((pid, "input/output lengths unknown"))
             continue
+        bound = kind == "single" and r["per_user_tok_s"].strip().startswith(">")
         points.append(CalPoint(pid, kind, model, chip_id, prec, int(isl), int(osl), chips, speed, per_chip,
-                               mrule[2]))
+                               mrule[2], bound))
     return points, excluded
 
 
 def _precision(text: str, chip: Chip) -> str | None:
+    from .units import canonical_precision
+
     t = text.lower()
+    if canonical_precision(t):
+        return canonical_precision(t)
     if "fp4" in t or "mxfp4" in t:
         return "fp4"
     if "fp8" in t or "8-bit" in t or "quantization" in t:
@@ -175,137 +199,542 @@ def _precision(text: str, chip: Chip) -> str | None:
     return "fp8" if chip.supports("fp8") else "bf16"
 
 
-def predict(p: CalPoint, chip: Chip, catalog: Catalog) -> float:
-    """The point's metric as the model predicts it with `chip`'s current terms."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction
+
+BATCHES = np.unique(np.round(np.concatenate([2 ** np.arange(0, 12), 1.5 * 2 ** np.arange(0, 11)]))).astype(float)
+DEFAULT_TOP = 72
+"""Widest group tried when a point does not say how many chips it used (one NVL72 rack)."""
+
+
+@dataclass
+class _Prepared:
+    """What predicting one point needs that does not depend on the fitted terms."""
+
+    point: CalPoint
+    workload: pf.Workload
+    lay: object  # Layouts
+
+
+def _prepare(p: CalPoint, chip: Chip, catalog: Catalog) -> _Prepared:
     w = pf.Workload(catalog.models[p.model], p.precision, p.isl, p.osl)
     c = pf.ChipSI.of(chip, p.precision)
     n_min = max(1, math.ceil(w.weight_bytes() / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
+    if p.kind == "single":  # vendors serve single streams from whole systems (SambaNova: a 16-socket rack)
+        top = max(p.chips or 0, n_min, chip.chips_per_system)
+    else:
+        top = max(p.chips or DEFAULT_TOP, n_min)
+    lay = layouts(w.model, n_min, c.domain, c.on_chip, max_chips=20000)
+    keep = lay.n <= max(top, lay.n.min() if len(lay) else 0)
+    return _Prepared(p, w, lay.select(keep))
+
+
+def _predict_prepared(pp_: _Prepared, chip: Chip) -> float:
+    p, w, lay = pp_.point, pp_.workload, pp_.lay
+    if not len(lay):
+        return 1e-9  # no runnable layout: the model cannot be served this way
+    c = pf.ChipSI.of(chip, p.precision)
+    best_fast, best_any, best_speed = 0.0, 0.0, 0.0
+    for dp in (False, True):
+        sel = lay.select(lay.attn_dp == dp)
+        if not len(sel):
+            continue
+        batches = np.array([1.0]) if p.kind == "single" else BATCHES
+        n, b = np.meshgrid(sel.n, batches, indexing="ij")
+        r = pf.aggregated(w, c, n, b, pp=sel.pp[:, None], attn_dp=dp)
+        ok = r["fits"].astype(bool)
+        if not ok.any():
+            continue
+        speed = np.where(ok, r["speed_tok_s_user"], 0.0)
+        per_chip = np.where(ok, r["throughput_tok_s"] / n, 0.0)
+        best_speed = max(best_speed, float(speed.max()))
+        best_any = max(best_any, float(per_chip.max()))
+        if p.kind == "frontier":
+            fast = speed >= p.speed
+            if fast.any():
+                best_fast = max(best_fast, float(np.where(fast, per_chip, 0.0).max()))
+    if p.kind != "single" and not c.on_chip:
+        fast, anyv = _disaggregated(p, w, c, lay)
+        best_fast, best_any = max(best_fast, fast), max(best_any, anyv)
     if p.kind == "single":
-        return float(pf.aggregated(w, c, max(n_min, chip.chips_per_system), 1)["speed_tok_s_user"])
-    top = p.chips or max(72, c.domain if c.domain <= 72 else 72)
-    ns = np.array(sorted({n for n in (1, 2, 4, 8, 16, 32, 64, 72, top) if n_min <= n <= top} or {n_min}), float)
-    n, b = np.meshgrid(ns, BATCHES.astype(float), indexing="ij")
-    r = pf.aggregated(w, c, n, b)
-    per_chip = r["throughput_tok_s"] / n
-    ok = r["fits"].astype(bool)
-    if p.kind == "frontier":
-        fast = ok & (r["speed_tok_s_user"] >= p.speed)
-        if not fast.any():  # cannot reach the speed: report the shortfall as the error
-            best_speed = float(np.max(np.where(ok, r["speed_tok_s_user"], 0)))
-            return p.tput_per_chip * best_speed / p.speed
-        return float(np.max(np.where(fast, per_chip, 0)))
-    return float(np.max(np.where(ok, per_chip, 0)))
+        return best_speed
+    if p.kind == "offline":
+        return best_any
+    if best_fast > 0:
+        return best_fast
+    # cannot reach the speed: the shortfall in speed is the error (continuous in the terms)
+    return p.tput_per_chip * best_speed / p.speed if best_speed > 0 else 1e-9
 
 
-def _loss(points, chip, catalog, prior: Chip | None = None) -> float:
-    """Mean Huber loss of the log error (quadratic within a factor of 2, linear beyond), plus a
-    small pull toward the prior terms so that terms the points cannot tell apart stay put."""
-    r = np.abs([math.log(max(predict(p, chip, catalog), 1e-9) / p.measured) for p in points])
-    huber = np.where(r <= HUBER, r ** 2, 2 * HUBER * r - HUBER ** 2)
-    pull = 0.0 if prior is None else PRIOR_WEIGHT * sum(
-        math.log(getattr(chip, t) / getattr(prior, t)) ** 2 for t in TERMS if getattr(prior, t) > 0)
-    return (float(np.mean(huber)) if len(r) else 0.0) + pull
+PREFILL_UTILIZATION = 0.7
+"""Busy share of a separate prefill pool in the disaggregated prediction (TTFT targets leave slack)."""
 
 
-def fit_chip(points: list[CalPoint], chip: Chip, catalog: Catalog, rounds: int = 4) -> Chip:
-    """Coordinate search over the chip's non-vendor terms; returns the chip with fitted terms."""
-    free = [t for t in TERMS if chip.provenance.get(t) is None or chip.provenance[t].conf in ("default", "calibrated")]
-    best, best_loss = chip, _loss(points, chip, catalog, chip)
-    for step in [2.0, 1.5, 1.2, 1.08][:rounds]:
-        for term in free:
-            for factor in (1 / step, step):
-                lo, hi = BOUNDS[term]
-                value = min(max(getattr(best, term) * factor, lo), hi)
-                cand = replace(best, **{term: value})
-                loss = _loss(points, cand, catalog, chip)
-                while loss < best_loss - 1e-9:
-                    best, best_loss = cand, loss
-                    value = min(max(value * factor, lo), hi)
-                    cand = replace(best, **{term: value})
-                    loss = _loss(points, cand, catalog, chip)
-    return best
+def _disaggregated(p: CalPoint, w: pf.Workload, c: pf.ChipSI, lay) -> tuple[float, float]:
+    """Best per-chip output throughput (meeting v*, and unconstrained) when prompts run on a
+    separate pool of the same chips: decode group n plus the prefill chips its request rate needs."""
+    ns = np.unique(lay.n)
+    pre = pf.prefill(w, c, ns)
+    rate = float(np.max(np.where(pre["fits"], pre["tokens_per_s_per_chip"], 0.0)))  # prompt tokens/s per chip
+    if rate <= 0:
+        return 0.0, 0.0
+    best_fast = best_any = 0.0
+    for dp in (False, True):
+        sel = lay.select(lay.attn_dp == dp)
+        if not len(sel):
+            continue
+        n, b = np.meshgrid(sel.n, BATCHES, indexing="ij")
+        d = pf.decode(w, c, n, None, None, b, pp=sel.pp[:, None], attn_dp=dp)
+        ok = d["fits"].astype(bool)
+        out = d["throughput_tok_s"]
+        prefill_chips = out / w.osl * w.new_isl / (rate * PREFILL_UTILIZATION)
+        per_chip = np.where(ok, out / (n + prefill_chips), 0.0)
+        best_any = max(best_any, float(per_chip.max()))
+        if p.kind == "frontier":
+            fast = ok & (d["speed_tok_s_user"] >= p.speed)
+            if fast.any():
+                best_fast = max(best_fast, float(np.where(fast, per_chip, 0.0).max()))
+    return best_fast, best_any
 
 
-def fit(points: list[CalPoint], catalog: Catalog, chips: list[str] | None = None) -> dict[str, Chip]:
-    """Fitted chips keyed by id (only chips with points, optionally limited to `chips`)."""
-    by_chip: dict[str, list[CalPoint]] = {}
+def predict(p: CalPoint, chip: Chip, catalog: Catalog) -> float:
+    """The point's metric as the model predicts it with `chip`'s current terms."""
+    return _predict_prepared(_prepare(p, chip, catalog), chip)
+
+
+# ---------------------------------------------------------------------------------------------
+# The group fit
+
+FAMILY = {"gpu": "hbm", "asic": "hbm", "prefill": "hbm", "sram": "on-chip", "mram": "on-chip"}
+REFERENCE_SOFTWARE = "cuda"
+"""The stack whose maturity is 1 by definition; other stacks' maturity is relative to it."""
+BOUNDS = {"bw_eff": (0.2, 0.95), "flop_eff": (0.1, 0.9), "t_layer_us": (0.2, 300.0),
+          "hop_latency_us": (0.1, 50.0), "t_step_us": (1.0, 20000.0), "maturity": (0.3, 1.0),
+          "fp4_eff": (0.3, 1.0), "moe_layer_extra": (0.01, 5.0), "mla_layer_extra": (0.01, 5.0)}
+SHRINK = 1.0
+"""Weight of the pull of an arch term toward its family's (in units of one curve's squared log error
+per unit squared log deviation): strong enough that an arch with one curve stays near its peers."""
+PRIOR_PULL = 0.05
+"""Weak pull of every term toward the catalog's prior, so terms the data cannot see stay put."""
+LOSS_SCALE = math.log(1.5)
+
+ARCH_TERMS = ("bw_eff", "flop_eff", "t_layer_us")
+
+
+@dataclass(frozen=True)
+class Param:
+    kind: str  # arch | fabric | software | family
+    gid: str
+    term: str
+    prior: float
+
+
+@dataclass
+class Fit:
+    """Fitted group terms with the points that support each group."""
+
+    values: dict[tuple[str, str, str], float]  # (kind, gid, term) -> value
+    points: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (kind, gid) -> point ids
+    cost: float = float("nan")
+
+    def chip(self, chip: Chip, catalog: Catalog) -> Chip:
+        """`chip` with its groups' fitted terms (groups without points: inherited, see module doc)."""
+        return _apply(chip, self.values, catalog)
+
+
+def _group_term(values, catalog: Catalog, kind: str, gid: str, term: str, family: str | None = None):
+    """A term's fitted value, else its predecessor's (inherits), else the family's, else None."""
+    found = _group_source(values, catalog, kind, gid, term, family)
+    return None if found is None else found[0]
+
+
+def _group_source(values, catalog: Catalog, kind: str, gid: str, term: str, family: str | None = None):
+    """(value, where it came from) for _group_term."""
+    seen = set()
+    g = gid
+    while g and g not in seen:
+        seen.add(g)
+        if (kind, g, term) in values:
+            return values[(kind, g, term)], f"{kind} {g}"
+        g = catalog.groups.get(kind, {}).get(g, {}).get("inherits")
+    if family and ("family", family, term) in values:
+        return values[("family", family, term)], f"the {family} family"
+    return None
+
+
+def _apply(chip: Chip, values, catalog: Catalog) -> Chip:
+    fam = FAMILY[chip.chip_class]
+    upd = {}
+    if chip.arch:
+        for t in ARCH_TERMS:
+            v = _group_term(values, catalog, "arch", chip.arch, t, fam)
+            if v is not None and "chip deviation" not in (chip.provenance.get(t).note if chip.provenance.get(t) else ""):
+                upd[t] = v
+    if chip.fabric:
+        v = _group_term(values, catalog, "fabric", chip.fabric, "hop_latency_us")
+        if v is not None:
+            upd["hop_latency_us"] = v
+    if chip.software:
+        for t in ("t_step_us", "fp4_eff", "moe_layer_extra", "mla_layer_extra"):
+            v = _group_term(values, catalog, "software", chip.software, t)
+            if v is not None:
+                upd[t] = v
+        mat = values.get(("software", chip.software, "maturity"))
+        if mat is not None:
+            for t in ("bw_eff", "flop_eff", "kv_bw_eff"):
+                base = upd.get(t, _catalog_arch_term(chip, catalog, t))
+                if base:
+                    upd[t] = base * mat
+    for t in ("bw_eff", "flop_eff"):
+        if t in upd:
+            upd[t] = min(upd[t], BOUNDS[t][1])
+    return replace(chip, **upd) if upd else chip
+
+
+def _catalog_arch_term(chip: Chip, catalog: Catalog, term: str) -> float:
+    g = catalog.groups.get("arch", {}).get(chip.arch)
+    return float(g.get(term, 0.0)) if g else float(getattr(chip, term))
+
+
+def _fittable(catalog: Catalog, kind: str, gid: str, term: str) -> bool:
+    g = catalog.groups.get(kind, {}).get(gid)
+    if g is None:
+        return False
+    prov = g["provenance"].get(term)
+    return prov is None or prov.conf in ("default", "calibrated", "estimate")
+
+
+def _params(points: list[CalPoint], catalog: Catalog) -> list[Param]:
+    out: dict[tuple, Param] = {}
     for p in points:
-        if chips is None or p.chip in chips:
-            by_chip.setdefault(p.chip, []).append(p)
-    return {cid: fit_chip(pts, catalog.chips[cid], catalog) for cid, pts in sorted(by_chip.items())}
+        chip = catalog.chips[p.chip]
+        fam = FAMILY[chip.chip_class]
+        if chip.arch:
+            g = catalog.groups["arch"][chip.arch]
+            for t in ARCH_TERMS:
+                if _fittable(catalog, "arch", chip.arch, t):
+                    out.setdefault(("arch", chip.arch, t), Param("arch", chip.arch, t, float(g[t])))
+                    out.setdefault(("family", fam, t), Param("family", fam, t, float(g[t])))
+        if chip.fabric and _fittable(catalog, "fabric", chip.fabric, "hop_latency_us"):
+            g = catalog.groups["fabric"][chip.fabric]
+            out.setdefault(("fabric", chip.fabric, "hop_latency_us"),
+                           Param("fabric", chip.fabric, "hop_latency_us", float(g["hop_latency_us"])))
+        if chip.software:
+            g = catalog.groups["software"][chip.software]
+            if _fittable(catalog, "software", chip.software, "t_step_us"):
+                out.setdefault(("software", chip.software, "t_step_us"),
+                               Param("software", chip.software, "t_step_us", max(float(g["t_step_us"]), 1.0)))
+            m = catalog.models[p.model]
+            for t, applies in (("moe_layer_extra", m.moe_layers > 0), ("mla_layer_extra", m.attention == "mla")):
+                if applies and _fittable(catalog, "software", chip.software, t):
+                    out.setdefault(("software", chip.software, t),
+                                   Param("software", chip.software, t, max(float(g.get(t, 0.5)), 0.01)))
+            if p.precision == "fp4" and _fittable(catalog, "software", chip.software, "fp4_eff"):
+                out.setdefault(("software", chip.software, "fp4_eff"),
+                               Param("software", chip.software, "fp4_eff", float(g.get("fp4_eff", 1.0))))
+            if chip.software != REFERENCE_SOFTWARE and _fittable(catalog, "software", chip.software, "maturity"):
+                out.setdefault(("software", chip.software, "maturity"),
+                               Param("software", chip.software, "maturity", float(g["maturity"])))
+    return sorted(out.values(), key=lambda q: (q.kind, q.gid, q.term))
 
 
-MEMORY_GROUPS = {"gpu": "hbm", "asic": "hbm", "prefill": "hbm", "sram": "on-chip", "mram": "on-chip"}
-"""Chips without points borrow from chips with the same kind of memory: off-chip HBM/GDDR, or
-on-chip SRAM/MRAM (too few fitted chips per class for a class median to mean much)."""
+def _curve_weights(points: list[CalPoint]) -> np.ndarray:
+    """1/√(points on the curve): each curve's squared errors sum to one curve's worth."""
+    key = lambda p: (p.chip, p.model, p.precision, p.isl, p.osl, p.kind, p.chips)  # noqa: E731
+    counts: dict[tuple, int] = {}
+    for p in points:
+        counts[key(p)] = counts.get(key(p), 0) + 1
+    return np.array([1 / math.sqrt(counts[key(p)]) for p in points])
 
 
-def class_medians(fitted: dict[str, Chip], catalog: Catalog) -> dict[str, dict[str, float]]:
-    """Median fitted terms per chip class (pooled by memory group), for chips with no points."""
-    out: dict[str, dict[str, float]] = {}
-    for cls, group in MEMORY_GROUPS.items():
-        members = [c for c in fitted.values() if MEMORY_GROUPS[c.chip_class] == group]
-        if members:
-            out[cls] = {t: float(np.median([getattr(c, t) for c in members])) for t in TERMS}
+NOT_WORSE = {"bw_eff": +1, "flop_eff": +1, "t_layer_us": -1}
+"""A successor architecture is never less efficient than the one it inherits from: its deviation
+from its predecessor is bounded to this sign (+1: ≥, −1: ≤), so spec dominance carries over."""
+
+
+def _parents(params: list[Param], catalog: Catalog) -> list[int | None]:
+    """For each arch param, the index of the same term of its nearest fitted predecessor."""
+    index = {(q.kind, q.gid, q.term): i for i, q in enumerate(params)}
+    out: list[int | None] = []
+    for q in params:
+        parent = None
+        if q.kind == "arch":
+            g = catalog.groups["arch"].get(q.gid, {}).get("inherits")
+            seen = {q.gid}
+            while g and g not in seen:
+                if ("arch", g, q.term) in index:
+                    parent = index[("arch", g, q.term)]
+                    break
+                seen.add(g)
+                g = catalog.groups["arch"].get(g, {}).get("inherits")
+        out.append(parent)
     return out
 
 
-def evaluate(points, catalog: Catalog, fitted: dict[str, Chip] | None = None) -> list[dict]:
+def fit_groups(points: list[CalPoint], catalog: Catalog, x0: dict | None = None, max_nfev: int = 60) -> Fit:
+    """Least-squares fit of the group terms the points can see (see module doc).
+
+    An arch with a fitted predecessor is fitted as the predecessor's value times a deviation of the
+    sign NOT_WORSE allows, shrunk toward none; an arch without one is shrunk toward its family."""
+    from scipy.optimize import least_squares
+
+    params = _params(points, catalog)
+    if not params or not points:
+        return Fit({}, {})
+    parents = _parents(params, catalog)
+    order = _topological(parents)
+    index = {(q.kind, q.gid, q.term): i for i, q in enumerate(params)}
+    fam_of = {catalog.chips[p.chip].arch: FAMILY[catalog.chips[p.chip].chip_class] for p in points}
+    log_lo = np.log([BOUNDS[q.term][0] for q in params])
+    log_hi = np.log([BOUNDS[q.term][1] for q in params])
+    prior_x = np.clip(np.log([q.prior for q in params]), log_lo + 1e-9, log_hi - 1e-9)
+    init_x = np.array([math.log(x0[(q.kind, q.gid, q.term)]) if x0 and (q.kind, q.gid, q.term) in x0 else pr
+                       for q, pr in zip(params, prior_x)])
+    init_x = np.clip(init_x, log_lo + 1e-9, log_hi - 1e-9)
+    lo, hi, start = log_lo.copy(), log_hi.copy(), init_x.copy()
+    for i, par in enumerate(parents):
+        if par is not None:  # z is the signed deviation from the predecessor
+            span = log_hi[i] - log_lo[i]
+            sign = NOT_WORSE[params[i].term]
+            lo[i], hi[i] = (0.0, span) if sign > 0 else (-span, 0.0)
+            start[i] = float(np.clip(init_x[i] - init_x[par], lo[i] + 1e-9, hi[i] - 1e-9))
+
+    def x_of(z):
+        x = np.array(z, dtype=float)
+        for i in order:
+            if parents[i] is not None:
+                x[i] = z[i] + x[parents[i]]
+        return x
+
+    shrink_pairs = []  # (i, j): pull x_i toward x_j; j = None pulls the deviation z_i toward 0
+    for i, q in enumerate(params):
+        if q.kind != "arch":
+            continue
+        if parents[i] is not None:
+            shrink_pairs.append((i, None))
+        elif ("family", fam_of.get(q.gid, ""), q.term) in index:
+            shrink_pairs.append((i, index[("family", fam_of[q.gid], q.term)]))
+    prepared = [_prepare(p, catalog.chips[p.chip], catalog) for p in points]
+    weights = _curve_weights(points)
+    measured = np.log([p.measured for p in points])
+    lower = np.array([p.lower_bound for p in points])
+
+    def values_of(z):
+        return {(q.kind, q.gid, q.term): float(math.exp(v)) for q, v in zip(params, x_of(z))}
+
+    def residuals(z):
+        x = x_of(z)
+        vals = {(q.kind, q.gid, q.term): float(math.exp(v)) for q, v in zip(params, x)}
+        pred = np.array([_predict_prepared(pp_, _apply(catalog.chips[pp_.point.chip], vals, catalog))
+                         for pp_ in prepared])
+        err = np.log(np.maximum(pred, 1e-12)) - measured
+        err = np.where(lower, np.minimum(err, 0.0), err)
+        r = weights * err / LOSS_SCALE
+        shrink = [math.sqrt(SHRINK) * ((z[i]) if j is None else (x[i] - x[j])) / LOSS_SCALE
+                  for i, j in shrink_pairs]
+        pull = math.sqrt(PRIOR_PULL) * (x - prior_x) / LOSS_SCALE
+        return np.concatenate([r, shrink, pull])
+
+    sparsity = _jac_sparsity(points, params, parents, catalog, shrink_pairs)
+    res = least_squares(residuals, start, bounds=(lo, hi), loss="soft_l1", f_scale=1.0, diff_step=0.02,
+                        jac_sparsity=sparsity, max_nfev=max_nfev, x_scale=1.0)
+    vals = values_of(res.x)
+    support: dict[tuple[str, str], list[str]] = {}
+    for p in points:
+        chip = catalog.chips[p.chip]
+        for kind, gid in (("arch", chip.arch), ("fabric", chip.fabric), ("software", chip.software)):
+            if gid:
+                support.setdefault((kind, gid), []).append(p.id)
+    return Fit(vals, support, float(res.cost))
+
+
+def _topological(parents: list[int | None]) -> list[int]:
+    done: list[int] = []
+    seen: set[int] = set()
+
+    def visit(i):
+        if i in seen:
+            return
+        seen.add(i)
+        if parents[i] is not None:
+            visit(parents[i])
+        done.append(i)
+
+    for i in range(len(parents)):
+        visit(i)
+    return done
+
+
+def _jac_sparsity(points, params, parents, catalog, shrink_pairs):
+    from scipy.sparse import lil_matrix
+
+    def ancestors(i):
+        out = {i}
+        while parents[i] is not None:
+            i = parents[i]
+            out.add(i)
+        return out
+
+    m = lil_matrix((len(points) + len(shrink_pairs) + len(params), len(params)), dtype=int)
+    for r, p in enumerate(points):
+        chip = catalog.chips[p.chip]
+        fam = FAMILY[chip.chip_class]
+        for i, q in enumerate(params):
+            if (q.kind == "arch" and q.gid == chip.arch) or (q.kind == "fabric" and q.gid == chip.fabric) \
+                    or (q.kind == "software" and q.gid == chip.software) or (q.kind == "family" and q.gid == fam):
+                for a in ancestors(i):
+                    m[r, a] = 1
+    for k, (i, j) in enumerate(shrink_pairs):
+        for a in ancestors(i) | (ancestors(j) if j is not None else set()):
+            m[len(points) + k, a] = 1
+    for i in range(len(params)):
+        for a in ancestors(i):
+            m[len(points) + len(shrink_pairs) + i, a] = 1
+    return m
+
+
+def fitted_catalog(fit: Fit, catalog: Catalog) -> Catalog:
+    """The catalog with every chip's terms taken from the fit (inheritance applied)."""
+    return replace(catalog, chips={cid: fit.chip(c, catalog) for cid, c in catalog.chips.items()})
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation and hold-out
+
+def evaluate(points, catalog: Catalog, fit: Fit | None = None, fold: str = "in-sample") -> list[dict]:
     rows = []
     for p in points:
         base = catalog.chips[p.chip]
         pred0 = predict(p, base, catalog)
-        chip = (fitted or {}).get(p.chip, base)
-        pred = predict(p, chip, catalog)
-        rows.append({"id": p.id, "kind": p.kind, "chip": p.chip, "model": p.model, "precision": p.precision,
-                     "metric": p.metric, "measured": p.measured, "predicted_default": pred0,
-                     "error_default": pred0 / p.measured - 1, "predicted": pred, "error": pred / p.measured - 1})
+        pred = predict(p, fit.chip(base, catalog), catalog) if fit else pred0
+        chip = catalog.chips[p.chip]
+        err0, err = pred0 / p.measured - 1, pred / p.measured - 1
+        if p.lower_bound:  # "> X": meeting or beating X is no error
+            err0, err = min(err0, 0.0), min(err, 0.0)
+        rows.append({"id": p.id, "kind": p.kind, "chip": p.chip, "arch": chip.arch, "model": p.model,
+                     "precision": p.precision, "isl": p.isl, "osl": p.osl, "metric": p.metric,
+                     "measured": p.measured, "lower_bound": p.lower_bound, "predicted_catalog": pred0,
+                     "error_catalog": err0, "predicted": pred, "error": err, "fold": fold})
+    return rows
+
+
+def leave_one_out(points, catalog: Catalog, by: str, full: Fit | None = None, max_nfev: int = 25) -> list[dict]:
+    """Fit without each chip's (by='chip') or model's (by='model') points, predict those points."""
+    rows = []
+    for key in sorted({getattr(p, by) for p in points}):
+        train = [p for p in points if getattr(p, by) != key]
+        test = [p for p in points if getattr(p, by) == key]
+        f = fit_groups(train, catalog, x0=full.values if full else None, max_nfev=max_nfev)
+        rows += evaluate(test, catalog, f, fold=f"without {by} {key}")
     return rows
 
 
 def leave_one_model_out(points, catalog: Catalog) -> list[dict]:
-    """Fit without each model's points, predict those points: the honest held-out error."""
-    rows = []
-    for model in sorted({p.model for p in points}):
-        train = [p for p in points if p.model != model]
-        test = [p for p in points if p.model == model]
-        fitted = fit(train, catalog, sorted({p.chip for p in test}))
-        rows += evaluate(test, catalog, fitted)
-    return rows
+    return leave_one_out(points, catalog, "model")
 
 
 def error_summary(rows: list[dict], key: str = "error") -> dict[str, float]:
-    errs = np.abs([r[key] for r in rows]) if rows else np.array([np.nan])
+    """median, p90 and worst |error|, and how many points are off by more than 2× (either way)."""
+    if not rows:
+        return {"points": 0, "median_abs_error": float("nan"), "p90_abs_error": float("nan"),
+                "worst_abs_error": float("nan"), "worst_ratio": float("nan"), "off_by_more_than_2x": 0}
+    ratio = np.array([1 + r[key] for r in rows])
+    errs = np.abs(ratio - 1)
+    fold = np.maximum(ratio, 1 / np.maximum(ratio, 1e-12))
     return {"points": len(rows), "median_abs_error": float(np.median(errs)),
-            "p90_abs_error": float(np.percentile(errs, 90)), "worst_abs_error": float(np.max(errs))}
+            "p90_abs_error": float(np.percentile(errs, 90)), "worst_abs_error": float(np.max(errs)),
+            "worst_ratio": float(np.max(fold)), "off_by_more_than_2x": int(np.sum(fold > 2)),
+            "off_by_more_than_2_5x": int(np.sum(fold > 2.5))}
 
 
-def overlay_toml(fitted: dict[str, Chip], medians: dict[str, dict[str, float]], catalog: Catalog,
-                 points: list[CalPoint], csv_name: str) -> str:
-    """A catalog overlay with the fitted terms, each crediting the calibration point ids."""
-    lines = ["# Performance terms fitted by `fleet calibrate`.", "catalog_version = \"calibrated\"", "",
-             "[sources]"]
-    ids = {cid: sorted(p.id for p in points if p.chip == cid) for cid in fitted}
-    for cid, pid_list in ids.items():
-        cite = f"fleet calibrate on {csv_name}: " + ", ".join(pid_list[:40]) + (" …" if len(pid_list) > 40 else "")
-        lines.append(f'calibration-{cid} = {{ cite = "{cite}", date = "{_today()}" }}')
-    lines.append(f'calibration-class-median = {{ cite = "median of chips fitted by fleet calibrate on {csv_name}", date = "{_today()}" }}')
-    for cid, chip in catalog.chips.items():
-        if cid in fitted:
-            terms, src, note = {t: getattr(fitted[cid], t) for t in TERMS}, f"calibration-{cid}", f"{len(ids[cid])} points"
-        elif chip.chip_class in medians:
-            group = MEMORY_GROUPS[chip.chip_class]
-            terms, src, note = medians[chip.chip_class], "calibration-class-median", f"no points; median of fitted {group}-memory chips"
-        else:
+def summary_by(rows: list[dict], key: str, err: str = "error") -> dict[str, dict]:
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r[key], []).append(r)
+    return {k: error_summary(v, err) for k, v in sorted(groups.items())}
+
+
+def error_bands(rows: list[dict]) -> dict[str, tuple[float, float, int]]:
+    """Per arch group, p10 and p90 of measured/predicted on held-out points: multiply a prediction
+    by these to get the range the measurements fell in."""
+    out = {}
+    for arch, rs in sorted(_by(rows, "arch").items()):
+        ratio = np.array([1 / (1 + r["error"]) for r in rs])
+        out[arch] = (float(np.percentile(ratio, 10)), float(np.percentile(ratio, 90)), len(rs))
+    return out
+
+
+def _by(rows, key):
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r[key], []).append(r)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the fit
+
+def overlay_dict(fit: Fit, catalog: Catalog, csv_name: str, bands: dict | None = None) -> dict:
+    """A catalog overlay with the fitted group terms, each crediting its points."""
+    today = _today()
+    out: dict = {"catalog_version": "calibrated", "sources": {}}
+    for (kind, gid), ids in sorted(fit.points.items()):
+        terms = {t: v for (k, g, t), v in fit.values.items() if k == kind and g == gid}
+        if not terms and not (bands and kind == "arch" and gid in bands):
             continue
-        terms = {t: v for t, v in terms.items()
-                 if chip.provenance.get(t) is None or chip.provenance[t].conf in ("default", "calibrated")}
-        if not terms:
-            continue
-        lines += ["", f"[chips.{cid}]"] + [f"{t} = {v:.4g}" for t, v in terms.items()]
-        lines += [f"[chips.{cid}.provenance]"] + [
-            f'{t} = {{ src = "{src}", conf = "calibrated", note = "{note}" }}' for t in terms]
-    return "\n".join(lines) + "\n"
+        src = f"calibration-{kind}-{gid}"
+        ids = sorted(set(ids))
+        out["sources"][src] = {"cite": f"fleet calibrate on {csv_name}: " + ", ".join(ids), "date": today}
+        entry = {t: float(f"{v:.4g}") for t, v in terms.items()}
+        prov = {t: {"src": src, "conf": "calibrated", "note": f"{len(ids)} points"} for t in terms}
+        if bands and kind == "arch" and gid in bands:
+            lo, hi, n = bands[gid]
+            entry.update({"error_band_p10": round(lo, 3), "error_band_p90": round(hi, 3)})
+            prov.update({t: {"src": src, "conf": "calibrated", "note": f"held-out measured/predicted over {n} points"}
+                         for t in ("error_band_p10", "error_band_p90")})
+        entry["provenance"] = prov
+        out.setdefault(kind, {})[gid] = entry
+    _inherited_entries(fit, catalog, out, today)
+    return out
+
+
+def _inherited_entries(fit: Fit, catalog: Catalog, out: dict, today: str) -> None:
+    """Groups without points take their predecessor's fitted terms (or their memory family's), so
+    the shipped catalog says what the planner will use for them, and why."""
+    family_of = {}
+    for chip in catalog.chips.values():
+        if chip.arch:
+            family_of.setdefault(chip.arch, FAMILY[chip.chip_class])
+    terms_of = {"arch": ARCH_TERMS, "fabric": ("hop_latency_us",),
+                "software": ("t_step_us", "fp4_eff", "moe_layer_extra", "mla_layer_extra")}
+    out["sources"]["calibration-inherited"] = {
+        "cite": "fleet calibrate: a group without points takes the fitted value of the group it inherits from, "
+                "or of its memory family (HBM / on-chip)", "date": today}
+    for kind, terms in terms_of.items():
+        for gid in catalog.groups.get(kind, {}):
+            if (kind, gid) in fit.points:
+                continue
+            entry, prov = {}, {}
+            for t in terms:
+                if not _fittable(catalog, kind, gid, t):
+                    continue
+                found = _group_source(fit.values, catalog, kind, gid, t, family_of.get(gid) if kind == "arch" else None)
+                if found is None:
+                    continue
+                entry[t] = float(f"{found[0]:.4g}")
+                prov[t] = {"src": "calibration-inherited", "conf": "estimate", "note": f"no points: from {found[1]}"}
+            if entry:
+                entry["provenance"] = prov
+                out.setdefault(kind, {})[gid] = entry
+
+
+def overlay_toml(fit: Fit, catalog: Catalog, csv_name: str, bands: dict | None = None) -> str:
+    import tomli_w
+
+    return "# Behaviour-group terms fitted by `fleet calibrate`.\n" + tomli_w.dumps(
+        overlay_dict(fit, catalog, csv_name, bands))
 
 
 def _today() -> str:
@@ -314,31 +743,54 @@ def _today() -> str:
     return datetime.date.today().isoformat()
 
 
-def fold_into_catalog(chips_toml: str, overlay: str) -> str:
-    """Rewrite a chips catalog's term values and provenance with an overlay's fitted terms
-    (how the shipped catalogs/chips.toml gets its calibrated terms)."""
-    import tomllib
-
-    ov = tomllib.loads(overlay)
-    out, section = [], None
-    for line in chips_toml.splitlines():
-        m = re.match(r"^\[chips\.([^\].]+)(\.provenance)?\]", line)
-        if m:
-            section = (m.group(1), bool(m.group(2)))
+def fold_into_behaviour(text: str, overlay: dict) -> str:
+    """Rewrite catalogs/behaviour.toml's fitted values and provenance from an overlay dict (how the
+    shipped behaviour terms get their calibrated values), keeping comments and order."""
+    out: list[str] = []
+    section = None
+    for line in text.splitlines():
+        m = re.match(r"^\[(arch|fabric|software)\.([^\].]+)(\.provenance)?\]", line)
+        if m or line.startswith("["):
+            _add_missing(overlay, section, out)
+            section = (m.group(1), m.group(2), bool(m.group(3))) if m else None
         if line.startswith("calibration-"):
             continue
-        if line.startswith("perf-default = "):
+        if line.startswith("prior = "):
             out.append(line)
-            out += [f'{k} = {{ cite = "{v["cite"]}", date = "{v["date"]}" }}' for k, v in ov["sources"].items()]
+            out += [f'{k} = {{ cite = "{v["cite"]}", date = "{v["date"]}" }}' for k, v in overlay["sources"].items()]
             continue
-        km = re.match(r"^(bw_eff|flop_eff|t_layer_us|hop_latency_us) = ", line)
-        entry = ov["chips"].get(section[0]) if km and section else None
-        if entry and km.group(1) in entry:
-            term = km.group(1)
-            if section[1]:
-                p = entry["provenance"][term]
-                line = f'{term} = {{ src = "{p["src"]}", conf = "calibrated", note = "{p["note"]}" }}'
-            else:
-                line = f"{term} = {entry[term]:.4g}"
+        km = re.match(r"^([a-z0-9_]+) = ", line)
+        entry = overlay.get(section[0], {}).get(section[1]) if km and section else None
+        term = km.group(1) if km else None
+        if entry and term != "provenance" and term in (entry["provenance"] if section[2] else entry):
+            line = _prov_line(term, entry["provenance"][term]) if section[2] else f"{term} = {entry[term]:.4g}"
         out.append(line)
+    _add_missing(overlay, section, out)
     return "\n".join(out) + "\n"
+
+
+def _prov_line(term: str, p: dict) -> str:
+    return f'{term} = {{ src = "{p["src"]}", conf = "{p["conf"]}", note = "{p["note"]}" }}'
+
+
+def _add_missing(overlay: dict, section, out: list[str]) -> None:
+    """Append the overlay's terms the section lacks (e.g. a first error band), before its blank lines."""
+    if not section:
+        return
+    entry = overlay.get(section[0], {}).get(section[1])
+    if not entry:
+        return
+    tail = 0
+    while out and not out[-1].strip():
+        out.pop()
+        tail += 1
+    have = set()
+    for line in reversed(out):
+        if line.startswith("["):
+            break
+        have.add(line.split(" = ")[0])
+    source = entry["provenance"] if section[2] else {k: v for k, v in entry.items() if k != "provenance"}
+    for t, v in source.items():
+        if t not in have:
+            out.append(_prov_line(t, v) if section[2] else f"{t} = {v:.4g}")
+    out.extend([""] * tail)

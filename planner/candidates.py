@@ -25,6 +25,7 @@ import pandas as pd
 
 from . import performance as pf
 from .domain import Case, TrafficClass
+from .layouts import Layouts, layouts
 
 BATCHES = np.unique(np.round(np.concatenate([2 ** np.arange(0, 13), 1.5 * 2 ** np.arange(0, 12)]))).astype(int)
 N_FACTORS = (1, 1.25, 1.5, 2, 3, 4, 6, 8, 12, 16)
@@ -76,7 +77,7 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
     chunks: list[pd.DataFrame] = []
     B = np.array(opts.batches, dtype=float)
 
-    def emit(kind, d, ns_a, ns_f, a, f, extra=None, draft=("", None)):
+    def emit(kind, d, ns_a, ns_f, a, f, extra=None, draft=("", None), lay=(1, 1, False)):
         """Rows for the grid points that pass the filters; with pruning on, only the best batch of
         each chip set survives (same chips, more throughput: exact dominance, done here in numpy)."""
         speed, tput = d["speed_tok_s_user"], d["throughput_tok_s"]
@@ -102,20 +103,34 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
             "n_ffn": pick(ns_f).astype(int) if f != a else 0, "batch": pick(d["batch"]).astype(int),
             "throughput_tok_s": pick(tput), "speed_tok_s_user": pick(speed), "ttft_s": ttft,
             "prefill_tok_s": 0.0, "draft_chip": draft[0],
-            "n_draft": pick(draft[1]).astype(int) if draft[1] is not None else 0}))
+            "n_draft": pick(draft[1]).astype(int) if draft[1] is not None else 0,
+            "tp": pick(np.asarray(lay[0], dtype=float)).astype(int), "pp": pick(np.asarray(lay[1], dtype=float)).astype(int),
+            "ep": pick(np.asarray(lay[0], dtype=float)).astype(int) if w.model.experts else 1,
+            "attn_dp": bool(lay[2])}))
 
-    # aggregated and co-located decode on one chip type
+    def grid(lay: Layouts, *extra_axes):
+        """(layout, *extra, batch) arrays: n, tp, pp broadcast against the other axes."""
+        shape = (-1,) + (1,) * (len(extra_axes) + 1)
+        axes = np.meshgrid(lay.n, *extra_axes, B, indexing="ij")
+        return axes, lay.tp.reshape(shape), lay.pp.reshape(shape)
+
+    # aggregated and co-located decode on one chip type, every runnable layout
+    lays = {cid: layouts(w.model, _n_min(w.weight_bytes(), c), c.domain, c.on_chip, opts.n_factors,
+                         opts.max_chips_per_unit) for cid, c in chips.items()}
     for cid, c in chips.items():
-        ns = chip_counts(_n_min(w.weight_bytes(), c), c.domain, opts)
-        n, b = np.meshgrid(ns, B, indexing="ij")
-        if "aggregated" in case.fleet.modes and all(cid in allowed[s] for s in allowed):
-            d = pf.aggregated(w, c, n, b)
-            d["batch"] = b
-            emit("aggregated", d, n, n, cid, cid, d["ttft_s"] <= tc.ttft_s)
-        if "disaggregated" in case.fleet.modes and cid in allowed["decode_attention"] and cid in allowed["decode_ffn"]:
-            d = pf.decode(w, c, n, None, None, b)
-            d["batch"] = b
-            emit("decode", d, n, n, cid, cid)
+        for dp in (False, True):
+            lay = lays[cid].select(lays[cid].attn_dp == dp)
+            if not len(lay):
+                continue
+            (n, b), tp, pp = grid(lay)
+            if "aggregated" in case.fleet.modes and all(cid in allowed[s] for s in allowed):
+                d = pf.aggregated(w, c, n, b, pp=pp, attn_dp=dp)
+                d["batch"] = b
+                emit("aggregated", d, n, n, cid, cid, d["ttft_s"] <= tc.ttft_s, lay=(tp, pp, dp))
+            if "disaggregated" in case.fleet.modes and cid in allowed["decode_attention"] and cid in allowed["decode_ffn"]:
+                d = pf.decode(w, c, n, None, None, b, pp=pp, attn_dp=dp)
+                d["batch"] = b
+                emit("decode", d, n, n, cid, cid, lay=(tp, pp, dp))
 
     # speculative decoding: target model co-located on one chip type, draft model on another (or the same)
     if tc.draft_model and "disaggregated" in case.fleet.modes:
@@ -125,12 +140,12 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
                 continue
             for did in allowed["decode_draft"]:
                 c, dc = chips[tid], chips[did]
-                ns = chip_counts(_n_min(w.weight_bytes(), c), c.domain, opts)
+                lay = lays[tid].select(~lays[tid].attn_dp)
                 nd = chip_counts(_n_min(dw.weight_bytes(), dc), dc.domain, opts)[:3]
-                n, ndr, b = np.meshgrid(ns, nd, B, indexing="ij")
-                d = pf.speculative(w, c, n, dw, dc, ndr, b, tc.draft_tokens, tc.accepted_tokens_per_step)
+                (n, ndr, b), tp, pp = grid(lay, nd)
+                d = pf.speculative(w, c, n, dw, dc, ndr, b, tc.draft_tokens, tc.accepted_tokens_per_step, pp=pp)
                 d["batch"] = b
-                emit("decode", d, n, n, tid, tid, draft=(did, ndr))
+                emit("decode", d, n, n, tid, tid, draft=(did, ndr), lay=(tp, pp, False))
 
     # attention–FFN disaggregation
     if "disaggregated" in case.fleet.modes:
@@ -139,18 +154,22 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
                 if aid == fid or not _afd_pair(case, aid, fid):
                     continue
                 a, f = chips[aid], chips[fid]
-                ns_a = chip_counts(_n_min(w.attn_weight_bytes() + w.kv_bytes_per_seq(), a), a.domain, opts)
+                la = layouts(w.model, _n_min(w.attn_weight_bytes() + w.kv_bytes_per_seq(), a), a.domain, a.on_chip,
+                             opts.n_factors, opts.max_chips_per_unit)
+                ns_a = np.unique(la.n[(la.pp == 1) & ~la.attn_dp])
                 ns_f = chip_counts(_n_min(w.ffn_weight_bytes(), f), f.domain, opts)
                 na, nf, b = np.meshgrid(ns_a, ns_f[: min(len(ns_f), 6)], B, indexing="ij")
                 d = pf.decode(w, a, na, f, nf, b)
                 d["batch"] = b
-                emit("decode_afd", d, na, nf, aid, fid)
+                emit("decode_afd", d, na, nf, aid, fid, lay=(na, 1, False))
 
     # prefill pools
     if "disaggregated" in case.fleet.modes:
         for pid in allowed["prefill"]:
             c = chips[pid]
-            ns = chip_counts(_n_min(w.weight_bytes() + w.kv_bytes_per_seq(w.isl), c), c.domain, opts)
+            lp = layouts(w.model, _n_min(w.weight_bytes() + w.kv_bytes_per_seq(w.isl), c), c.domain, c.on_chip,
+                         opts.n_factors, opts.max_chips_per_unit)
+            ns = np.unique(lp.n)
             p = pf.prefill(w, c, ns)
             transfer = pf.kv_transfer_s(w, c, ns)
             rho = pf.max_utilization_for_ttft(p["prefill_s"], tc.ttft_s, transfer, cap=tc.max_utilization)
@@ -160,7 +179,9 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
                              "n_attn": int(ns[i]), "ffn_chip": pid, "n_ffn": 0, "batch": 0,
                              "throughput_tok_s": 0.0, "speed_tok_s_user": float("nan"),
                              "ttft_s": float(pf.ttft_at_utilization(p["prefill_s"][i], rho[i], transfer[i])),
-                             "prefill_tok_s": float(cap[i]), "draft_chip": "", "n_draft": 0})
+                             "prefill_tok_s": float(cap[i]), "draft_chip": "", "n_draft": 0,
+                             "tp": int(min(ns[i], c.domain)), "pp": int(math.ceil(ns[i] / c.domain)), "ep": 1,
+                             "attn_dp": False})
     if rows:
         chunks.append(pd.DataFrame(rows))
     return chunks
@@ -216,7 +237,8 @@ def build_candidates(case: Case, opts: GridOptions | None = None) -> pd.DataFram
     opts = opts or GridOptions()
     chunks = [c for j, tc in enumerate(case.classes) for c in class_candidates(case, j, tc, opts)]
     cols = ["class", "class_index", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "batch",
-            "throughput_tok_s", "speed_tok_s_user", "ttft_s", "prefill_tok_s", "draft_chip", "n_draft"]
+            "throughput_tok_s", "speed_tok_s_user", "ttft_s", "prefill_tok_s", "draft_chip", "n_draft",
+            "tp", "pp", "ep", "attn_dp"]
     df = pd.concat(chunks, ignore_index=True)[cols] if chunks else pd.DataFrame(columns=cols)
     if opts.prune:
         df = prune(df)

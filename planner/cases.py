@@ -16,14 +16,14 @@ from typing import Any
 from .catalog import ECONOMICS_FIELDS, Catalog, check_fields, check_value, load_catalog
 from .domain import STAGES, Case, Constraints, Economics, Fleet, TrafficClass
 from .errors import CaseError, CatalogError, Problem, did_you_mean
-from .units import PRECISIONS
+from .units import PRECISION_ALIASES, PRECISIONS, canonical_precision
 
 TOP_KEYS = ("name", "description", "economics", "constraints", "fleet", "classes", "chips", "models", "families",
             "studies")
 CLASS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "name": ("str", True, None, "a class name"),
     "model": ("str", True, None, "a model id (see `fleet catalog list models`)"),
-    "precision": ("str", True, None, "bf16, fp8 or fp4"),
+    "precision": ("str", True, None, "bf16, fp8 or fp4 (aliases: fp16, bfloat16, float8, nvfp4, mxfp4 …)"),
     "isl": ("int", True, ">0", "input (prompt) length in tokens"),
     "osl": ("int", True, ">0", "output length in tokens"),
     "demand_tok_s": ("float", True, ">0", "demanded output tokens/s"),
@@ -298,10 +298,11 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                 problems += [P(f"{where}.model", p.what, p.fix) for p in exc.problems]
         prec = cls.get("precision")
         if isinstance(prec, str):
-            if prec not in PRECISIONS:
+            if canonical_precision(prec) is None:
                 problems.append(P(f"{where}.precision", f"unknown precision '{prec}'",
-                                  did_you_mean(prec, PRECISIONS) or f"use one of {', '.join(PRECISIONS)}"))
-            elif fleet_chips and not any(catalog.chips[c].supports(prec) for c in fleet_chips):
+                                  did_you_mean(prec, PRECISION_ALIASES)
+                                  or f"use one of {', '.join(PRECISIONS)} (or an alias: {', '.join(PRECISION_ALIASES)})"))
+            elif fleet_chips and not any(catalog.chips[c].supports(canonical_precision(prec)) for c in fleet_chips):
                 problems.append(P(f"{where}.precision", f"no chip in fleet.chips runs {prec}",
                                   "pick a precision the fleet supports or add a chip that runs it"))
         if isinstance(cls.get("draft_model"), str):
@@ -334,7 +335,7 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
     stages = {s: tuple(catalog.resolve_chip(c) for c in lst) for s, lst in fleet.get("stages", {}).items()}
     classes = tuple(
         TrafficClass(
-            name=c["name"], model=catalog.resolve_model(c["model"]), precision=c["precision"],
+            name=c["name"], model=catalog.resolve_model(c["model"]), precision=canonical_precision(c["precision"]),
             isl=int(c["isl"]), osl=int(c["osl"]), demand_tok_s=float(c["demand_tok_s"]),
             min_speed_tok_s_user=float(c["min_speed_tok_s_user"]), ttft_s=float(c["ttft_s"]),
             kv_headroom=float(c.get("kv_headroom", 0.1)), max_utilization=float(c.get("max_utilization", 0.9)),

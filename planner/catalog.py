@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -37,12 +37,64 @@ CHIP_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "scaleup_domain_chips": ("int", True, ">0", "scale-up domain size (chips)"),
     "scaleup_bw_gbs": ("float", True, ">0", "scale-up bandwidth per chip, bidirectional (GB/s)"),
     "scaleout_bw_gbs": ("float", True, ">0", "scale-out bandwidth per chip (GB/s)"),
-    "bw_eff": ("float", True, ">0", "achieved fraction of memory bandwidth"),
-    "flop_eff": ("float", True, ">0", "achieved fraction of dense FLOPS"),
-    "t_layer_us": ("float", True, ">=0", "fixed time per layer per step (µs)"),
-    "hop_latency_us": ("float", True, ">=0", "latency per inter-chip hop (µs)"),
+    "arch": ("str", False, None, "architecture group in catalogs/behaviour.toml [arch.*]"),
+    "fabric": ("str", False, None, "fabric group in catalogs/behaviour.toml [fabric.*]"),
+    "software": ("str", False, None, "serving-stack group in catalogs/behaviour.toml [software.*]"),
+    # behaviour terms: normally inherited from the chip's groups; set here only as a chip deviation
+    "bw_eff": ("float", False, ">0", "achieved fraction of memory bandwidth"),
+    "flop_eff": ("float", False, ">0", "achieved fraction of dense FLOPS at large GEMMs"),
+    "m_half_tokens": ("float", False, ">=0", "GEMM rows (tokens) at half the peak FLOP efficiency"),
+    "kv_bw_eff": ("float", False, ">0", "achieved fraction of memory bandwidth reading the KV cache"),
+    "t_layer_us": ("float", False, ">=0", "fixed time per layer per step (µs)"),
+    "hop_latency_us": ("float", False, ">=0", "collective latency α (µs; per hop on direct links)"),
+    "link_eff": ("float", False, ">0", "achieved fraction of scale-up link bandwidth"),
+    "scaleout_alpha_us": ("float", False, ">=0", "latency of one scale-out message (µs)"),
+    "topology": ("str", False, None, "switch | mesh | direct"),
+    "t_step_us": ("float", False, ">=0", "per-step serving-stack overhead (µs)"),
+    "fp4_eff": ("float", False, ">0", "multiplier on bw_eff and flop_eff at fp4"),
+    "moe_layer_extra": ("float", False, ">=0", "extra fixed time of an MoE layer, × t_layer_us"),
+    "mla_layer_extra": ("float", False, ">=0", "extra fixed time of an MLA layer, × t_layer_us"),
 }
-CHIP_UNITLESS = {"name", "vendor", "class", "aliases", "system_name", "sold_by_system"}
+TOPOLOGIES = ("switch", "mesh", "direct")
+
+# Behaviour groups (DESIGN.md §3): terms shared by every chip of an architecture generation, a
+# fabric generation, or a serving stack. A chip takes each term from its group unless it sets it.
+GROUP_FIELDS: dict[str, dict[str, tuple[str, bool, str | None, str]]] = {
+    "arch": {
+        "name": ("str", True, None, "display name"),
+        "inherits": ("str", False, None, "predecessor arch whose fitted terms it takes when it has no points"),
+        "error_band_p10": ("float", False, ">0", "held-out measured/predicted, 10th percentile"),
+        "error_band_p90": ("float", False, ">0", "held-out measured/predicted, 90th percentile"),
+        "bw_eff": ("float", True, ">0", "achieved fraction of memory bandwidth in decode kernels"),
+        "flop_eff": ("float", True, ">0", "achieved fraction of dense FLOPS at large GEMMs"),
+        "m_half_tokens": ("float", True, ">=0", "GEMM rows (tokens) at half the peak FLOP efficiency"),
+        "t_layer_us": ("float", True, ">=0", "fixed time per layer per step (µs)"),
+        "kv_bw_eff": ("float", False, ">0", "achieved fraction of memory bandwidth reading the KV cache (attention kernels)"),
+    },
+    "fabric": {
+        "name": ("str", True, None, "display name"),
+        "inherits": ("str", False, None, "predecessor fabric whose fitted terms it takes when it has no points"),
+        "topology": ("str", True, None, "switch | mesh | direct"),
+        "hop_latency_us": ("float", True, ">=0", "collective latency α (µs; per hop on direct links)"),
+        "link_eff": ("float", True, ">0", "achieved fraction of scale-up link bandwidth"),
+        "scaleout_alpha_us": ("float", True, ">=0", "latency of one scale-out message (µs)"),
+    },
+    "software": {
+        "name": ("str", True, None, "display name"),
+        "inherits": ("str", False, None, "stack whose fitted terms it takes when it has no points"),
+        "t_step_us": ("float", True, ">=0", "per-step overhead: scheduler, sampling, launch (µs)"),
+        "maturity": ("float", True, ">0", "multiplier on the arch's bw_eff and flop_eff (≤ 1: less tuned kernels)"),
+        "fp4_eff": ("float", False, ">0", "multiplier on bw_eff and flop_eff when serving fp4 weights (block-scaled kernels)"),
+        "moe_layer_extra": ("float", False, ">=0", "extra fixed time of an MoE layer (router, top-k, dispatch, combine), × t_layer_us"),
+        "mla_layer_extra": ("float", False, ">=0", "extra fixed time of an MLA layer (latent projections), × t_layer_us"),
+    },
+}
+GROUP_TERMS = {g: [k for k in spec if k not in ("name", "inherits", "error_band_p10", "error_band_p90")]
+               for g, spec in GROUP_FIELDS.items()}
+CHIP_BEHAVIOUR_TERMS = ("bw_eff", "flop_eff", "m_half_tokens", "t_layer_us", "hop_latency_us", "link_eff",
+                        "scaleout_alpha_us", "topology", "t_step_us")
+CHIP_UNITLESS = {"name", "vendor", "class", "aliases", "system_name", "sold_by_system", "arch", "fabric", "software",
+                 "topology"}
 
 MODEL_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "name": ("str", True, None, "display name"),
@@ -139,6 +191,8 @@ class Catalog:
     economics_provenance: dict[str, Provenance]
     versions: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    groups: dict[str, dict[str, dict]] = field(default_factory=dict)
+    """Behaviour groups: {'arch'|'fabric'|'software': {id: {term: value, 'provenance': {...}}}}."""
 
     def chip(self, key: str) -> Chip:
         return self.chips[self.resolve_chip(key)]
@@ -184,7 +238,7 @@ def shipped_catalog_texts() -> dict[str, str]:
     process: studies load a case per point)."""
     root = resources.files("catalogs")
     return {name: (root / f"{name}.toml").read_text(encoding="utf-8")
-            for name in ("chips", "models", "economics")}
+            for name in ("chips", "models", "economics", "behaviour")}
 
 
 @functools.lru_cache(maxsize=1)
@@ -226,7 +280,8 @@ def _provenance(entry: Mapping, fields_: list[str], sources: Mapping, where: str
         out[name] = Provenance(spec["src"], src.get("cite", ""), str(src.get("date", "")),
                                spec["conf"], spec.get("note", ""))
     for name in raw:
-        if name != "_all" and name not in fields_ and user_label is None:
+        overlay_set = isinstance(raw[name], dict) and str(raw[name].get("src", "")).startswith("overlay:")
+        if name != "_all" and name not in fields_ and user_label is None and not overlay_set:
             problems.append(Problem(f"{where}.provenance.{name}", "provenance for a figure the entry does not have",
                                     "remove it or add the figure"))
     return out
@@ -279,11 +334,12 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
     sources: dict[str, dict] = {}
     versions: dict[str, str] = {}
     for label, data in layers:
-        unknown = set(data) - {"sources", "chips", "models", "economics", "catalog_version"}
+        unknown = set(data) - {"sources", "chips", "models", "economics", "catalog_version", *GROUP_FIELDS}
         for key in sorted(unknown):
             problems.append(Problem(f"{label}: {key}", "unknown top-level table",
-                                    did_you_mean(key, ["sources", "chips", "models", "economics"])
-                                    or "use [sources], [chips.ID], [models.ID] or [economics]"))
+                                    did_you_mean(key, ["sources", "chips", "models", "economics", *GROUP_FIELDS])
+                                    or "use [sources], [chips.ID], [models.ID], [economics], [arch.ID], "
+                                       "[fabric.ID] or [software.ID]"))
         for key, src in (data.get("sources") or {}).items():
             if not isinstance(src, dict) or "cite" not in src or "date" not in src:
                 problems.append(Problem(f"{label}: sources.{key}", "must be {cite = ..., date = ...}"))
@@ -297,6 +353,24 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
     chips_raw, chip_origin = _merge_layers(layers, "chips")
     models_raw, model_origin = _merge_layers(layers, "models")
 
+    groups: dict[str, dict[str, dict]] = {}
+    for kind, spec in GROUP_FIELDS.items():
+        raw_groups, group_origin = _merge_layers(layers, kind)
+        groups[kind] = {}
+        for key, entry in raw_groups.items():
+            label = group_origin[key]
+            where = f"{label}: {kind}.{key}"
+            user = None if label in shipped_labels else label
+            errs = check_fields(entry, spec, where, partial=False)
+            if kind == "fabric" and entry.get("topology") not in (None, *TOPOLOGIES):
+                errs.append(Problem(f"{where}.topology", f"unknown topology '{entry['topology']}'",
+                                    f"use one of {', '.join(TOPOLOGIES)}"))
+            prov = _provenance(entry, [k for k in entry if k in spec and k not in ("name", "topology", "inherits")],
+                               sources, where, user, errs)
+            problems += errs
+            if not errs:
+                groups[kind][key] = {**{k: v for k, v in entry.items() if k != "provenance"}, "provenance": prov}
+
     chips: dict[str, Chip] = {}
     for key, entry in chips_raw.items():
         label = chip_origin[key]
@@ -306,14 +380,20 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
         if entry.get("class") is not None and entry.get("class") not in CHIP_CLASSES:
             errs.append(Problem(f"{where}.class", f"unknown class '{entry['class']}'",
                                 f"use one of {', '.join(CHIP_CLASSES)}"))
+        if entry.get("topology") not in (None, *TOPOLOGIES):
+            errs.append(Problem(f"{where}.topology", f"unknown topology '{entry['topology']}'",
+                                f"use one of {', '.join(TOPOLOGIES)}"))
         figures = [k for k in entry if k in CHIP_FIELDS and k not in CHIP_UNITLESS]
         prov = _provenance(entry, figures, sources, where, user, errs)
         if not any(entry.get(f"{p}_tflops", 0) for p in ("bf16", "fp8", "fp4")) and not errs:
             errs.append(Problem(where, "no precision has FLOPS > 0",
                                 "give at least one of bf16_tflops, fp8_tflops, fp4_tflops"))
+        resolved = {} if errs else _resolve_behaviour(entry, groups, where, errs)
         problems += errs
         if not errs:
             kwargs = {k: v for k, v in entry.items() if k not in ("provenance", "class", "aliases")}
+            kwargs.update({k: v for k, (v, _) in resolved.items()})
+            prov.update({k: p for k, (_, p) in resolved.items() if p is not None})
             chips[key] = Chip(id=key, chip_class=entry["class"], aliases=tuple(entry.get("aliases", ())),
                               provenance=prov, **_coerce(kwargs, CHIP_FIELDS))
 
@@ -359,7 +439,51 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
     return Catalog(chips=chips, models=models,
                    economics=Economics(**_coerce(econ_raw, ECONOMICS_FIELDS)),
                    economics_provenance=econ_prov, versions=versions,
-                   files=[label for label, _ in layers])
+                   files=[label for label, _ in layers], groups=groups)
+
+
+REQUIRED_BEHAVIOUR = ("bw_eff", "flop_eff", "t_layer_us", "hop_latency_us")
+"""Terms a chip must get from somewhere: its own entry or its groups (the rest have neutral defaults)."""
+
+
+def _resolve_behaviour(entry: Mapping, groups: Mapping, where: str, errs: list[Problem]) -> dict:
+    """Behaviour terms a chip inherits from its arch/fabric/software groups: {term: (value, provenance)}.
+
+    A term the chip sets itself is a deviation and wins. The software group's maturity multiplies
+    the arch's bw_eff and flop_eff (a less-tuned stack reaches less of the same silicon)."""
+    out: dict[str, tuple[Any, Provenance | None]] = {}
+    maturity, maturity_prov = 1.0, None
+    for kind in ("arch", "fabric", "software"):
+        gid = entry.get(kind)
+        if gid is None:
+            continue
+        group = groups[kind].get(gid)
+        if group is None:
+            errs.append(Problem(f"{where}.{kind}", f"unknown {kind} group '{gid}'",
+                                did_you_mean(gid, groups[kind]) or f"known: {', '.join(groups[kind])}"))
+            continue
+        for term in GROUP_TERMS[kind]:
+            if term == "maturity":
+                maturity, maturity_prov = float(group[term]), group["provenance"].get(term)
+                continue
+            if term in entry or term not in group:
+                continue
+            p = group["provenance"].get(term)
+            if p is not None:
+                p = Provenance(p.src, p.cite, p.date, p.conf, f"{kind} group {gid}" + (f"; {p.note}" if p.note else ""))
+            out[term] = (group[term], p)
+    if maturity != 1.0:
+        for term in ("bw_eff", "flop_eff", "kv_bw_eff"):
+            if term in out:
+                v, p = out[term]
+                note = f"{p.note if p else ''}; × software {entry.get('software')} maturity {maturity:g}"
+                out[term] = (v * maturity, replace(p, note=note.strip("; ")) if p else maturity_prov)
+    for term in REQUIRED_BEHAVIOUR:
+        if term not in entry and term not in out:
+            errs.append(Problem(f"{where}.{term}", "missing behaviour term",
+                                f"set {term} on the chip or name an arch/fabric group that has it "
+                                "(see catalogs/behaviour.toml)"))
+    return out
 
 
 def _coerce(values: Mapping, spec: Mapping) -> dict:

@@ -13,6 +13,24 @@ from .errors import PlannerError
 FORMATS = click.Choice(["table", "json", "csv"])
 
 
+class PrecisionType(click.ParamType):
+    """A precision name or alias (fp16, nvfp4 …), mapped to the catalog precision that prices it."""
+
+    name = "precision"
+
+    def convert(self, value, param, ctx):
+        from .units import PRECISION_ALIASES, canonical_precision
+
+        canon = canonical_precision(value)
+        if canon is None:
+            self.fail(f"unknown precision '{value}'; use bf16, fp8 or fp4 "
+                      f"(aliases: {', '.join(sorted(PRECISION_ALIASES))})", param, ctx)
+        return canon
+
+
+PRECISION = PrecisionType()
+
+
 class FleetCommand(click.Command):
     """Turns a PlannerError into its message on stderr and its exit code — never a traceback."""
 
@@ -163,7 +181,8 @@ def cases():
 @click.option("--batch", type=click.IntRange(min=1), help="Running batch (sequences). Default: 1, or min(concurrency, largest that fits).")
 @click.option("--isl", required=True, type=click.IntRange(min=1), help="Input (prompt) tokens.")
 @click.option("--osl", required=True, type=click.IntRange(min=1), help="Output tokens.")
-@click.option("--precision", type=click.Choice(["bf16", "fp8", "fp4"]), default="fp8", show_default=True)
+@click.option("--precision", type=PRECISION, default="fp8", show_default=True,
+              help="bf16, fp8 or fp4; aliases fp16/bfloat16 → bf16, float8/mxfp8 → fp8, nvfp4/mxfp4 → fp4.")
 @click.option("--ffn-chip", help="Run decode FFN/experts on this chip (attention–FFN disaggregation).")
 @click.option("--ffn-chips", type=click.IntRange(min=1), help="Number of --ffn-chip chips.")
 @click.option("--prefill-chip", help="Separate prefill chip (disaggregated serving).")
@@ -194,52 +213,88 @@ def estimate(model, chip, chips, batch, isl, osl, precision, ffn_chip, ffn_chips
 
 @main.command()
 @click.argument("points_csv", type=click.Path(exists=True, dir_okay=False))
-@click.option("--chips", "chip_ids", help="Comma-separated chip ids to fit (default: every chip with points).")
+@click.option("--chips", "chip_ids", help="Comma-separated chip ids whose points to fit (default: every chip with points).")
 @click.option("--write", "write_path", type=click.Path(dir_okay=False),
-              help="Write the fitted terms as a catalog overlay TOML (use it with --catalog).")
+              help="Write the fitted group terms (and held-out error bands) as a catalog overlay TOML (use it with --catalog).")
 @click.option("--holdout/--no-holdout", default=True, show_default=True,
-              help="Also report leave-one-model-out error (fit without a model, predict it).")
+              help="Also report leave-one-chip-out and leave-one-model-out error (refit without each, predict it).")
 @click.option("--force", is_flag=True, help="Overwrite --write if it exists.")
 @format_option
 @catalog_option
 def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
-    """Fit per-chip efficiencies, per-layer time and hop latency to published measurements.
+    """Fit the behaviour groups' terms (per architecture, fabric and serving stack) to measurements.
 
-    Prints predicted vs measured per point and the error summary (median, 90th percentile, worst).
+    No term is fitted per chip: every chip of a group shares its terms, successors are never fitted
+    less efficient than their predecessors, and a fit that would predict a newer chip below an older
+    one it dominates in spec is refused. Prints predicted vs measured per point, the fitted terms,
+    and the error (median, 90th percentile, worst, points off by > 2×) in-sample and held out by chip
+    and by model, per architecture group.
 
     \b
     Example:
-      fleet calibrate ../shared/data/calibration-points.csv --write catalogs-overlay.toml
+      fleet calibrate ../shared/data/calibration-points.csv --write behaviour-overlay.toml
     """
     from . import calibrate as cal
+    from . import invariants
     from .catalog import load_catalog
+    from .errors import PlannerError, Problem
     from .reports import render, to_json, write_atomic
 
     cat = load_catalog(list(catalogs))
     points, excluded = cal.load_points(points_csv, cat)
-    chips = [cat.resolve_chip(c.strip()) for c in chip_ids.split(",")] if chip_ids else None
-    fitted = cal.fit(points, cat, chips)
-    rows = cal.evaluate([p for p in points if p.chip in fitted], cat, fitted)
-    summary = {"fitted": cal.error_summary(rows), "default": cal.error_summary(rows, "error_default")}
+    if chip_ids:
+        keep = {cat.resolve_chip(c.strip(), "--chips") for c in chip_ids.split(",")}
+        points = [p for p in points if p.chip in keep]
+    if not points:
+        raise PlannerError("no usable calibration points", [Problem(
+            points_csv, f"{len(excluded)} rows excluded, none usable", "see --format json for each row's reason; "
+            "rows need a catalog model and chip (ids or names), lengths, and a speed or throughput")])
+    fit = cal.fit_groups(points, cat)
+    rows = cal.evaluate(points, cat, fit)
+    summary = {"in_sample": cal.error_summary(rows), "catalog_terms": cal.error_summary(rows, "error_catalog")}
+    held: dict[str, list[dict]] = {}
     if holdout:
-        summary["held_out"] = cal.error_summary(cal.leave_one_model_out([p for p in points if p.chip in fitted], cat))
+        for by in ("chip", "model"):
+            held[by] = cal.leave_one_out(points, cat, by, full=fit)
+            summary[f"held_out_by_{by}"] = cal.error_summary(held[by])
+    bands = cal.error_bands(held["chip"] + held["model"]) if held else None
+    broken = invariants.violations(cal.fitted_catalog(fit, cat))
+    if broken:
+        raise PlannerError("calibration rejected: it breaks a physical invariant", [Problem(
+            "fit", str(v), "check the points of the newer chip (a different engine or setup?) or drop them "
+                          "with --chips") for v in broken[:5]])
     if write_path:
-        write_atomic(write_path, cal.overlay_toml(fitted, cal.class_medians(fitted, cat), cat, points,
-                                                  points_csv.split("/")[-1]), force=force)
+        write_atomic(write_path, cal.overlay_toml(fit, cat, points_csv.split("/")[-1], bands), force=force)
+    terms = [{"group": f"{k}.{g}", "term": t, "value": v,
+              "catalog": float(cat.groups[k][g][t]) if k in cat.groups and g in cat.groups[k] and t in cat.groups[k][g] else None,
+              "points": len(fit.points.get((k, g), []))}
+             for (k, g, t), v in sorted(fit.values.items()) if k != "family"]
+    by_arch = {name: cal.summary_by(r, "arch") for name, r in (("in_sample", rows), *(
+        (f"held_out_by_{b}", h) for b, h in held.items()))}
     if fmt == "json":
-        click.echo(to_json({"points": rows, "summary": summary, "excluded": [
-            {"id": i, "reason": r} for i, r in excluded],
-            "fitted_terms": {c: {t: getattr(ch, t) for t in cal.TERMS} for c, ch in fitted.items()}}), nl=False)
+        click.echo(to_json({"points": rows, "held_out": {b: h for b, h in held.items()}, "summary": summary,
+                            "by_arch": by_arch, "terms": terms,
+                            "error_bands": {a: {"p10": lo, "p90": hi, "points": n} for a, (lo, hi, n) in (bands or {}).items()},
+                            "excluded": [{"id": i, "reason": r} for i, r in excluded]}), nl=False)
         return
     if fmt == "csv":
-        click.echo(render(rows, "csv"), nl=False)
+        out = rows + [r for h in held.values() for r in h]
+        click.echo(render(out, "csv"), nl=False)
         return
-    click.echo(render(rows, "table"))
-    click.echo(render([{"chip": c, **{t: round(getattr(ch, t), 4) for t in cal.TERMS}}
-                       for c, ch in fitted.items()], "table"))
-    for name, s in summary.items():
-        click.echo(f"{name:9s} |error|: median {s['median_abs_error']:.1%}, 90th pct {s['p90_abs_error']:.1%}, "
-                   f"worst {s['worst_abs_error']:.1%} over {s['points']} points")
+    click.echo(render([{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
+                        if k in ("id", "chip", "model", "kind", "measured", "predicted", "error")} for r in rows], "table"))
+    click.echo(render([{**t, "value": round(t["value"], 4), "catalog": None if t["catalog"] is None else round(t["catalog"], 4)}
+                       for t in terms], "table"))
+    for name, s_ in summary.items():
+        click.echo(f"{name:18s} |error| median {s_['median_abs_error']:.0%}, p90 {s_['p90_abs_error']:.0%}, "
+                   f"worst ×{s_['worst_ratio']:.2f}, {s_['off_by_more_than_2x']} of {s_['points']} points off by > 2×")
+    for name, per in by_arch.items():
+        if name == "in_sample":
+            continue
+        click.echo(f"\n{name} by architecture group:")
+        click.echo(render([{"arch": a, "points": x["points"], "median": f"{x['median_abs_error']:.0%}",
+                            "p90": f"{x['p90_abs_error']:.0%}", "worst_x": round(x["worst_ratio"], 2),
+                            "off_2x": x["off_by_more_than_2x"]} for a, x in per.items()], "table"))
     click.echo(f"{len(points)} points used, {len(excluded)} excluded (see --format json for the reasons)")
     if write_path:
         click.echo(f"wrote {write_path}")

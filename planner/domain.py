@@ -53,8 +53,25 @@ class Chip:
     bf16_tflops: float = 0.0
     fp8_tflops: float = 0.0
     fp4_tflops: float = 0.0
+    # behaviour groups (catalogs/behaviour.toml) the terms above and below were resolved from
+    arch: str = ""
+    fabric: str = ""
+    software: str = ""
+    kv_bw_eff: float = 0.0  # achieved fraction of memory bandwidth reading KV (attention kernels); 0 = bw_eff
+    m_half_tokens: float = 0.0  # GEMM rows (tokens) at which FLOP efficiency is half its peak; 0 = flat
+    t_step_us: float = 0.0  # per-step serving-stack overhead (scheduler, sampling, launch)
+    fp4_eff: float = 1.0  # multiplier on bw_eff and flop_eff when serving fp4 weights
+    moe_layer_extra: float = 0.0  # extra fixed time of an MoE layer, in units of t_layer_us
+    mla_layer_extra: float = 0.0  # extra fixed time of an MLA attention layer, in units of t_layer_us
+    link_eff: float = 1.0  # achieved fraction of scale-up link bandwidth in collectives
+    scaleout_alpha_us: float = -1.0  # latency of one scale-out message; < 0 = hop_latency_us
+    topology: str = ""  # switch | mesh | direct; "" = switch for gpu/prefill, direct otherwise
     aliases: tuple[str, ...] = ()
     provenance: Mapping[str, Provenance] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def fabric_topology(self) -> str:
+        return self.topology or ("switch" if self.chip_class in ("gpu", "prefill") else "direct")
 
     def tflops(self, precision: str) -> float:
         """Dense TFLOPS at `precision`; 0 when the chip cannot run it."""

@@ -16,3 +16,17 @@ ACT_BYTES = 2.0
 """Activation element size on the wire (bf16)."""
 
 PRECISIONS = ("bf16", "fp8", "fp4")
+
+PRECISION_ALIASES = {
+    "bf16": "bf16", "bfloat16": "bf16", "fp16": "bf16", "float16": "bf16", "half": "bf16",
+    "fp8": "fp8", "float8": "fp8", "e4m3": "fp8", "fp8_e4m3": "fp8", "mxfp8": "fp8", "int8": "fp8",
+    "fp4": "fp4", "nvfp4": "fp4", "mxfp4": "fp4", "float4": "fp4", "int4": "fp4",
+}
+"""Names users and papers give a precision → the catalog precision that prices it. fp16 and bf16
+move the same bytes and run at the same dense rate on every catalog chip, so fp16 maps to bf16;
+int8/int4 weights are priced as fp8/fp4 (same bytes; integer peaks equal the fp ones on these chips)."""
+
+
+def canonical_precision(name: str) -> str | None:
+    """The catalog precision for `name` (case-insensitive), or None when unknown."""
+    return PRECISION_ALIASES.get(str(name).strip().lower())

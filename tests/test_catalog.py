@@ -148,3 +148,53 @@ def test_shipped_catalog_must_source_every_figure():
     text = err.value.render()
     assert "unknown source 'nowhere'" in text
     assert "economics.provenance.pue: figure has no source" in text
+
+
+def test_behaviour_terms_come_from_groups_not_chips(catalog):
+    import tomllib
+    from importlib import resources
+
+    raw = tomllib.loads((resources.files("catalogs") / "chips.toml").read_text(encoding="utf-8"))
+    for cid, entry in raw["chips"].items():
+        assert not {"bw_eff", "flop_eff", "t_layer_us"} & set(entry), f"{cid} sets a behaviour term itself"
+        assert entry.get("arch") and entry.get("fabric") and entry.get("software"), cid
+    # chips that share an architecture share its terms
+    assert catalog.chips["b200"].t_layer_us == catalog.chips["gb200"].t_layer_us
+    assert catalog.chips["h100-sxm"].bw_eff == catalog.chips["h200-sxm"].bw_eff
+
+
+def test_unknown_group_and_group_override(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[chips.h100-sxm]\narch = "hoppr"\n', encoding="utf-8")
+    with pytest.raises(CatalogError) as exc:
+        load_catalog([bad])
+    assert "unknown arch group 'hoppr'" in exc.value.render() and "hopper" in exc.value.render()
+    ov = tmp_path / "ov.toml"
+    ov.write_text('[arch.hopper]\nbw_eff = 0.9\n', encoding="utf-8")
+    cat = load_catalog([ov])
+    assert cat.chips["h100-sxm"].bw_eff == 0.9 and cat.chips["h200-sxm"].bw_eff == 0.9
+    assert cat.chips["h100-sxm"].provenance["bw_eff"].conf == "user"
+    assert cat.chips["b200"].bw_eff != 0.9
+
+
+@pytest.mark.parametrize("alias,canon", [("fp16", "bf16"), ("bfloat16", "bf16"), ("float8", "fp8"),
+                                         ("nvfp4", "fp4"), ("MXFP4", "fp4"), ("bf16", "bf16")])
+def test_precision_aliases(alias, canon):
+    from planner.cases import load_case
+    from planner.units import canonical_precision
+
+    assert canonical_precision(alias) == canon
+    case = load_case("default", [f"classes.0.precision={alias!r}".replace("'", '"')])
+    assert case.classes[0].precision == canon
+
+
+def test_unknown_precision_names_the_aliases():
+    from planner.cases import load_case
+    from planner.errors import CaseError
+
+    with pytest.raises(CaseError) as exc:
+        load_case("default", ['classes.0.precision="fp17"'])
+    assert "unknown precision 'fp17'" in exc.value.render() and "fp16" in exc.value.render()
+    with pytest.raises(CaseError) as exc:
+        load_case("default", ['classes.0.precision="q3"'])
+    assert "nvfp4" in exc.value.render()  # no near name: the aliases are listed
