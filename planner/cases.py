@@ -1,7 +1,8 @@
 """Case loading: TOML file (or shipped case name) + `--set` overrides → validated Case.
 
-A case may also carry inline [chips.ID] / [models.ID] tables; they act as a catalog overlay, so
-`--set chips.groq3-lpu.price_usd=5000` works like any other override.  Validation reports every
+A case may also carry inline [chips.ID] / [models.ID] / [arch.ID] / [fabric.ID] / [software.ID]
+tables; they act as a catalog overlay, so `--set chips.groq3-lpu.price_usd=5000` or
+`--set software.rocm.maturity=0.8` (every chip on that stack) works like any other override.  Validation reports every
 problem at once (file, field path, what is wrong, how to fix it).
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ from .domain import STAGES, Case, Constraints, Economics, Fleet, TrafficClass
 from .errors import CaseError, CatalogError, Problem, did_you_mean
 from .units import PRECISION_ALIASES, PRECISIONS, canonical_precision
 
-TOP_KEYS = ("name", "description", "economics", "constraints", "fleet", "classes", "chips", "models", "families",
+TOP_KEYS = ("name", "description", "economics", "constraints", "fleet", "classes", "chips", "models", "arch", "fabric",
+            "software", "families",
             "studies")
 CLASS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "name": ("str", True, None, "a class name"),
@@ -156,7 +158,7 @@ def load_case(name_or_path: str | None = None, sets=(), catalogs=()) -> Case:
 def build_case(raw: dict, label: str, catalogs=()) -> Case:
     """Validate a raw case dict (already overridden) against the catalog into a Case."""
     raw = copy.deepcopy(raw)
-    inline = {k: raw[k] for k in ("chips", "models") if isinstance(raw.get(k), dict)}
+    inline = {k: raw[k] for k in ("chips", "models", "arch", "fabric", "software") if isinstance(raw.get(k), dict)}
     overlays = list(catalogs) + ([(label, inline)] if inline else [])
     catalog = load_catalog(overlays)
     problems = validate_raw(raw, label, catalog)

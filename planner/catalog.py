@@ -354,6 +354,7 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
     models_raw, model_origin = _merge_layers(layers, "models")
 
     groups: dict[str, dict[str, dict]] = {}
+    broken_groups: set[tuple[str, str]] = set()
     for kind, spec in GROUP_FIELDS.items():
         raw_groups, group_origin = _merge_layers(layers, kind)
         groups[kind] = {}
@@ -367,8 +368,15 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
                                     f"use one of {', '.join(TOPOLOGIES)}"))
             prov = _provenance(entry, [k for k in entry if k in spec and k not in ("name", "topology", "inherits")],
                                sources, where, user, errs)
+            if errs and user and any(p.what == "missing required field" for p in errs):
+                known = [g for g, lab in group_origin.items() if lab in shipped_labels]
+                hint = did_you_mean(key, known)
+                if hint:  # a typo in an override path, not a new group
+                    errs = [Problem(where, f"unknown {kind} group '{key}'", hint)]
             problems += errs
-            if not errs:
+            if errs:
+                broken_groups.add((kind, key))
+            else:
                 groups[kind][key] = {**{k: v for k, v in entry.items() if k != "provenance"}, "provenance": prov}
 
     chips: dict[str, Chip] = {}
@@ -388,6 +396,8 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
         if not any(entry.get(f"{p}_tflops", 0) for p in ("bf16", "fp8", "fp4")) and not errs:
             errs.append(Problem(where, "no precision has FLOPS > 0",
                                 "give at least one of bf16_tflops, fp8_tflops, fp4_tflops"))
+        if any((k, entry.get(k)) in broken_groups for k in GROUP_FIELDS):
+            continue  # its group's own problem is reported; the chip's would only repeat it
         resolved = {} if errs else _resolve_behaviour(entry, groups, where, errs)
         problems += errs
         if not errs:

@@ -188,26 +188,28 @@ def cases():
 @click.option("--prefill-chip", help="Separate prefill chip (disaggregated serving).")
 @click.option("--prefill-chips", type=click.IntRange(min=1), help="Number of prefill chips.")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Clients: batch = min(C, largest batch that fits); the rest queue.")
+@click.option("--tp", type=click.IntRange(min=1), help="Tensor/expert-parallel width (default: the fastest runnable layout of --chips).")
+@click.option("--pp", type=click.IntRange(min=1), help="Pipeline stages (chips = tp × pp).")
 @click.option("--serving", type=click.Choice(["aggregated", "decode"]),
               help="aggregated: prefill interleaved on the decode chips (default without --prefill-chip); "
                    "decode: the decode group alone.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @catalog_option
 def estimate(model, chip, chips, batch, isl, osl, precision, ffn_chip, ffn_chips, prefill_chip, prefill_chips,
-             concurrency, serving, fmt, catalogs):
+             concurrency, tp, pp, serving, fmt, catalogs):
     """Predict speed, throughput, memory and TTFT of one deployment.
 
     \b
     Examples:
       fleet estimate --model llama-3.1-70b --chip h100-sxm --chips 2 --batch 32 --isl 5000 --osl 500
-      fleet estimate --model deepseek-r1 --chip rubin --chips 8 --ffn-chip groq3-lpu --ffn-chips 1400 \\
+      fleet estimate --model deepseek-r1 --chip rubin --chips 8 --ffn-chip groq3-lpu --ffn-chips 1536 \\
                      --isl 8000 --osl 1000 --concurrency 64 --format json
     """
     from .estimate import estimate as run_estimate, estimate_table
     from .reports import to_json
 
     r = run_estimate(model, chip, chips, isl, osl, precision, batch, ffn_chip, ffn_chips, concurrency,
-                     serving, prefill_chip, prefill_chips, catalogs=list(catalogs))
+                     serving, prefill_chip, prefill_chips, catalogs=list(catalogs), tp=tp, pp=pp)
     click.echo(to_json(r) if fmt == "json" else estimate_table(r), nl=fmt != "json")
 
 

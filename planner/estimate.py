@@ -6,7 +6,10 @@ import math
 from . import performance as pf
 from .catalog import Catalog, load_catalog
 from .errors import PlannerError, Problem
+from .layouts import layouts, tp_widths
 from .units import GB
+
+import numpy as np
 
 
 def _chip(catalog: Catalog, key: str, precision: str, flag: str) -> pf.ChipSI:
@@ -24,10 +27,61 @@ def min_chips(w: pf.Workload, c: pf.ChipSI, part: str = "all") -> int:
     return max(1, math.ceil(need / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
 
 
+def choose_layout(w: pf.Workload, c: pf.ChipSI, chips: int, batch: int, tp: int | None = None,
+                  pp: int | None = None) -> tuple[int, int, bool]:
+    """The runnable layout of exactly `chips` chips (optionally with the given tp/pp) that is fastest
+    per user at `batch`; PlannerError naming the chip counts that do run when none does."""
+    lay = layouts(w.model, 1, c.domain, c.on_chip, max_chips=max(chips, 1) * 2)
+    mask = lay.n == chips
+    if tp:
+        mask &= lay.tp == tp
+    if pp:
+        mask &= lay.pp == pp
+    if not mask.any():
+        runnable = sorted({int(n) for n in lay.n if n <= 4 * chips})
+        widths = ", ".join(str(t) for t in tp_widths(w.model, on_chip=c.on_chip))
+        raise PlannerError(f"no runnable layout of {w.model.id} on {chips} × {c.id}" + (f" with tp={tp}" if tp else "")
+                           + (f" pp={pp}" if pp else ""), [Problem(
+                               "--chips" if not (tp or pp) else "--tp/--pp",
+                               f"tensor/expert-parallel width must be one of {widths} (it divides the model's "
+                               f"{w.model.q_heads} query heads, {w.model.kv_heads} KV heads"
+                               + (f" and {w.model.experts} experts" if w.model.experts else "") + "); chips = tp × pp",
+                               f"use --chips {' or '.join(str(n) for n in _nearest(runnable, chips))}")])
+    best, best_speed = None, -1.0
+    for i in np.nonzero(mask)[0]:
+        d = pf.decode(w, c, chips, None, None, batch, pp=lay.pp[i], attn_dp=bool(lay.attn_dp[i]))
+        speed = float(d["speed_tok_s_user"]) if bool(d["fits"]) else 0.0
+        if speed > best_speed * (1 + 1e-9):
+            best, best_speed = (int(lay.tp[i]), int(lay.pp[i]), bool(lay.attn_dp[i])), speed
+    return best
+
+
+def _nearest(values: list[int], target: int) -> list[int]:
+    below = [v for v in values if v < target]
+    above = [v for v in values if v > target]
+    return ([below[-1]] if below else []) + ([above[0]] if above else [])
+
+
+def error_band(catalog: Catalog, chip_id: str) -> dict | None:
+    """The held-out measured/predicted p10–p90 of the chip's architecture group (catalogs/behaviour.toml)."""
+    chip = catalog.chips[chip_id]
+    seen, g = set(), chip.arch
+    while g and g not in seen:
+        grp = catalog.groups.get("arch", {}).get(g, {})
+        if "error_band_p10" in grp:
+            return {"arch": g, "p10": float(grp["error_band_p10"]), "p90": float(grp["error_band_p90"]),
+                    "basis": grp["provenance"]["error_band_p10"].note if "error_band_p10" in grp["provenance"] else "",
+                    "inherited": g != chip.arch}
+        seen.add(g)
+        g = grp.get("inherits")
+    return None
+
+
 def estimate(model: str, chip: str, chips: int, isl: int, osl: int, precision: str, batch: int | None = None,
              ffn_chip: str | None = None, ffn_chips: int | None = None, concurrency: int | None = None,
              serving: str | None = None, prefill_chip: str | None = None, prefill_chips: int | None = None,
-             prefill_utilization: float = 0.7, catalogs=(), catalog: Catalog | None = None) -> dict:
+             prefill_utilization: float = 0.7, catalogs=(), catalog: Catalog | None = None,
+             tp: int | None = None, pp: int | None = None) -> dict:
     """Speed, throughput, memory and TTFT of one deployment; raises PlannerError when impossible."""
     catalog = catalog or load_catalog(list(catalogs))
     m = catalog.model(model)
@@ -51,11 +105,16 @@ def estimate(model: str, chip: str, chips: int, isl: int, osl: int, precision: s
             "--ffn-chips", f"FFN/expert weights ({w.ffn_weight_bytes() / GB:,.0f} GB) need ≥ {nf} × {ffn.id}",
             f"use --ffn-chips {nf} or more")])
 
-    probe = pf.decode(w, attn, chips, ffn, ffn_chips if afd else None, 1)
+    lay = (chips, 1, False) if afd else choose_layout(w, attn, chips, batch or 1, tp, pp)
+    lay_kw = {} if afd else {"pp": lay[1], "attn_dp": lay[2]}
+    probe = pf.decode(w, attn, chips, ffn, ffn_chips if afd else None, 1, **lay_kw)
     max_batch = int(probe["max_batch"])
     if batch is None:
         batch = max(1, min(concurrency, max_batch)) if concurrency else 1
-    d = pf.decode(w, attn, chips, ffn, ffn_chips if afd else None, batch)
+        if not afd and batch > 1:
+            lay = choose_layout(w, attn, chips, batch, tp, pp)
+            lay_kw = {"pp": lay[1], "attn_dp": lay[2]}
+    d = pf.decode(w, attn, chips, ffn, ffn_chips if afd else None, batch, **lay_kw)
     p = pf.prefill(w, attn, chips)
     step = float(d["step_s"])
     interference = 0.0
@@ -77,7 +136,12 @@ def estimate(model: str, chip: str, chips: int, isl: int, osl: int, precision: s
     speed = 1.0 / (step + interference)
     total_chips = chips + (ffn_chips if afd else 0)
     queued = max(0, (concurrency or batch) - batch)
+    band = error_band(catalog, attn.id)
+    tput = batch * speed
     return {
+        "layout": {"tp": lay[0], "pp": lay[1], "ep": lay[0] if m.experts else 1, "attn_dp": lay[2]},
+        "error_band": None if band is None else {
+            **band, "throughput_tok_s_p10": tput * band["p10"], "throughput_tok_s_p90": tput * band["p90"]},
         "model": m.id, "precision": precision, "isl": w.isl, "osl": w.osl, "serving": serving,
         "chip": attn.id, "chips": chips, "ffn_chip": ffn.id if afd else attn.id,
         "ffn_chips": ffn_chips if afd else 0, "batch": int(batch), "queued_clients": queued,
@@ -112,7 +176,15 @@ def estimate_table(r: dict) -> str:
         f"{r['prefill_tok_s_per_chip']:,.0f} prefill tokens/s/chip)",
         f"  memory                {r['memory_used_gb']:>12,.1f}   GB used of {r['memory_capacity_gb']:,.1f} GB usable"
         f"  ({'fits' if r['fits'] else 'DOES NOT FIT'})",
+        f"  layout                tp {r['layout']['tp']} × pp {r['layout']['pp']}"
+        + (f", ep {r['layout']['ep']}" if r['layout']['ep'] > 1 else "")
+        + (", attention data-parallel" if r['layout']['attn_dp'] else ""),
     ]
+    if r.get("error_band"):
+        b = r["error_band"]
+        lines.append(f"  trust                 measured/predicted p10–p90 ×{b['p10']:.2f}–×{b['p90']:.2f} for arch {b['arch']}"
+                     f" (held out{', inherited' if b['inherited'] else ''}): {b['throughput_tok_s_p10']:,.0f}–"
+                     f"{b['throughput_tok_s_p90']:,.0f} output tok/s")
     if r["ffn_memory_used_gb"] is not None:
         lines.append(f"  FFN memory            {r['ffn_memory_used_gb']:>12,.1f}   GB used of {r['ffn_memory_capacity_gb']:,.1f} GB")
     lines.append("  time per step (ms):   " + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in r["time_breakdown_s"].items()))

@@ -93,3 +93,26 @@ def test_gemm_efficiency_falls_at_small_m(catalog):
     eff = pf.gemm_eff(c, np.array([1, 16, 256, 4096]))
     assert np.all(np.diff(eff) > 0) and eff[-1] == pytest.approx(c.flop_eff * 4096 / (4096 + c.m_half))
     assert math.isclose(float(pf.gemm_eff(c, c.m_half)), c.flop_eff / 2)
+
+
+def test_estimate_reports_layout_and_error_band_and_refuses_unrunnable_widths():
+    import json
+
+    from click.testing import CliRunner
+
+    from planner.cli import main
+
+    ok = CliRunner().invoke(main, ["estimate", "--model", "llama-3.1-70b", "--chip", "h100-sxm", "--chips", "8",
+                                   "--isl", "1000", "--osl", "1000", "--format", "json"])
+    assert ok.exit_code == 0, ok.output
+    r = json.loads(ok.output)
+    assert r["layout"] == {"tp": 8, "pp": 1, "ep": 1, "attn_dp": False}
+    band = r["error_band"]
+    assert band["arch"] == "hopper" and band["p10"] <= 1 <= band["p90"]
+    assert band["throughput_tok_s_p10"] <= r["throughput_tok_s"] <= band["throughput_tok_s_p90"]
+    bad = CliRunner().invoke(main, ["estimate", "--model", "gpt-oss-120b", "--chip", "b200", "--chips", "3",
+                                    "--isl", "1000", "--osl", "1000", "--precision", "nvfp4"])
+    assert bad.exit_code == 2 and "--chips 2 or 4" in bad.output and "Traceback" not in bad.output
+    forced = CliRunner().invoke(main, ["estimate", "--model", "llama-3.1-70b", "--chip", "h100-sxm", "--chips", "16",
+                                       "--tp", "8", "--pp", "2", "--isl", "1000", "--osl", "1000", "--format", "json"])
+    assert forced.exit_code == 0 and json.loads(forced.output)["layout"]["pp"] == 2
