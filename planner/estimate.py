@@ -6,7 +6,7 @@ import math
 from . import performance as pf
 from .catalog import Catalog, load_catalog
 from .errors import PlannerError, Problem
-from .layouts import layouts, tp_widths
+from .layouts import Layouts, layouts, tp_widths
 from .units import GB
 
 import numpy as np
@@ -32,6 +32,12 @@ def choose_layout(w: pf.Workload, c: pf.ChipSI, chips: int, batch: int, tp: int 
     """The runnable layout of exactly `chips` chips (optionally with the given tp/pp) that is fastest
     per user at `batch`; PlannerError naming the chip counts that do run when none does."""
     lay = layouts(w.model, 1, c.domain, c.on_chip, max_chips=max(chips, 1) * 2)
+    if c.on_chip:  # SRAM chips pipeline at any depth: every tp × pp = chips is runnable
+        rows = [(chips, t, chips // t, dp) for t in tp_widths(w.model, on_chip=True) if chips % t == 0
+                and chips // t <= w.model.layers for dp in ((False, True) if w.model.experts and t > 1 else (False,))]
+        if rows:
+            arr = np.array(rows, dtype=float)
+            lay = Layouts(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3].astype(bool))
     mask = lay.n == chips
     if tp:
         mask &= lay.tp == tp

@@ -124,7 +124,19 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
 
     return Plan(problem=p, outcome=o, chips=chips, stages=stages, units=units, classes=classes,
                 constraints=constraint_frame(p, o), cost=cost, power_mw=power_mw, throughput_tok_s=served,
-                timings_s=timings or {}, warnings=numerics_warnings(p))
+                timings_s=timings or {}, warnings=numerics_warnings(p) + unmeasured_warnings(case, chips))
+
+
+def unmeasured_warnings(case, chips: pd.DataFrame) -> list[str]:
+    """Chips in the plan whose performance terms no measurement of their own architecture supports."""
+    out = []
+    for cid in chips.loc[chips["chips"] > 0, "chip"] if len(chips) else []:
+        chip = case.chips[cid]
+        prov = chip.provenance.get("bw_eff")
+        if prov is not None and prov.conf != "calibrated":
+            out.append(f"{cid}: no published measurement of its architecture ({chip.arch}); its efficiency terms are "
+                       f"{prov.note or prov.conf} — treat its figures as an estimate")
+    return out
 
 
 DUAL_UNITS = {  # family → (model units → user units, what one unit of relaxation is)
