@@ -77,7 +77,7 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
     chunks: list[pd.DataFrame] = []
     B = np.array(opts.batches, dtype=float)
 
-    def emit(kind, d, ns_a, ns_f, a, f, extra=None, draft=("", None), lay=(1, 1, False)):
+    def emit(kind, d, ns_a, ns_f, a, f, extra=None, draft=("", None), lay=(1, 1, False), mtp=0):
         """Rows for the grid points that pass the filters; with pruning on, only the best batch of
         each chip set survives (same chips, more throughput: exact dominance, done here in numpy)."""
         speed, tput = d["speed_tok_s_user"], d["throughput_tok_s"]
@@ -106,7 +106,7 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
             "n_draft": pick(draft[1]).astype(int) if draft[1] is not None else 0,
             "tp": pick(np.asarray(lay[0], dtype=float)).astype(int), "pp": pick(np.asarray(lay[1], dtype=float)).astype(int),
             "ep": pick(np.asarray(lay[0], dtype=float)).astype(int) if w.model.experts else 1,
-            "attn_dp": bool(lay[2])}))
+            "attn_dp": bool(lay[2]), "mtp_tokens": int(mtp)}))
 
     def grid(lay: Layouts, *extra_axes):
         """(layout, *extra, batch) arrays: n, tp, pp broadcast against the other axes."""
@@ -123,14 +123,17 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
             if not len(lay):
                 continue
             (n, b), tp, pp = grid(lay)
-            if "aggregated" in case.fleet.modes and all(cid in allowed[s] for s in allowed):
-                d = pf.aggregated(w, c, n, b, pp=pp, attn_dp=dp)
-                d["batch"] = b
-                emit("aggregated", d, n, n, cid, cid, d["ttft_s"] <= tc.ttft_s, lay=(tp, pp, dp))
-            if "disaggregated" in case.fleet.modes and cid in allowed["decode_attention"] and cid in allowed["decode_ffn"]:
-                d = pf.decode(w, c, n, None, None, b, pp=pp, attn_dp=dp)
-                d["batch"] = b
-                emit("decode", d, n, n, cid, cid, lay=(tp, pp, dp))
+            for k in sorted({0, tc.mtp_tokens}):  # with MTP on, plain decoding stays a candidate
+                acc = tc.accepted_tokens_per_step if k else 1.0
+                if "aggregated" in case.fleet.modes and all(cid in allowed[s] for s in allowed):
+                    d = pf.aggregated(w, c, n, b, pp=pp, attn_dp=dp, mtp_tokens=k, accepted_tokens=acc)
+                    d["batch"] = b
+                    emit("aggregated", d, n, n, cid, cid, d["ttft_s"] <= tc.ttft_s, lay=(tp, pp, dp), mtp=k)
+                if "disaggregated" in case.fleet.modes and cid in allowed["decode_attention"] and cid in allowed["decode_ffn"]:
+                    d = pf.mtp(w, c, n, b, k, acc, pp=pp, attn_dp=dp) if k else pf.decode(w, c, n, None, None, b, pp=pp,
+                                                                                          attn_dp=dp)
+                    d["batch"] = b
+                    emit("decode", d, n, n, cid, cid, lay=(tp, pp, dp), mtp=k)
 
     # speculative decoding: target model co-located on one chip type, draft model on another (or the same)
     if tc.draft_model and "disaggregated" in case.fleet.modes:
@@ -181,7 +184,7 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
                              "ttft_s": float(pf.ttft_at_utilization(p["prefill_s"][i], rho[i], transfer[i])),
                              "prefill_tok_s": float(cap[i]), "draft_chip": "", "n_draft": 0,
                              "tp": int(min(ns[i], c.domain)), "pp": int(math.ceil(ns[i] / c.domain)), "ep": 1,
-                             "attn_dp": False})
+                             "attn_dp": False, "mtp_tokens": 0})
     if rows:
         chunks.append(pd.DataFrame(rows))
     return chunks
@@ -238,7 +241,7 @@ def build_candidates(case: Case, opts: GridOptions | None = None) -> pd.DataFram
     chunks = [c for j, tc in enumerate(case.classes) for c in class_candidates(case, j, tc, opts)]
     cols = ["class", "class_index", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "batch",
             "throughput_tok_s", "speed_tok_s_user", "ttft_s", "prefill_tok_s", "draft_chip", "n_draft",
-            "tp", "pp", "ep", "attn_dp"]
+            "tp", "pp", "ep", "attn_dp", "mtp_tokens"]
     df = pd.concat(chunks, ignore_index=True)[cols] if chunks else pd.DataFrame(columns=cols)
     if opts.prune:
         df = prune(df)

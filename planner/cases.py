@@ -36,7 +36,8 @@ CLASS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "cached_isl": ("int", False, ">=0", "prompt tokens served from a prefix cache (< isl)"),
     "draft_model": ("str", False, None, "a small model id for speculative decoding"),
     "draft_tokens": ("int", False, ">0", "tokens the draft proposes per round"),
-    "accepted_tokens_per_step": ("float", False, ">0", "tokens emitted per verify round (1 … draft_tokens+1)"),
+    "accepted_tokens_per_step": ("float", False, ">0", "tokens emitted per verify round (1 … draft_tokens+1, or mtp_tokens+1)"),
+    "mtp_tokens": ("int", False, ">=0", "tokens the model's own MTP head drafts per step (DeepSeek-style multi-token prediction; 0 = off)"),
 }
 CONSTRAINT_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "power_mw": ("float", False, ">0", "site power budget (MW, facility side incl. PUE)"),
@@ -316,6 +317,15 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
             if isinstance(acc, (int, float)) and isinstance(k, int) and not 1 <= acc <= k + 1:
                 problems.append(P(f"{where}.accepted_tokens_per_step", f"must be between 1 and draft_tokens + 1 "
                                   f"({k + 1}), got {acc}", "it counts the tokens one verify round emits"))
+        k_mtp = cls.get("mtp_tokens", 0)
+        if isinstance(k_mtp, int) and not isinstance(k_mtp, bool) and k_mtp > 0:
+            acc = cls.get("accepted_tokens_per_step", 1.0)
+            if cls.get("draft_model"):
+                problems.append(P(f"{where}.mtp_tokens", "set together with draft_model",
+                                  "use either the model's own MTP head (mtp_tokens) or a draft model, not both"))
+            elif isinstance(acc, (int, float)) and not isinstance(acc, bool) and not 1 <= acc <= k_mtp + 1:
+                problems.append(P(f"{where}.accepted_tokens_per_step", f"must be between 1 and mtp_tokens + 1 "
+                                  f"({k_mtp + 1}), got {acc}", "e.g. 1.8 for one MTP token accepted 80 % of the time"))
         ci, isl = cls.get("cached_isl", 0), cls.get("isl")
         if isinstance(ci, int) and isinstance(isl, int) and not isinstance(ci, bool) and ci >= isl > 0:
             problems.append(P(f"{where}.cached_isl", f"must be below isl ({isl}), got {ci}",
@@ -344,7 +354,8 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
             cached_isl=int(c.get("cached_isl", 0)),
             draft_model=catalog.resolve_model(c["draft_model"]) if c.get("draft_model") else None,
             draft_tokens=int(c.get("draft_tokens", 4)),
-            accepted_tokens_per_step=float(c.get("accepted_tokens_per_step", 1.0)))
+            accepted_tokens_per_step=float(c.get("accepted_tokens_per_step", 1.0)),
+            mtp_tokens=int(c.get("mtp_tokens", 0)))
         for c in raw["classes"])
     used_models = {c.model for c in classes} | {c.draft_model for c in classes if c.draft_model}
     return Case(

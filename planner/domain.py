@@ -157,6 +157,7 @@ class TrafficClass:
     draft_model: str | None = None
     draft_tokens: int = 4
     accepted_tokens_per_step: float = 1.0
+    mtp_tokens: int = 0  # tokens the model's own multi-token-prediction head drafts per step (0 = off)
 
     @property
     def new_isl(self) -> int:

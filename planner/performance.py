@@ -352,20 +352,46 @@ def max_utilization_for_ttft(prefill_s, ttft_s, transfer_s=0.0, cap=0.9):
     return np.minimum(rho, cap)
 
 
-def aggregated(w: Workload, c: ChipSI, n, batch, pp=1, attn_dp: bool = False) -> dict:
+def mtp(w: Workload, c: ChipSI, n, batch, mtp_tokens: int, accepted_tokens: float, pp=1,
+        attn_dp: bool = False) -> dict:
+    """Multi-token prediction: the model's own MTP head drafts k tokens (each one MTP layer plus the
+    LM head, in sequence), then one pass verifies all k+1 positions; `accepted_tokens` are emitted
+    per round. speed = accepted / (t_verify(k+1 tokens per sequence) + k·t_mtp_layer)."""
+    m = w.model
+    v = decode(w, c, n, None, None, batch, tokens_per_seq=mtp_tokens + 1, pp=pp, attn_dp=attn_dp)
+    tp = np.asarray(n, dtype=float) / np.asarray(pp, dtype=float)
+    one_layer = (v["step_s"] - c.t_step) / m.layers  # one layer's share, its collectives included
+    lm_head = ms.lm_head_params(m) * w.weight_bytes_per_param / (tp * c.bw * c.bw_eff)
+    draft = mtp_tokens * (one_layer + lm_head)
+    round_s = v["step_s"] + draft
+    B = np.asarray(batch, dtype=float)
+    out = dict(v)
+    speed = accepted_tokens / round_s
+    out.update({"step_s": round_s, "speed_tok_s_user": speed, "throughput_tok_s": B * speed,
+                "draft_s": draft + np.zeros_like(round_s), "verify_s": v["step_s"],
+                "tokens_per_round": accepted_tokens})
+    return out
+
+
+def aggregated(w: Workload, c: ChipSI, n, batch, pp=1, attn_dp: bool = False, mtp_tokens: int = 0,
+               accepted_tokens: float = 1.0) -> dict:
     """Prefill and decode interleaved on the same n chips (continuous batching, chunked prefill).
 
     Prompt chunks ride in the decode steps, which read the weights anyway, so a prompt costs the
     decode its compute (its marginal time), not a second pass over the weights; TTFT still waits
-    for the prompt's own time."""
-    d = decode(w, c, n, None, None, batch, pp=pp, attn_dp=attn_dp)
+    for the prompt's own time. With mtp_tokens > 0 each round emits `accepted_tokens` per sequence."""
+    if mtp_tokens:
+        d = mtp(w, c, n, batch, mtp_tokens, accepted_tokens, pp=pp, attn_dp=attn_dp)
+    else:
+        d = decode(w, c, n, None, None, batch, pp=pp, attn_dp=attn_dp)
     p = prefill(w, c, n)
     B = np.asarray(batch, dtype=float)
-    prefill_share = B * p["marginal_s"] / w.osl
-    speed = 1.0 / (d["step_s"] + prefill_share)
+    per_round = accepted_tokens if mtp_tokens else 1.0
+    prefill_share = B * per_round * p["marginal_s"] / w.osl  # requests finishing per round × their prompt
+    speed = per_round / (d["step_s"] + prefill_share)
     out = dict(d)
     out.update({"speed_tok_s_user": speed, "throughput_tok_s": B * speed,
-                "prefill_fraction": prefill_share * speed, "prefill_s": p["prefill_s"] + np.zeros_like(speed),
+                "prefill_fraction": prefill_share * speed / per_round, "prefill_s": p["prefill_s"] + np.zeros_like(speed),
                 "ttft_s": p["prefill_s"] + d["step_s"]})
     return out
 

@@ -72,11 +72,12 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
                           "ffn_chip": r.ffn_chip, "n_ffn": int(r.n_ffn), "draft_chip": r.get("draft_chip", "") or "",
                           "n_draft": int(r.get("n_draft", 0) or 0), "batch": int(r.batch),
                           "tp": int(r.get("tp", r.n_attn) or 1), "pp": int(r.get("pp", 1) or 1),
-                          "ep": int(r.get("ep", 1) or 1), "attn_dp": bool(r.get("attn_dp", False)), "copies": o.x[u],
+                          "ep": int(r.get("ep", 1) or 1), "attn_dp": bool(r.get("attn_dp", False)),
+                          "mtp_tokens": int(r.get("mtp_tokens", 0) or 0), "copies": o.x[u],
                           "speed_tok_s_user": r.speed_tok_s_user, "throughput_tok_s": r.throughput_tok_s * o.x[u],
                           "prefill_tok_s": r.prefill_tok_s * o.x[u], "ttft_s": r.ttft_s})
     units = pd.DataFrame(unit_rows, columns=["class", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn",
-                                             "draft_chip", "n_draft", "batch", "tp", "pp", "ep", "attn_dp",
+                                             "draft_chip", "n_draft", "batch", "tp", "pp", "ep", "attn_dp", "mtp_tokens",
                                              "copies", "speed_tok_s_user", "throughput_tok_s", "prefill_tok_s",
                                              "ttft_s"])
 

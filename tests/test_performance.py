@@ -203,3 +203,32 @@ def test_cached_prefix_cuts_prefill_not_kv(catalog):
     cached = pf.Workload(m, "fp8", 100_000, 500, cached_isl=96_000)
     assert float(pf.prefill(cached, c, 8)["prefill_s"]) < float(pf.prefill(full, c, 8)["prefill_s"]) / 5
     assert float(cached.kv_bytes_per_seq()) == float(full.kv_bytes_per_seq())
+
+
+def test_mtp_round_by_hand_and_when_it_pays(catalog):
+    w = pf.Workload(catalog.models["deepseek-r1"], "fp8", 1000, 1000)
+    c = pf.ChipSI.of(catalog.chips["b200"], "fp8")
+    plain = pf.decode(w, c, 8, None, None, 16)
+    verify = pf.decode(w, c, 8, None, None, 16, tokens_per_seq=2)
+    m = pf.mtp(w, c, 8, 16, 1, 1.8)
+    one_layer = (float(verify["step_s"]) - c.t_step) / w.model.layers
+    lm_head = w.model.vocab * w.model.hidden * 1.0 / (8 * c.bw * c.bw_eff)
+    assert float(m["step_s"]) == pytest.approx(float(verify["step_s"]) + one_layer + lm_head)
+    assert float(m["speed_tok_s_user"]) == pytest.approx(1.8 / float(m["step_s"]))
+    assert float(m["speed_tok_s_user"]) > float(plain["speed_tok_s_user"])  # 1.8 tokens a round pays at batch 16
+    never = pf.mtp(w, c, 8, 16, 1, 1.0)  # nothing accepted: only the extra work remains
+    assert float(never["speed_tok_s_user"]) < float(plain["speed_tok_s_user"])
+
+
+def test_mtp_in_a_case_is_validated_and_planned(catalog):
+    from planner.cases import load_case
+    from planner.errors import CaseError
+    from planner.candidates import build_candidates
+
+    with pytest.raises(CaseError) as exc:
+        load_case("default", ["classes.1.mtp_tokens=1", "classes.1.accepted_tokens_per_step=2.5"])
+    assert "mtp_tokens + 1" in exc.value.render()
+    case = load_case("default", ["classes.1.mtp_tokens=1", "classes.1.accepted_tokens_per_step=1.8"])
+    units = build_candidates(case)
+    reasoning = units[(units["class"] == "reasoning") & (units["kind"] != "prefill")]
+    assert set(reasoning["mtp_tokens"]) == {0, 1}  # plain decoding stays a candidate
