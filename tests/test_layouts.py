@@ -116,3 +116,42 @@ def test_estimate_reports_layout_and_error_band_and_refuses_unrunnable_widths():
     forced = CliRunner().invoke(main, ["estimate", "--model", "llama-3.1-70b", "--chip", "h100-sxm", "--chips", "16",
                                        "--tp", "8", "--pp", "2", "--isl", "1000", "--osl", "1000", "--format", "json"])
     assert forced.exit_code == 0 and json.loads(forced.output)["layout"]["pp"] == 2
+
+
+def _hbm_gpus(catalog):
+    return [c for c in catalog.chips.values() if c.chip_class == "gpu"]
+
+
+def test_more_chips_never_slower_within_a_domain_across_the_catalog(catalog):
+    """For every HBM GPU and every catalog model whose weight reads dominate a step (≥ 30 GB of active
+    parameters per token): at batch 1,
+    the fastest layout of n chips is never slower than that of n/2 chips, for power-of-two n up to
+    the scale-up domain. (For GPT-OSS-120B on a Rubin — 5 B active parameters — tp=2 is rightly
+    slower than tp=1: the collectives cost more than the halved read; the planner buys replicas.)"""
+    from planner import modelspec as ms
+
+    for chip in _hbm_gpus(catalog):
+        prec = "fp8" if chip.supports("fp8") else "bf16"
+        c = pf.ChipSI.of(chip, prec)
+        for mid, m in catalog.models.items():
+            w = pf.Workload(m, prec, 1000, 1000)
+            if ms.active_params(m) * w.weight_bytes_per_param < 30e9:
+                continue
+            prev = 0.0
+            for t in [t for t in tp_widths(m) if t <= c.domain]:
+                d = pf.decode(w, c, t, None, None, 1)
+                best = max(float(d["speed_tok_s_user"]) if bool(d["fits"]) else 0.0,
+                           float(pf.decode(w, c, t, None, None, 1, attn_dp=True)["speed_tok_s_user"])
+                           if m.experts and bool(pf.decode(w, c, t, None, None, 1, attn_dp=True)["fits"]) else 0.0)
+                assert best >= prev * (1 - 1e-9), (chip.id, mid, t)
+                prev = max(prev, best)
+
+
+@pytest.mark.parametrize("chip", ["h100-sxm", "b200", "gb300", "mi300x", "rubin", "cerebras-wse3"])
+def test_per_chip_throughput_falls_as_the_speed_target_rises(catalog, chip):
+    from planner.invariants import best_tok_s_per_chip
+
+    for model in ("llama-3.1-70b", "gpt-oss-120b"):
+        values = [best_tok_s_per_chip(catalog, catalog.chips[chip], model, "fp8", 1000, 1000, v)
+                  for v in (10, 30, 100, 300, 1000)]
+        assert all(a >= b for a, b in zip(values, values[1:])), (chip, model, values)
