@@ -74,6 +74,7 @@ class CalPoint:
     tput_per_chip: float | None
     note: str = ""
     lower_bound: bool = False  # a claim of "> X": only a prediction below X is an error
+    concurrency: int | None = None  # requests in flight the measurement allowed (whole deployment)
 
     @property
     def measured(self) -> float:
@@ -91,6 +92,17 @@ def _num(text: str) -> float | None:
     value = float(m.group(0).replace(",", ""))
     tail = (text or "")[m.end():m.end() + 1].lower()
     return value * 1000 if tail == "k" else value
+
+
+def _concurrency(text: str) -> int | None:
+    """Requests in flight a benchmark allowed, when the row states it: a bare number, 'max-concurrency
+    N' or 'N requests sent at once' (never a latency figure from a scenario description)."""
+    t = (text or "").strip().lower()
+    for pattern in (r"^(\d+)$", r"max-concurrency (\d+)", r"^(\d+) requests"):
+        m = re.search(pattern, t)
+        if m:
+            return int(m.group(1))
+    return None
 
 
 def _catalog_match(text: str, entries) -> tuple | None:
@@ -180,7 +192,7 @@ def load_points(path: str | Path, catalog: Catalog) -> tuple[list[CalPoint], lis
             continue
         bound = kind == "single" and r["per_user_tok_s"].strip().startswith(">")
         points.append(CalPoint(pid, kind, model, chip_id, prec, int(isl), int(osl), chips, speed, per_chip,
-                               mrule[2], bound))
+                               mrule[2], bound, _concurrency(r["concurrency_or_batch"])))
     return points, excluded
 
 
@@ -241,7 +253,7 @@ def _predict_prepared(pp_: _Prepared, chip: Chip) -> float:
         sel = lay.select(lay.attn_dp == dp)
         if not len(sel):
             continue
-        batches = np.array([1.0]) if p.kind == "single" else BATCHES
+        batches = np.array([1.0]) if p.kind == "single" else _batches(p, sel.n)
         n, b = np.meshgrid(sel.n, batches, indexing="ij")
         r = pf.aggregated(w, c, n, b, pp=sel.pp[:, None], attn_dp=dp)
         ok = r["fits"].astype(bool)
@@ -272,6 +284,14 @@ PREFILL_UTILIZATION = 0.7
 """Busy share of a separate prefill pool in the disaggregated prediction (TTFT targets leave slack)."""
 
 
+def _batches(p: CalPoint, ns) -> np.ndarray:
+    """Batches to try; a stated concurrency caps them (its share for a group of the smallest size)."""
+    if p.concurrency is None:
+        return BATCHES
+    cap = p.concurrency * float(np.min(ns)) / (p.chips or float(np.min(ns)))
+    return np.unique(np.minimum(BATCHES, max(cap, 1.0)))
+
+
 def _disaggregated(p: CalPoint, w: pf.Workload, c: pf.ChipSI, lay) -> tuple[float, float]:
     """Best per-chip output throughput (meeting v*, and unconstrained) when prompts run on a
     separate pool of the same chips: decode group n plus the prefill chips its request rate needs."""
@@ -285,7 +305,7 @@ def _disaggregated(p: CalPoint, w: pf.Workload, c: pf.ChipSI, lay) -> tuple[floa
         sel = lay.select(lay.attn_dp == dp)
         if not len(sel):
             continue
-        n, b = np.meshgrid(sel.n, BATCHES, indexing="ij")
+        n, b = np.meshgrid(sel.n, _batches(p, sel.n), indexing="ij")
         d = pf.decode(w, c, n, None, None, b, pp=sel.pp[:, None], attn_dp=dp)
         ok = d["fits"].astype(bool)
         out = d["throughput_tok_s"]
@@ -312,6 +332,7 @@ REFERENCE_SOFTWARE = "cuda"
 """The stack whose maturity is 1 by definition; other stacks' maturity is relative to it."""
 BOUNDS = {"bw_eff": (0.2, 0.95), "flop_eff": (0.1, 0.9), "t_layer_us": (0.2, 300.0),
           "hop_latency_us": (0.1, 50.0), "t_step_us": (1.0, 20000.0), "maturity": (0.3, 1.0),
+          "t_seq_us": (0.01, 200.0),
           "fp4_eff": (0.3, 1.0), "moe_layer_extra": (0.01, 5.0), "mla_layer_extra": (0.01, 5.0)}
 SHRINK = 1.0
 """Weight of the pull of an arch term toward its family's (in units of one curve's squared log error
@@ -377,7 +398,7 @@ def _apply(chip: Chip, values, catalog: Catalog) -> Chip:
         if v is not None:
             upd["hop_latency_us"] = v
     if chip.software:
-        for t in ("t_step_us", "fp4_eff", "moe_layer_extra", "mla_layer_extra"):
+        for t in ("t_step_us", "t_seq_us", "fp4_eff", "moe_layer_extra", "mla_layer_extra"):
             v = _group_term(values, catalog, "software", chip.software, t)
             if v is not None:
                 upd[t] = v
@@ -426,6 +447,9 @@ def _params(points: list[CalPoint], catalog: Catalog) -> list[Param]:
             if _fittable(catalog, "software", chip.software, "t_step_us"):
                 out.setdefault(("software", chip.software, "t_step_us"),
                                Param("software", chip.software, "t_step_us", max(float(g["t_step_us"]), 1.0)))
+            if _fittable(catalog, "software", chip.software, "t_seq_us") and "t_seq_us" in g:
+                out.setdefault(("software", chip.software, "t_seq_us"),
+                               Param("software", chip.software, "t_seq_us", max(float(g["t_seq_us"]), 0.01)))
             m = catalog.models[p.model]
             for t, applies in (("moe_layer_extra", m.moe_layers > 0), ("mla_layer_extra", m.attention == "mla")):
                 if applies and _fittable(catalog, "software", chip.software, t):
@@ -708,7 +732,7 @@ def _inherited_entries(fit: Fit, catalog: Catalog, out: dict, today: str) -> Non
         if chip.arch:
             family_of.setdefault(chip.arch, FAMILY[chip.chip_class])
     terms_of = {"arch": ARCH_TERMS, "fabric": ("hop_latency_us",),
-                "software": ("t_step_us", "fp4_eff", "moe_layer_extra", "mla_layer_extra")}
+                "software": ("t_step_us", "t_seq_us", "fp4_eff", "moe_layer_extra", "mla_layer_extra")}
     out["sources"]["calibration-inherited"] = {
         "cite": "fleet calibrate: a group without points takes the fitted value of the group it inherits from, "
                 "or of its memory family (HBM / on-chip)", "date": today}

@@ -60,6 +60,7 @@ class Chip:
     kv_bw_eff: float = 0.0  # achieved fraction of memory bandwidth reading KV (attention kernels); 0 = bw_eff
     m_half_tokens: float = 0.0  # GEMM rows (tokens) at which FLOP efficiency is half its peak; 0 = flat
     t_step_us: float = 0.0  # per-step serving-stack overhead (scheduler, sampling, launch)
+    t_seq_us: float = 0.0  # per-sequence, per-step host overhead (scheduling, sampling, detokenising)
     fp4_eff: float = 1.0  # multiplier on bw_eff and flop_eff when serving fp4 weights
     moe_layer_extra: float = 0.0  # extra fixed time of an MoE layer, in units of t_layer_us
     mla_layer_extra: float = 0.0  # extra fixed time of an MLA attention layer, in units of t_layer_us
@@ -74,8 +75,13 @@ class Chip:
         return self.topology or ("switch" if self.chip_class in ("gpu", "prefill") else "direct")
 
     def tflops(self, precision: str) -> float:
-        """Dense TFLOPS at `precision`; 0 when the chip cannot run it."""
-        return float(getattr(self, f"{precision}_tflops"))
+        """Dense TFLOPS at `precision`; 0 when the chip cannot run it. A chip without fp4 units still
+        serves fp4 weights weight-only: 4.5-bit reads dequantised into bf16 GEMMs (how vLLM's Marlin
+        and Triton MoE kernels run MXFP4 GPT-OSS on Hopper and CDNA3), so at its bf16 rate."""
+        value = float(getattr(self, f"{precision}_tflops"))
+        if value == 0 and precision == "fp4":
+            value = float(self.bf16_tflops)
+        return value
 
     def supports(self, precision: str) -> bool:
         return self.tflops(precision) > 0

@@ -55,6 +55,7 @@ class ChipSI:
     price_usd: float
     m_half: float = 0.0  # GEMM rows at half the peak FLOP efficiency; 0 = flat
     t_step: float = 0.0  # per-step serving-stack overhead
+    t_seq: float = 0.0  # per-sequence, per-step host overhead (scheduling, sampling, detokenising)
     scaleout_alpha: float = -1.0  # < 0: same as hop
     moe_layer_extra: float = 0.0  # extra fixed time of an MoE layer (router, top-k, dispatch, combine), × t_layer
     mla_layer_extra: float = 0.0  # extra fixed time of an MLA layer (latent projections), × t_layer
@@ -70,7 +71,7 @@ class ChipSI:
                    link_bw=chip.scaleup_bw_gbs * GB / 2 * chip.link_eff, scaleout_bw=chip.scaleout_bw_gbs * GB,
                    domain=chip.scaleup_domain_chips, switched=chip.fabric_topology in ("switch", "mesh"),
                    power_kw=chip.power_kw, price_usd=chip.price_usd, m_half=chip.m_half_tokens,
-                   t_step=chip.t_step_us * US, moe_layer_extra=chip.moe_layer_extra,
+                   t_step=chip.t_step_us * US, t_seq=chip.t_seq_us * US, moe_layer_extra=chip.moe_layer_extra,
                    mla_layer_extra=chip.mla_layer_extra,
                    scaleout_alpha=(chip.scaleout_alpha_us if chip.scaleout_alpha_us >= 0 else chip.hop_latency_us) * US,
                    on_chip=chip.on_chip_memory, kv_bw_eff=chip.kv_bw_eff * fmt if chip.kv_bw_eff else 0.0)
@@ -264,7 +265,7 @@ def decode(w: Workload, attn: ChipSI, n_attn, ffn: ChipSI | None = None, n_ffn=N
     rows_per_expert = T * max(m.experts_per_token, 1) / np.maximum(ms.expected_distinct_experts(m, T), 1) \
         if m.experts else T
     f_mem, f_cmp = _part_time(ffn_read, ffn_flops, tp_ffn, ffn, rows_per_expert)
-    fixed = layer_time(m, attn) + (0.0 if colocated else layer_time(m, ffn)) + attn.t_step
+    fixed = layer_time(m, attn) + (0.0 if colocated else layer_time(m, ffn)) + attn.t_step + B * attn.t_seq
     if colocated:
         comm = _group_comm(attn, tp, pp, T, m, attn_dp=dp)
         afd = np.zeros_like(comm)
@@ -360,7 +361,7 @@ def mtp(w: Workload, c: ChipSI, n, batch, mtp_tokens: int, accepted_tokens: floa
     m = w.model
     v = decode(w, c, n, None, None, batch, tokens_per_seq=mtp_tokens + 1, pp=pp, attn_dp=attn_dp)
     tp = np.asarray(n, dtype=float) / np.asarray(pp, dtype=float)
-    one_layer = (v["step_s"] - c.t_step) / m.layers  # one layer's share, its collectives included
+    one_layer = (v["step_s"] - c.t_step - np.asarray(batch, dtype=float) * c.t_seq) / m.layers  # incl. collectives
     lm_head = ms.lm_head_params(m) * w.weight_bytes_per_param / (tp * c.bw * c.bw_eff)
     draft = mtp_tokens * (one_layer + lm_head)
     round_s = v["step_s"] + draft

@@ -61,7 +61,7 @@ def test_minimal_case_loads(tmp_path):
     (("fleet.chips", '["b200x"]'), "fleet.chips.0", "did you mean 'b200'"),
     (("classes.0.model", '"llama-70"'), "classes.0.model", "unknown model"),
     (("classes.0.isl", "-4"), "classes.0.isl", "must be > 0"),
-    (("classes.0.precision", '"fp4"'), "classes.0.precision", "no chip in fleet.chips runs fp4"),
+    (("classes.0.precision", '"fp8"'), "classes.0.precision", "no chip in fleet.chips runs fp8"),
     (("classes.0.demnd_tok_s", "5"), "classes.0.demnd_tok_s", "did you mean 'demand_tok_s'"),
     (("constraints.power_mw", "0"), "constraints.power_mw", "must be > 0"),
     (("economics.pue", "0.8"), "economics.pue", "must be ≥ 1"),
@@ -71,7 +71,7 @@ def test_minimal_case_loads(tmp_path):
 def test_each_bad_field_is_named_with_a_fix(tmp_path, edit, where, text):
     path = _write(tmp_path, BASE.replace('precision = "fp8"', 'precision = "fp8"') )
     if edit[0] == "classes.0.precision":
-        path = _write(tmp_path, BASE.replace('chips = ["b200"]', 'chips = ["h100-sxm"]'))
+        path = _write(tmp_path, BASE.replace('chips = ["b200"]', 'chips = ["sn40l"]'))  # bf16 only
     with pytest.raises(Exception) as err:
         load_case(path, [f"{edit[0]}={edit[1]}"])
     rendered = err.value.render()

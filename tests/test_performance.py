@@ -175,9 +175,9 @@ def test_estimate_cli_json_keys_and_errors():
     bad = runner.invoke(main, ["estimate", "--model", "llama-3.1-405b", "--chip", "h100-sxm", "--chips", "2",
                                "--isl", "100", "--osl", "100"])
     assert bad.exit_code == 2 and "--chips" in bad.output and "Traceback" not in bad.output
-    fp4 = runner.invoke(main, ["estimate", "--model", "llama-3.1-8b", "--chip", "h100-sxm", "--chips", "1",
-                               "--isl", "100", "--osl", "100", "--precision", "fp4"])
-    assert fp4.exit_code == 2 and "cannot run fp4" in fp4.output
+    fp8 = runner.invoke(main, ["estimate", "--model", "llama-3.1-8b", "--chip", "sn40l", "--chips", "1",
+                               "--isl", "100", "--osl", "100", "--precision", "fp8"])
+    assert fp8.exit_code == 2 and "cannot run fp8" in fp8.output
 
 
 def test_speculative_decoding_by_hand(catalog):
@@ -211,7 +211,7 @@ def test_mtp_round_by_hand_and_when_it_pays(catalog):
     plain = pf.decode(w, c, 8, None, None, 16)
     verify = pf.decode(w, c, 8, None, None, 16, tokens_per_seq=2)
     m = pf.mtp(w, c, 8, 16, 1, 1.8)
-    one_layer = (float(verify["step_s"]) - c.t_step) / w.model.layers
+    one_layer = (float(verify["step_s"]) - c.t_step - 16 * c.t_seq) / w.model.layers
     lm_head = w.model.vocab * w.model.hidden * 1.0 / (8 * c.bw * c.bw_eff)
     assert float(m["step_s"]) == pytest.approx(float(verify["step_s"]) + one_layer + lm_head)
     assert float(m["speed_tok_s_user"]) == pytest.approx(1.8 / float(m["step_s"]))
@@ -232,3 +232,14 @@ def test_mtp_in_a_case_is_validated_and_planned(catalog):
     units = build_candidates(case)
     reasoning = units[(units["class"] == "reasoning") & (units["kind"] != "prefill")]
     assert set(reasoning["mtp_tokens"]) == {0, 1}  # plain decoding stays a candidate
+
+
+def test_fp4_weights_run_weight_only_on_chips_without_fp4_units(catalog):
+    h100 = catalog.chips["h100-sxm"]
+    assert h100.fp4_tflops == 0 and h100.supports("fp4") and h100.tflops("fp4") == h100.bf16_tflops
+    w4 = pf.Workload(catalog.models["gpt-oss-120b"], "fp4", 1000, 1000)
+    w8 = pf.Workload(catalog.models["gpt-oss-120b"], "fp8", 1000, 1000)
+    c4, c8 = pf.ChipSI.of(h100, "fp4"), pf.ChipSI.of(h100, "fp8")
+    assert w4.weight_bytes() < 0.6 * w8.weight_bytes()  # 4.5-bit reads
+    assert c4.flops == h100.bf16_tflops * 1e12  # dequantised into bf16 GEMMs
+    assert not catalog.chips["sn40l"].supports("fp8")
