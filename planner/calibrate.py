@@ -86,12 +86,18 @@ class CalPoint:
 
 
 def _num(text: str) -> float | None:
-    m = re.search(r"[\d][\d,]*\.?\d*", text or "")
+    """The first number in a cell ('2585.9 (derived…)', '>250', '1,038', '6k', '1e3', '-8'); None if none
+    or not finite."""
+    m = re.search(r"[-+]?\d[\d,]*\.?\d*(?:[eE][-+]?\d+)?", text or "")
     if not m:
         return None
-    value = float(m.group(0).replace(",", ""))
+    try:
+        value = float(m.group(0).replace(",", ""))
+    except ValueError:
+        return None
     tail = (text or "")[m.end():m.end() + 1].lower()
-    return value * 1000 if tail == "k" else value
+    value = value * 1000 if tail == "k" else value
+    return value if math.isfinite(value) else None
 
 
 def _concurrency(text: str) -> int | None:
@@ -106,10 +112,10 @@ def _concurrency(text: str) -> int | None:
 
 
 def _catalog_match(text: str, entries) -> tuple | None:
-    """A catalog id or alias given verbatim (users' own CSVs use them): (pattern, id, note)."""
+    """A catalog id, alias or display name given verbatim (users' own CSVs use them): (pattern, id, note)."""
     t = (text or "").strip().lower()
     for eid, e in entries.items():
-        if t == eid or t in e.aliases:
+        if t == eid or t in e.aliases or t == e.name.lower():
             return (t, eid, "")
     return None
 
@@ -125,10 +131,19 @@ def _match(rules, text: str):
 def load_points(path: str | Path, catalog: Catalog) -> tuple[list[CalPoint], list[tuple[str, str]]]:
     """Usable points and (id, reason) for every excluded one."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
             rows = list(csv.DictReader(fh))
     except OSError as exc:
         raise PlannerError(f"cannot read {path}", [Problem(str(path), str(exc), "give a readable CSV")])
+    except UnicodeDecodeError as exc:
+        raise PlannerError(f"{path} is not UTF-8 text", [Problem(str(path), str(exc)[:120],
+                           "save the CSV as UTF-8")])
+    except csv.Error as exc:
+        raise PlannerError(f"{path} is not a readable CSV", [Problem(str(path), str(exc), "fix the CSV at that row")])
+    for i, r in enumerate(rows):
+        if None in r or any(v is None for v in r.values()):  # ragged: fewer or more fields than the header
+            raise PlannerError(f"{path} has a ragged row", [Problem(f"{path}: row {i + 2}",
+                               "its number of fields differs from the header's", "quote fields that contain commas")])
     need = {"id", "model", "precision", "hardware", "chips", "isl", "osl", "per_user_tok_s"}
     optional = ("kind", "category", "throughput_per_chip_tok_s", "throughput_total_tok_s", "concurrency_or_batch",
                 "system_config")
@@ -141,8 +156,16 @@ def load_points(path: str | Path, catalog: Catalog) -> tuple[list[CalPoint], lis
         raise PlannerError(f"{path} lacks columns", [Problem(str(path), f"missing columns: {missing}",
                            "use the columns of shared/data/calibration-points.csv")])
     points, excluded = [], []
+    seen_ids: set[str] = set()
     for r in rows:
-        pid = r["id"]
+        pid = (r["id"] or "").strip()
+        if not pid:
+            excluded.append(("(no id)", "row without an id"))
+            continue
+        if pid in seen_ids:
+            excluded.append((pid, "duplicate id: only its first row is used"))
+            continue
+        seen_ids.add(pid)
         text = " ".join(r[k] for k in ("model", "system_config", "precision", "id")).lower()
         if r["kind"] == "paper-model":
             excluded.append((pid, "paper model, not a measurement"))
@@ -168,6 +191,16 @@ def load_points(path: str | Path, catalog: Catalog) -> tuple[list[CalPoint], lis
             continue
         speed, per_chip = _num(r["per_user_tok_s"]), _num(r["throughput_per_chip_tok_s"])
         chips = _num(r["chips"])
+        bad = [f for f, v in (("per_user_tok_s", speed), ("throughput_per_chip_tok_s", per_chip),
+                               ("chips", chips), ("isl", _num(r["isl"])), ("osl", _num(r["osl"])),
+                               ("throughput_total_tok_s", _num(r["throughput_total_tok_s"])))
+               if v is not None and (v <= 0 or v > 1e12)]
+        if bad:
+            excluded.append((pid, f"{', '.join(bad)} must be a positive number below 1e12"))
+            continue
+        if r["chips"].strip() and chips is None and "normal" not in r["chips"].lower():
+            excluded.append((pid, f"chips '{r['chips'][:40]}' is not a number"))
+            continue
         chips = int(chips) if chips and "normal" not in r["chips"] else None
         if per_chip is None and _num(r["throughput_total_tok_s"]) and chips:
             per_chip = _num(r["throughput_total_tok_s"]) / chips
@@ -199,15 +232,21 @@ def load_points(path: str | Path, catalog: Catalog) -> tuple[list[CalPoint], lis
 def _precision(text: str, chip: Chip) -> str | None:
     from .units import canonical_precision
 
-    t = text.lower()
+    t = text.lower().strip()
+    if t in ("not stated", "n/a", "na", "unknown", "-", "?"):
+        t = ""  # unstated: the chip's fastest 8-bit-or-wider precision, as before
     if canonical_precision(t):
         return canonical_precision(t)
-    if "fp4" in t or "mxfp4" in t:
+    if "fp4" in t:
         return "fp4"
-    if "fp8" in t or "8-bit" in t or "quantization" in t:
+    if "no quantization" in t and "16" in t:
+        return "bf16"
+    if "fp8" in t or "8-bit" in t or "int8" in t or "quantization" in t:
         return "fp8"
     if "16" in t:
         return "bf16"
+    if t:
+        return None  # a precision we cannot read: excluded with its text as the reason
     return "fp8" if chip.supports("fp8") else "bf16"
 
 
@@ -331,7 +370,7 @@ FAMILY = {"gpu": "hbm", "asic": "hbm", "prefill": "hbm", "sram": "on-chip", "mra
 REFERENCE_SOFTWARE = "cuda"
 """The stack whose maturity is 1 by definition; other stacks' maturity is relative to it."""
 BOUNDS = {"bw_eff": (0.2, 0.95), "flop_eff": (0.1, 0.9), "t_layer_us": (0.2, 300.0),
-          "hop_latency_us": (0.1, 50.0), "t_step_us": (1.0, 20000.0), "maturity": (0.3, 1.0),
+          "hop_latency_us": (0.1, 20.0), "t_step_us": (1.0, 20000.0), "maturity": (0.3, 1.0),
           "t_seq_us": (0.01, 200.0),
           "fp4_eff": (0.3, 1.0), "moe_layer_extra": (0.01, 5.0), "mla_layer_extra": (0.01, 5.0)}
 SHRINK = 1.0
@@ -342,6 +381,9 @@ PRIOR_PULL = 0.05
 LOSS_SCALE = math.log(1.5)
 
 ARCH_TERMS = ("bw_eff", "flop_eff", "t_layer_us")
+# hop_latency_us is bounded at 20 µs: measured NVLink all-reduces take 3–6 µs and an RCCL or NCCL
+# collective over a full mesh or NIC stays within ~10–20 µs; beyond that α would stand in for a
+# missing mechanism (a slow serving stack), which is the software group's maturity to carry.
 
 
 @dataclass(frozen=True)
@@ -379,7 +421,10 @@ def _group_source(values, catalog: Catalog, kind: str, gid: str, term: str, fami
         seen.add(g)
         if (kind, g, term) in values:
             return values[(kind, g, term)], f"{kind} {g}"
-        g = catalog.groups.get(kind, {}).get(g, {}).get("inherits")
+        group = catalog.groups.get(kind, {}).get(g, {})
+        if g != gid and term in group and not _fittable(catalog, kind, g, term):
+            return float(group[term]), f"{kind} {g} (measured, not fitted)"
+        g = group.get("inherits")
     if family and ("family", family, term) in values:
         return values[("family", family, term)], f"the {family} family"
     return None
@@ -390,17 +435,19 @@ def _apply(chip: Chip, values, catalog: Catalog) -> Chip:
     upd = {}
     if chip.arch:
         for t in ARCH_TERMS:
+            if not _fittable(catalog, "arch", chip.arch, t):
+                continue  # a measured or vendor figure: never replaced by a fit, its family's included
             v = _group_term(values, catalog, "arch", chip.arch, t, fam)
-            if v is not None and "chip deviation" not in (chip.provenance.get(t).note if chip.provenance.get(t) else ""):
+            if v is not None and not _chip_deviation(chip, t):
                 upd[t] = v
-    if chip.fabric:
+    if chip.fabric and not _chip_deviation(chip, "hop_latency_us"):
         v = _group_term(values, catalog, "fabric", chip.fabric, "hop_latency_us")
         if v is not None:
             upd["hop_latency_us"] = v
     if chip.software:
         for t in ("t_step_us", "t_seq_us", "fp4_eff", "moe_layer_extra", "mla_layer_extra"):
             v = _group_term(values, catalog, "software", chip.software, t)
-            if v is not None:
+            if v is not None and not _chip_deviation(chip, t):
                 upd[t] = v
         mat = values.get(("software", chip.software, "maturity"))
         if mat is not None:
@@ -412,6 +459,12 @@ def _apply(chip: Chip, values, catalog: Catalog) -> Chip:
         if t in upd:
             upd[t] = min(upd[t], BOUNDS[t][1])
     return replace(chip, **upd) if upd else chip
+
+
+def _chip_deviation(chip: Chip, term: str) -> bool:
+    """The chip sets this term itself (its provenance is not a group's): the fit leaves it alone."""
+    p = chip.provenance.get(term)
+    return p is not None and "group " not in (p.note or "")
 
 
 def _catalog_arch_term(chip: Chip, catalog: Catalog, term: str) -> float:
@@ -596,7 +649,7 @@ def _jac_sparsity(points, params, parents, catalog, shrink_pairs):
 
     def ancestors(i):
         out = {i}
-        while parents[i] is not None:
+        while parents[i] is not None and parents[i] not in out:
             i = parents[i]
             out.add(i)
         return out

@@ -178,6 +178,10 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                               or f"known keys: {', '.join(TOP_KEYS)}"))
     if not isinstance(raw.get("name", ""), str):
         problems.append(P("name", "must be a string"))
+    for key in ("chips", "models", "arch", "fabric", "software"):
+        if key in raw and not isinstance(raw[key], dict):
+            problems.append(P(key, f"must be a table of [{key}.ID] entries, got {type(raw[key]).__name__}",
+                              f"e.g. --set {key}.ID.FIELD=VALUE"))
 
     econ = raw.get("economics", {})
     if not isinstance(econ, dict):

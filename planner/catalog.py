@@ -18,7 +18,7 @@ from .domain import CHIP_CLASSES, CONFIDENCES, Chip, Economics, Model, Provenanc
 from .errors import CatalogError, Problem, did_you_mean
 
 # field -> (kind, required, minimum, description with unit). kind: float | int | str | bool | strs
-# minimum: ">0" strictly positive, ">=0" non-negative, None = no bound.
+# minimum: ">0" strictly positive, ">=0" non-negative, "frac" in (0, 1], None = no bound.
 CHIP_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "name": ("str", True, None, "display name"),
     "vendor": ("str", True, None, "vendor"),
@@ -41,18 +41,18 @@ CHIP_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "fabric": ("str", False, None, "fabric group in catalogs/behaviour.toml [fabric.*]"),
     "software": ("str", False, None, "serving-stack group in catalogs/behaviour.toml [software.*]"),
     # behaviour terms: normally inherited from the chip's groups; set here only as a chip deviation
-    "bw_eff": ("float", False, ">0", "achieved fraction of memory bandwidth"),
-    "flop_eff": ("float", False, ">0", "achieved fraction of dense FLOPS at large GEMMs"),
+    "bw_eff": ("float", False, "frac", "achieved fraction of memory bandwidth"),
+    "flop_eff": ("float", False, "frac", "achieved fraction of dense FLOPS at large GEMMs"),
     "m_half_tokens": ("float", False, ">=0", "GEMM rows (tokens) at half the peak FLOP efficiency"),
-    "kv_bw_eff": ("float", False, ">0", "achieved fraction of memory bandwidth reading the KV cache"),
+    "kv_bw_eff": ("float", False, "frac", "achieved fraction of memory bandwidth reading the KV cache"),
     "t_layer_us": ("float", False, ">=0", "fixed time per layer per step (µs)"),
     "hop_latency_us": ("float", False, ">=0", "collective latency α (µs; per hop on direct links)"),
-    "link_eff": ("float", False, ">0", "achieved fraction of scale-up link bandwidth"),
+    "link_eff": ("float", False, "frac", "achieved fraction of scale-up link bandwidth"),
     "scaleout_alpha_us": ("float", False, ">=0", "latency of one scale-out message (µs)"),
     "topology": ("str", False, None, "switch | mesh | direct"),
     "t_step_us": ("float", False, ">=0", "per-step serving-stack overhead (µs)"),
     "t_seq_us": ("float", False, ">=0", "per-sequence, per-step host overhead (µs)"),
-    "fp4_eff": ("float", False, ">0", "multiplier on bw_eff and flop_eff at fp4"),
+    "fp4_eff": ("float", False, "frac", "multiplier on bw_eff and flop_eff at fp4"),
     "moe_layer_extra": ("float", False, ">=0", "extra fixed time of an MoE layer, × t_layer_us"),
     "mla_layer_extra": ("float", False, ">=0", "extra fixed time of an MLA layer, × t_layer_us"),
 }
@@ -66,18 +66,18 @@ GROUP_FIELDS: dict[str, dict[str, tuple[str, bool, str | None, str]]] = {
         "inherits": ("str", False, None, "predecessor arch whose fitted terms it takes when it has no points"),
         "error_band_p10": ("float", False, ">0", "held-out measured/predicted, 10th percentile"),
         "error_band_p90": ("float", False, ">0", "held-out measured/predicted, 90th percentile"),
-        "bw_eff": ("float", True, ">0", "achieved fraction of memory bandwidth in decode kernels"),
-        "flop_eff": ("float", True, ">0", "achieved fraction of dense FLOPS at large GEMMs"),
+        "bw_eff": ("float", True, "frac", "achieved fraction of memory bandwidth in decode kernels"),
+        "flop_eff": ("float", True, "frac", "achieved fraction of dense FLOPS at large GEMMs"),
         "m_half_tokens": ("float", True, ">=0", "GEMM rows (tokens) at half the peak FLOP efficiency"),
         "t_layer_us": ("float", True, ">=0", "fixed time per layer per step (µs)"),
-        "kv_bw_eff": ("float", False, ">0", "achieved fraction of memory bandwidth reading the KV cache (attention kernels)"),
+        "kv_bw_eff": ("float", False, "frac", "achieved fraction of memory bandwidth reading the KV cache (attention kernels)"),
     },
     "fabric": {
         "name": ("str", True, None, "display name"),
         "inherits": ("str", False, None, "predecessor fabric whose fitted terms it takes when it has no points"),
         "topology": ("str", True, None, "switch | mesh | direct"),
         "hop_latency_us": ("float", True, ">=0", "collective latency α (µs; per hop on direct links)"),
-        "link_eff": ("float", True, ">0", "achieved fraction of scale-up link bandwidth"),
+        "link_eff": ("float", True, "frac", "achieved fraction of scale-up link bandwidth"),
         "scaleout_alpha_us": ("float", True, ">=0", "latency of one scale-out message (µs)"),
     },
     "software": {
@@ -85,8 +85,8 @@ GROUP_FIELDS: dict[str, dict[str, tuple[str, bool, str | None, str]]] = {
         "inherits": ("str", False, None, "stack whose fitted terms it takes when it has no points"),
         "t_step_us": ("float", True, ">=0", "per-step overhead: scheduler, sampling, launch (µs)"),
         "t_seq_us": ("float", False, ">=0", "per-sequence, per-step host overhead: scheduling, sampling, detokenising (µs)"),
-        "maturity": ("float", True, ">0", "multiplier on the arch's bw_eff and flop_eff (≤ 1: less tuned kernels)"),
-        "fp4_eff": ("float", False, ">0", "multiplier on bw_eff and flop_eff when serving fp4 weights (block-scaled kernels)"),
+        "maturity": ("float", True, "frac", "multiplier on the arch's bw_eff and flop_eff (≤ 1: less tuned kernels)"),
+        "fp4_eff": ("float", False, "frac", "multiplier on bw_eff and flop_eff when serving fp4 weights (block-scaled kernels)"),
         "moe_layer_extra": ("float", False, ">=0", "extra fixed time of an MoE layer (router, top-k, dispatch, combine), × t_layer_us"),
         "mla_layer_extra": ("float", False, ">=0", "extra fixed time of an MLA layer (latent projections), × t_layer_us"),
     },
@@ -158,6 +158,8 @@ def check_value(value: Any, kind: str, minimum: str | None) -> str | None:
         return f"must be > 0, got {value!r}"
     if minimum == ">=0" and value < 0:
         return f"must be ≥ 0, got {value!r}"
+    if minimum == "frac" and not 1e-3 <= value <= 1:
+        return f"must be a fraction in [0.001, 1], got {value!r}"
     return None
 
 
@@ -294,10 +296,19 @@ def _merge_layers(layers: list[tuple[str, dict]], section: str) -> tuple[dict, d
     merged: dict[str, dict] = {}
     origin: dict[str, str] = {}
     for label, data in layers:
-        for key, entry in (data.get(section) or {}).items():
+        table = data.get(section) or {}
+        if not isinstance(table, dict):
+            raise CatalogError(f"{label}: {section} must be a table of entries",
+                               [Problem(f"{label}: {section}", f"must be a table, got {type(table).__name__}",
+                                        f"write [{section}.ID] tables")])
+        for key, entry in table.items():
             if not isinstance(entry, dict):
                 raise CatalogError(f"{label}: [{section}.{key}] must be a table",
                                    [Problem(f"{label}: {section}.{key}", "must be a table")])
+            if not isinstance(entry.get("provenance", {}), dict):
+                raise CatalogError(f"{label}: {section}.{key}.provenance must be a table",
+                                   [Problem(f"{label}: {section}.{key}.provenance", "must be a table of field = {src, conf}",
+                                            'e.g. provenance = { mem_gb = { src = "mysource", conf = "reported" } }')])
             if key in merged:
                 base = dict(merged[key])
                 prov = dict(base.get("provenance", {}))
@@ -381,6 +392,14 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
             else:
                 groups[kind][key] = {**{k: v for k, v in entry.items() if k != "provenance"}, "provenance": prov}
 
+    for kind in GROUP_FIELDS:
+        failing = {key: _group_checks(kind, key, entry, groups[kind]) for key, entry in groups[kind].items()}
+        for key, errs in failing.items():
+            if errs:
+                problems += errs
+                broken_groups.add((kind, key))
+                del groups[kind][key]
+
     chips: dict[str, Chip] = {}
     for key, entry in chips_raw.items():
         label = chip_origin[key]
@@ -452,6 +471,31 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
                    economics=Economics(**_coerce(econ_raw, ECONOMICS_FIELDS)),
                    economics_provenance=econ_prov, versions=versions,
                    files=[label for label, _ in layers], groups=groups)
+
+
+def _group_checks(kind: str, key: str, entry: Mapping, peers: Mapping) -> list[Problem]:
+    """A group's inherits chain must end (no cycle, no unknown group); error bands come in pairs."""
+    where = f"{kind}.{key}"
+    out = []
+    chain, g = [key], entry.get("inherits")
+    while g:
+        if g not in peers:
+            out.append(Problem(f"{where}.inherits", f"unknown {kind} group '{g}'",
+                               did_you_mean(g, peers) or f"known: {', '.join(peers)}"))
+            break
+        if g in chain:
+            out.append(Problem(f"{where}.inherits", f"inherits in a cycle: {' → '.join(chain + [g])}",
+                               "make the chain end at a group that inherits from none"))
+            break
+        chain.append(g)
+        g = peers[g].get("inherits")
+    lo, hi = entry.get("error_band_p10"), entry.get("error_band_p90")
+    if (lo is None) != (hi is None):
+        out.append(Problem(f"{where}.error_band_p10", "error_band_p10 and error_band_p90 come together",
+                           "give both or neither"))
+    elif lo is not None and lo > hi:
+        out.append(Problem(f"{where}.error_band_p10", f"p10 {lo} is above p90 {hi}", "swap them"))
+    return out
 
 
 REQUIRED_BEHAVIOUR = ("bw_eff", "flop_eff", "t_layer_us", "hop_latency_us")

@@ -242,15 +242,23 @@ def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
     from .errors import PlannerError, Problem
     from .reports import render, to_json, write_atomic
 
+    from pathlib import Path
+
+    if write_path and Path(write_path).exists() and not force:  # before a fit that can take a minute
+        raise PlannerError(f"{write_path} exists", [Problem(str(write_path), "output file exists",
+                                                            "pass --force to overwrite or choose another path")])
     cat = load_catalog(list(catalogs))
     points, excluded = cal.load_points(points_csv, cat)
     if chip_ids:
         keep = {cat.resolve_chip(c.strip(), "--chips") for c in chip_ids.split(",")}
         points = [p for p in points if p.chip in keep]
     if not points:
+        reasons = "; ".join(f"{i}: {r}" for i, r in excluded[:5]) + (" …" if len(excluded) > 5 else "")
         raise PlannerError("no usable calibration points", [Problem(
-            points_csv, f"{len(excluded)} rows excluded, none usable", "see --format json for each row's reason; "
-            "rows need a catalog model and chip (ids or names), lengths, and a speed or throughput")])
+            points_csv, f"{len(excluded)} row(s) excluded" + (f" ({reasons})" if reasons else "")
+            + (f"; none of the usable rows is on {chip_ids}" if chip_ids else ""),
+            "rows need a catalog model and chip (catalog ids or the vendor names the shipped points use), "
+            "lengths, and a speed or throughput")])
     fit = cal.fit_groups(points, cat)
     rows = cal.evaluate(points, cat, fit)
     summary = {"in_sample": cal.error_summary(rows), "catalog_terms": cal.error_summary(rows, "error_catalog")}
@@ -263,8 +271,9 @@ def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
     broken = invariants.violations(cal.fitted_catalog(fit, cat))
     if broken:
         raise PlannerError("calibration rejected: it breaks a physical invariant", [Problem(
-            "fit", str(v), "check the points of the newer chip (a different engine or setup?) or drop them "
-                          "with --chips") for v in broken[:5]])
+            "fit", str(v), "the points of one of the two chips disagree with the other's beyond what their specs "
+                          "allow (a different engine or setup?): check them, or leave one chip's points out with "
+                          "--chips") for v in broken[:5]])
     if write_path:
         write_atomic(write_path, cal.overlay_toml(fit, cat, points_csv.split("/")[-1], bands), force=force)
     terms = [{"group": f"{k}.{g}", "term": t, "value": v,
@@ -519,8 +528,9 @@ def breakeven(case, vary, until, rel_tol, objective, fmt, sets, catalogs, time_l
 
     \b
     Examples:
-      fleet breakeven rubin-lpx --vary chips.groq3-lpu.price_usd=1000:40000 --until 'chips.groq3-lpu > 0'
-      fleet breakeven rubin-lpx --vary chips.groq3-lpu.hop_latency_us=0.2:10 --until 'stage.decode_ffn == groq3-lpu'
+      fleet breakeven hbm-shortage --vary constraints.supply.rubin=100:2000 --until 'chips.cerebras-wse3 > 0'
+      fleet breakeven rubin-lpx --set classes.0.min_speed_tok_s_user=300 \\
+          --vary arch.lp30.t_layer_us=0.5:40 --until 'stage.decode_ffn == groq3-lpu'
     """
     from .reports import to_json
     from .studies import breakeven as run

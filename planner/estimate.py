@@ -31,7 +31,7 @@ def choose_layout(w: pf.Workload, c: pf.ChipSI, chips: int, batch: int, tp: int 
                   pp: int | None = None) -> tuple[int, int, bool]:
     """The runnable layout of exactly `chips` chips (optionally with the given tp/pp) that is fastest
     per user at `batch`; PlannerError naming the chip counts that do run when none does."""
-    lay = layouts(w.model, 1, c.domain, c.on_chip, max_chips=max(chips, 1) * 2)
+    lay = layouts(w.model, 1, c.domain, c.on_chip, n_max=max(chips, 1))
     if c.on_chip:  # SRAM chips pipeline at any depth: every tp × pp = chips is runnable
         rows = [(chips, t, chips // t, dp) for t in tp_widths(w.model, on_chip=True) if chips % t == 0
                 and chips // t <= w.model.layers for dp in ((False, True) if w.model.experts and t > 1 else (False,))]
@@ -44,15 +44,22 @@ def choose_layout(w: pf.Workload, c: pf.ChipSI, chips: int, batch: int, tp: int 
     if pp:
         mask &= lay.pp == pp
     if not mask.any():
-        runnable = sorted({int(n) for n in lay.n if n <= 4 * chips})
-        widths = ", ".join(str(t) for t in tp_widths(w.model, on_chip=c.on_chip))
+        widths_l = tp_widths(w.model, on_chip=c.on_chip)
+        widths = ", ".join(str(t) for t in widths_l)
+        why = (f"tensor/expert-parallel width tp must be one of {widths} (it divides the model's "
+               f"{w.model.q_heads} query heads, {w.model.kv_heads} KV heads"
+               + (f" and {w.model.experts} experts" if w.model.experts else "") + f"), pp ≤ {w.model.layers} layers")
+        if not c.on_chip:
+            why += f"; HBM chips pipeline (pp > 1) only across full scale-up domains (tp ≥ {min(c.domain, widths_l[-1])})"
+        if tp or pp:
+            fix = "drop --tp/--pp to take the fastest runnable layout"
+        else:
+            runnable = _runnable_counts(w.model, c, widths_l)
+            near = _nearest(runnable, chips)
+            fix = f"use --chips {' or '.join(str(n) for n in near)}" if near else "no chip count runs this model here"
         raise PlannerError(f"no runnable layout of {w.model.id} on {chips} × {c.id}" + (f" with tp={tp}" if tp else "")
-                           + (f" pp={pp}" if pp else ""), [Problem(
-                               "--chips" if not (tp or pp) else "--tp/--pp",
-                               f"tensor/expert-parallel width must be one of {widths} (it divides the model's "
-                               f"{w.model.q_heads} query heads, {w.model.kv_heads} KV heads"
-                               + (f" and {w.model.experts} experts" if w.model.experts else "") + "); chips = tp × pp",
-                               f"use --chips {' or '.join(str(n) for n in _nearest(runnable, chips))}")])
+                           + (f" pp={pp}" if pp else ""), [Problem("--chips" if not (tp or pp) else "--tp/--pp",
+                                                                    why + "; chips = tp × pp", fix)])
     best, best_speed = None, -1.0
     for i in np.nonzero(mask)[0]:
         d = pf.decode(w, c, chips, None, None, batch, pp=lay.pp[i], attn_dp=bool(lay.attn_dp[i]))
@@ -60,6 +67,14 @@ def choose_layout(w: pf.Workload, c: pf.ChipSI, chips: int, batch: int, tp: int 
         if speed > best_speed * (1 + 1e-9):
             best, best_speed = (int(lay.tp[i]), int(lay.pp[i]), bool(lay.attn_dp[i])), speed
     return best
+
+
+def _runnable_counts(m, c: pf.ChipSI, widths: list[int]) -> list[int]:
+    """Every chip count some runnable layout uses (up to 20,000 chips)."""
+    if c.on_chip:
+        return sorted({t * p for t in widths for p in range(1, m.layers + 1) if t * p <= 20000})
+    lay = layouts(m, 1, c.domain, c.on_chip, n_max=20000)
+    return sorted({int(n) for n in lay.n})
 
 
 def _nearest(values: list[int], target: int) -> list[int]:
@@ -98,6 +113,10 @@ def estimate(model: str, chip: str, chips: int, isl: int, osl: int, precision: s
     if afd and not ffn_chips:
         raise PlannerError("--ffn-chip needs --ffn-chips", [Problem("--ffn-chips", "missing",
                            f"give the FFN chip count (≥ {min_chips(w, ffn, 'ffn')} to hold the FFN weights)")])
+    if afd and (tp or pp):
+        raise PlannerError("--tp/--pp do not apply with --ffn-chip", [Problem("--tp/--pp",
+                           "attention–FFN disaggregation runs attention tensor-parallel on --chips and the FFN on --ffn-chips",
+                           "drop --tp/--pp")])
     serving = serving or ("decode" if prefill_chip else "aggregated")
 
     need = min_chips(w, attn, "attn" if afd else "all")
@@ -125,7 +144,7 @@ def estimate(model: str, chip: str, chips: int, isl: int, osl: int, precision: s
     step = float(d["step_s"])
     interference = 0.0
     if serving == "aggregated":
-        interference = batch * float(p["prefill_s"]) / w.osl
+        interference = batch * float(p["marginal_s"]) / w.osl  # as pf.aggregated: prompt chunks cost their compute
         ttft = float(p["prefill_s"]) + step
         prefill_rate = float(p["tokens_per_s_per_chip"])
         transfer = 0.0

@@ -53,11 +53,11 @@ def tp_widths(m: Model, max_tp: int = MAX_TP, on_chip: bool = False) -> list[int
 
 
 def layouts(m: Model, n_min: int, domain: int, on_chip: bool, n_factors=(1, 1.5, 2, 3, 4, 6, 8, 12, 16),
-            max_chips: int = 20000) -> Layouts:
+            max_chips: int = 20000, n_max: int | None = None) -> Layouts:
     """Every runnable (n, tp, pp, attn_dp) whose chips hold the weights (n ≥ n_min) and that is not
     wider than needed: n ≤ n_min × the largest factor, or 64 chips whatever the memory (so a chip
     with more memory never gets fewer layouts to choose from than one with less)."""
-    top = min(max(n_min * max(n_factors), 64), max_chips)
+    top = min(max(n_min * max(n_factors), 64) if n_max is None else n_max, max_chips)
     rows = set()
     widths = tp_widths(m, on_chip=on_chip)
     for tp in widths:

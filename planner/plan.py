@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import performance as pf
-from .candidates import GridOptions, build_candidates, chip_counts
+from .candidates import GridOptions, build_candidates
 from .cases import load_case
 from .domain import Case
 from .errors import InfeasibleError, PlannerError, Problem
@@ -85,8 +85,11 @@ def _diagnose_candidates(case: Case, units, grid: GridOptions) -> None:
 
 
 def _fastest(case: Case, tc, grid: GridOptions) -> tuple[float, str]:
-    """Fastest per-user decode any allowed chip reaches for the class (batch 1, any chip count)."""
-    w = pf.Workload(case.models[tc.model], tc.precision, tc.isl, tc.osl)
+    """Fastest per-user decode any allowed chip reaches for the class: batch 1, every runnable layout
+    the candidate generator would try."""
+    from .layouts import layouts
+
+    w = pf.Workload(case.models[tc.model], tc.precision, tc.isl, tc.osl, tc.cached_isl)
     best, where = 0.0, "no chip (the model fits nowhere)"
     for cid in case.fleet.chips:
         chip = case.chips[cid]
@@ -94,13 +97,17 @@ def _fastest(case: Case, tc, grid: GridOptions) -> tuple[float, str]:
             continue
         c = pf.ChipSI.of(chip, tc.precision)
         n_min = max(1, math.ceil(w.weight_bytes() / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
-        ns = chip_counts(n_min, c.domain, grid)
-        if not len(ns):
-            continue
-        d = pf.decode(w, c, ns, None, None, 1)
-        speed = np.where(d["fits"], d["speed_tok_s_user"], 0)
-        if speed.max() > best:
-            best, where = float(speed.max()), f"{int(ns[speed.argmax()])} × {cid}"
+        lay = layouts(w.model, n_min, c.domain, c.on_chip, grid.n_factors, grid.max_chips_per_unit)
+        for dp in (False, True):
+            sel = lay.select(lay.attn_dp == dp)
+            if not len(sel):
+                continue
+            d = pf.decode(w, c, sel.n, None, None, 1, pp=sel.pp, attn_dp=dp)
+            speed = np.where(d["fits"], d["speed_tok_s_user"], 0)
+            if speed.max() > best:
+                i = int(speed.argmax())
+                best = float(speed.max())
+                where = f"{int(sel.n[i])} × {cid} (tp {int(sel.tp[i])} × pp {int(sel.pp[i])})"
     return best, where
 
 

@@ -97,9 +97,15 @@ def write_atomic(path: str | Path, data: str | bytes, force: bool = True) -> Pat
 
         raise PlannerError(f"{path} exists", [Problem(str(path), "output file exists",
                                                       "pass --force to overwrite or choose another path")])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = "wb" if isinstance(data, bytes) else "w"
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        from .errors import PlannerError, Problem
+
+        raise PlannerError(f"cannot write {path}", [Problem(str(path), exc.strerror or str(exc),
+                                                            "choose a writable path in an existing directory")])
     try:
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8", "newline": ""})) as fh:
             fh.write(data)

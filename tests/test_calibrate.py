@@ -69,8 +69,10 @@ def test_chip_without_points_inherits_predecessor_then_family(catalog, points):
     pts, _ = points
     fit = cal.fit_groups([p for p in pts if p.chip == "h100-sxm"], catalog, max_nfev=10)
     fitted = cal.fitted_catalog(fit, catalog)
-    assert fitted.chips["h200-sxm"].bw_eff == fitted.chips["h100-sxm"].bw_eff  # same arch
-    assert fitted.chips["tpu-v7"].bw_eff == pytest.approx(fit.values[("family", "hbm", "bw_eff")])
+    assert fitted.chips["h200-sxm"].t_layer_us == fitted.chips["h100-sxm"].t_layer_us  # same arch
+    assert fitted.chips["tpu-v7"].t_layer_us == pytest.approx(fit.values[("family", "hbm", "t_layer_us")])
+    # a measured figure (Hopper's bw_eff, from operator tables) is never replaced, not even by its family's
+    assert fitted.chips["h100-sxm"].bw_eff == catalog.chips["h100-sxm"].bw_eff
 
 
 def test_lower_bound_claim_is_no_error_when_beaten(catalog, points):
@@ -88,8 +90,9 @@ def test_shipped_terms_are_calibrated_sourced_and_banded(catalog):
     assert 0 < hopper["error_band_p10"] <= 1 <= hopper["error_band_p90"]
     assert catalog.chips["b200"].provenance["t_layer_us"].note.startswith("arch group blackwell")
     assert catalog.chips["groq-lpu-v1"].provenance["hop_latency_us"].conf == "vendor-spec"
-    rubin = catalog.groups["arch"]["rubin"]["provenance"]["bw_eff"]
+    rubin = catalog.groups["arch"]["rubin"]["provenance"]["t_layer_us"]
     assert "blackwell-ultra" in rubin.note  # no points: inherits its predecessor
+    assert catalog.groups["arch"]["rubin"]["bw_eff"] == catalog.groups["arch"]["blackwell-ultra"]["bw_eff"]
 
 
 def test_shipped_catalog_keeps_the_physical_invariants(catalog):
@@ -132,7 +135,8 @@ def test_cli_writes_overlay_that_changes_only_fitted_groups(tmp_path):
     assert res.exit_code == 0, res.output
     assert "median" in res.output and out.exists()
     cat = load_catalog([out])
-    assert cat.groups["arch"]["hopper"]["provenance"]["bw_eff"].conf == "calibrated"
+    assert cat.groups["arch"]["hopper"]["provenance"]["t_layer_us"].conf == "calibrated"
+    assert cat.groups["arch"]["hopper"]["provenance"]["bw_eff"].conf == "reported"  # measured: not fitted
     base = load_catalog()
     assert cat.groups["arch"]["wse3"]["t_layer_us"] == base.groups["arch"]["wse3"]["t_layer_us"]  # untouched
     again = CliRunner().invoke(main, ["calibrate", str(POINTS), "--write", str(out), "--no-holdout"])
@@ -147,3 +151,36 @@ def test_cli_json_reports_holdout_by_chip_and_model():
     assert {"held_out_by_chip", "held_out_by_model", "in_sample"} <= set(d["summary"])
     assert set(d["by_arch"]["held_out_by_chip"]) == {"hopper", "cdna3"}
     assert all(math.isfinite(r["error"]) for r in d["held_out"]["chip"])
+
+
+def test_chip_deviation_survives_the_fit(catalog, points, tmp_path):
+    ov = tmp_path / "dev.toml"
+    ov.write_text("[chips.h100-sxm]\nt_layer_us = 50\n", encoding="utf-8")
+    cat = load_catalog([ov])
+    pts, _ = points
+    fit = cal.fit_groups([p for p in pts if p.chip in ("h100-sxm", "h200-sxm")], cat, max_nfev=5)
+    assert cal.fitted_catalog(fit, cat).chips["h100-sxm"].t_layer_us == 50  # the chip's own figure wins
+    assert cal.fitted_catalog(fit, cat).chips["h200-sxm"].t_layer_us != 50
+
+
+def test_hostile_csv_cells_are_excluded_with_reasons(tmp_path, catalog):
+    csv = tmp_path / "bad.csv"
+    csv.write_text("\ufeffid,model,precision,hardware,chips,isl,osl,per_user_tok_s,throughput_per_chip_tok_s\n"
+                   "neg,llama-3.1-70b,fp8,h100-sxm,-8,1000,1000,30,1500\n"
+                   "sci,llama-3.1-70b,fp8,h100-sxm,8,1e3,1e3,30,2e3\n"
+                   "huge,llama-3.1-70b,fp8,h100-sxm,8,1000,1000,30,1e300\n"
+                   "sci,llama-3.1-70b,fp8,h100-sxm,8,1000,1000,30,1500\n"
+                   ",llama-3.1-70b,fp8,h100-sxm,8,1000,1000,30,1500\n", encoding="utf-8")
+    pts, excluded = cal.load_points(csv, catalog)
+    reasons = dict(excluded)
+    assert [p.id for p in pts] == ["sci"] and pts[0].isl == 1000 and pts[0].tput_per_chip == 2000
+    assert "positive" in reasons["neg"] and "below 1e12" in reasons["huge"]
+    assert "duplicate" in reasons["sci"] and "(no id)" in reasons
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("id,model,precision,hardware,chips,isl,osl,per_user_tok_s\na,b,c\n", encoding="utf-8")
+    with pytest.raises(cal.PlannerError, match="ragged"):
+        cal.load_points(ragged, catalog)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("id,model\n\xe9,x\n".encode("latin-1"))
+    with pytest.raises(cal.PlannerError, match="UTF-8"):
+        cal.load_points(latin, catalog)

@@ -198,3 +198,20 @@ def test_unknown_precision_names_the_aliases():
     with pytest.raises(CaseError) as exc:
         load_case("default", ['classes.0.precision="q3"'])
     assert "nvfp4" in exc.value.render()  # no near name: the aliases are listed
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('[arch.hopper]\ninherits = "blackwell"\n[arch.blackwell]\ninherits = "hopper"\n', "cycle"),
+    ('[arch.hopper]\ninherits = "nosuch"\n', "unknown arch group 'nosuch'"),
+    ('arch = 5\n', "arch must be a table"),
+    ('[chips.rubin]\nprovenance = 5\n', "provenance must be a table"),
+    ('[arch.cdna4]\nerror_band_p10 = 0.5\n', "come together"),
+    ('[arch.hopper]\nbw_eff = 5\n', "fraction in [0.001, 1]"),
+    ('[arch.hopper]\nbw_eff = 1e-300\n', "fraction in [0.001, 1]"),
+])
+def test_hostile_group_overlays_are_named(tmp_path, text, needle):
+    ov = tmp_path / "ov.toml"
+    ov.write_text(text, encoding="utf-8")
+    with pytest.raises(CatalogError) as exc:
+        load_catalog([ov])
+    assert needle in exc.value.render()
