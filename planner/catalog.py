@@ -217,6 +217,10 @@ def _resolve(key: str, entries: Mapping, where: str, kind: str, listing: str) ->
     for entry_id, entry in entries.items():
         if key in entry.aliases:
             return entry_id
+    folded = str(key).strip().lower()  # ids are lower-case: GB300 means gb300
+    for entry_id, entry in entries.items():
+        if folded == entry_id or folded in entry.aliases:
+            return entry_id
     names = list(entries) + [a for e in entries.values() for a in e.aliases]
     hint = did_you_mean(key, names)
     raise CatalogError(f"unknown {kind} '{key}'", [

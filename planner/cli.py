@@ -259,6 +259,10 @@ def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
             + (f"; none of the usable rows is on {chip_ids}" if chip_ids else ""),
             "rows need a catalog model and chip (catalog ids or the vendor names the shipped points use), "
             "lengths, and a speed or throughput")])
+    if fmt == "table" or holdout:
+        folds = len({p.chip for p in points}) + len({p.model for p in points}) if holdout else 0
+        click.echo(f"fitting {len(points)} points" + (f", then {folds} hold-out refits (about a minute)" if folds else ""),
+                   err=True)
     fit = cal.fit_groups(points, cat)
     rows = cal.evaluate(points, cat, fit)
     summary = {"in_sample": cal.error_summary(rows), "catalog_terms": cal.error_summary(rows, "error_catalog")}

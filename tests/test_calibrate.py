@@ -147,7 +147,8 @@ def test_cli_writes_overlay_that_changes_only_fitted_groups(tmp_path):
 def test_cli_json_reports_holdout_by_chip_and_model():
     res = CliRunner().invoke(main, ["calibrate", str(POINTS), "--format", "json", "--chips", "h100-sxm,h200-sxm,mi300x"])
     assert res.exit_code == 0, res.output
-    d = json.loads(res.output)
+    d = json.loads(res.stdout)  # progress goes to stderr; stdout is the JSON alone
+    assert "fitting" in res.stderr
     assert {"held_out_by_chip", "held_out_by_model", "in_sample"} <= set(d["summary"])
     assert set(d["by_arch"]["held_out_by_chip"]) == {"hopper", "cdna3"}
     assert all(math.isfinite(r["error"]) for r in d["held_out"]["chip"])
