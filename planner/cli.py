@@ -532,9 +532,9 @@ def breakeven(case, vary, until, rel_tol, objective, fmt, sets, catalogs, time_l
 
     \b
     Examples:
-      fleet breakeven hbm-shortage --vary constraints.supply.rubin=100:2000 --until 'chips.cerebras-wse3 > 0'
-      fleet breakeven rubin-lpx --set classes.0.min_speed_tok_s_user=300 \\
-          --vary arch.lp30.t_layer_us=0.5:40 --until 'stage.decode_ffn == groq3-lpu'
+      fleet breakeven hbm-shortage --vary chips.cerebras-wse3.price_usd=200000:3000000 --until 'chips.cerebras-wse3 > 0'
+      fleet breakeven rubin-lpx --set classes.0.min_speed_tok_s_user=200 \\
+          --vary chips.groq3-lpu.price_usd=100:12000 --until 'stage.decode_ffn == groq3-lpu'
     """
     from .reports import to_json
     from .studies import breakeven as run
