@@ -594,6 +594,7 @@ def fit_groups(points: list[CalPoint], catalog: Catalog, x0: dict | None = None,
         elif ("family", fam_of.get(q.gid, ""), q.term) in index:
             shrink_pairs.append((i, index[("family", fam_of[q.gid], q.term)]))
     prepared = [_prepare(p, catalog.chips[p.chip], catalog) for p in points]
+    point_chips = sorted({p.chip for p in points})
     weights = _curve_weights(points)
     measured = np.log([p.measured for p in points])
     lower = np.array([p.lower_bound for p in points])
@@ -604,8 +605,8 @@ def fit_groups(points: list[CalPoint], catalog: Catalog, x0: dict | None = None,
     def residuals(z):
         x = x_of(z)
         vals = {(q.kind, q.gid, q.term): float(math.exp(v)) for q, v in zip(params, x)}
-        pred = np.array([_predict_prepared(pp_, _apply(catalog.chips[pp_.point.chip], vals, catalog))
-                         for pp_ in prepared])
+        chips = {cid: _apply(catalog.chips[cid], vals, catalog) for cid in point_chips}  # once per chip
+        pred = np.array([_predict_prepared(pp_, chips[pp_.point.chip]) for pp_ in prepared])
         err = np.log(np.maximum(pred, 1e-12)) - measured
         err = np.where(lower, np.minimum(err, 0.0), err)
         r = weights * err / LOSS_SCALE
@@ -708,10 +709,6 @@ def leave_one_out(points, catalog: Catalog, by: str, full: Fit | None = None, ma
     return rows
 
 
-def leave_one_model_out(points, catalog: Catalog) -> list[dict]:
-    return leave_one_out(points, catalog, "model")
-
-
 def error_summary(rows: list[dict], key: str = "error") -> dict[str, float]:
     """median, p90 and worst |error|, and how many points are off by more than 2× (either way)."""
     if not rows:
@@ -727,10 +724,7 @@ def error_summary(rows: list[dict], key: str = "error") -> dict[str, float]:
 
 
 def summary_by(rows: list[dict], key: str, err: str = "error") -> dict[str, dict]:
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(r[key], []).append(r)
-    return {k: error_summary(v, err) for k, v in sorted(groups.items())}
+    return {k: error_summary(v, err) for k, v in sorted(_by(rows, key).items())}
 
 
 def error_bands(rows: list[dict]) -> dict[str, tuple[float, float, int]]:

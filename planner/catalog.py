@@ -93,8 +93,6 @@ GROUP_FIELDS: dict[str, dict[str, tuple[str, bool, str | None, str]]] = {
 }
 GROUP_TERMS = {g: [k for k in spec if k not in ("name", "inherits", "error_band_p10", "error_band_p90")]
                for g, spec in GROUP_FIELDS.items()}
-CHIP_BEHAVIOUR_TERMS = ("bw_eff", "flop_eff", "m_half_tokens", "t_layer_us", "hop_latency_us", "link_eff",
-                        "scaleout_alpha_us", "topology", "t_step_us")
 CHIP_UNITLESS = {"name", "vendor", "class", "aliases", "system_name", "sold_by_system", "arch", "fabric", "software",
                  "topology"}
 

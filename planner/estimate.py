@@ -6,7 +6,7 @@ import math
 from . import performance as pf
 from .catalog import Catalog, load_catalog
 from .errors import PlannerError, Problem
-from .layouts import Layouts, layouts, tp_widths
+from .layouts import exact_layouts, runnable_counts, tp_widths
 from .units import GB
 
 import numpy as np
@@ -31,13 +31,7 @@ def choose_layout(w: pf.Workload, c: pf.ChipSI, chips: int, batch: int, tp: int 
                   pp: int | None = None) -> tuple[int, int, bool]:
     """The runnable layout of exactly `chips` chips (optionally with the given tp/pp) that is fastest
     per user at `batch`; PlannerError naming the chip counts that do run when none does."""
-    lay = layouts(w.model, 1, c.domain, c.on_chip, n_max=max(chips, 1))
-    if c.on_chip:  # SRAM chips pipeline at any depth: every tp × pp = chips is runnable
-        rows = [(chips, t, chips // t, dp) for t in tp_widths(w.model, on_chip=True) if chips % t == 0
-                and chips // t <= w.model.layers for dp in ((False, True) if w.model.experts and t > 1 else (False,))]
-        if rows:
-            arr = np.array(rows, dtype=float)
-            lay = Layouts(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3].astype(bool))
+    lay = exact_layouts(w.model, chips, c.domain, c.on_chip)
     mask = lay.n == chips
     if tp:
         mask &= lay.tp == tp
@@ -54,7 +48,7 @@ def choose_layout(w: pf.Workload, c: pf.ChipSI, chips: int, batch: int, tp: int 
         if tp or pp:
             fix = "drop --tp/--pp to take the fastest runnable layout"
         else:
-            runnable = _runnable_counts(w.model, c, widths_l)
+            runnable = runnable_counts(w.model, c.domain, c.on_chip)
             near = _nearest(runnable, chips)
             fix = f"use --chips {' or '.join(str(n) for n in near)}" if near else "no chip count runs this model here"
         raise PlannerError(f"no runnable layout of {w.model.id} on {chips} × {c.id}" + (f" with tp={tp}" if tp else "")
@@ -67,14 +61,6 @@ def choose_layout(w: pf.Workload, c: pf.ChipSI, chips: int, batch: int, tp: int 
         if speed > best_speed * (1 + 1e-9):
             best, best_speed = (int(lay.tp[i]), int(lay.pp[i]), bool(lay.attn_dp[i])), speed
     return best
-
-
-def _runnable_counts(m, c: pf.ChipSI, widths: list[int]) -> list[int]:
-    """Every chip count some runnable layout uses (up to 20,000 chips)."""
-    if c.on_chip:
-        return sorted({t * p for t in widths for p in range(1, m.layers + 1) if t * p <= 20000})
-    lay = layouts(m, 1, c.domain, c.on_chip, n_max=20000)
-    return sorted({int(n) for n in lay.n})
 
 
 def _nearest(values: list[int], target: int) -> list[int]:

@@ -85,4 +85,24 @@ def layouts(m: Model, n_min: int, domain: int, on_chip: bool, n_factors=(1, 1.5,
     return Layouts(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3].astype(bool))
 
 
-__all__ = ["Layouts", "layouts", "tp_widths"]
+def exact_layouts(m: Model, chips: int, domain: int, on_chip: bool) -> Layouts:
+    """Every runnable layout of exactly `chips` chips. SRAM chips pipeline at any depth, so every
+    tp × pp = chips with pp ≤ layers runs; HBM chips follow the rules of `layouts`."""
+    if on_chip:
+        rows = [(chips, t, chips // t, dp) for t in tp_widths(m, on_chip=True)
+                if chips % t == 0 and chips // t <= m.layers
+                for dp in ((False, True) if m.experts and t > 1 else (False,))]
+        arr = np.array(rows, dtype=float).reshape(-1, 4)
+        return Layouts(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3].astype(bool))
+    lay = layouts(m, 1, domain, on_chip, n_max=max(chips, 1))
+    return lay.select(lay.n == chips)
+
+
+def runnable_counts(m: Model, domain: int, on_chip: bool, max_chips: int = 20000) -> list[int]:
+    """Every chip count some runnable layout uses."""
+    if on_chip:
+        return sorted({t * p for t in tp_widths(m, on_chip=True) for p in range(1, m.layers + 1) if t * p <= max_chips})
+    return sorted({int(n) for n in layouts(m, 1, domain, on_chip, n_max=max_chips).n})
+
+
+__all__ = ["Layouts", "exact_layouts", "layouts", "runnable_counts", "tp_widths"]

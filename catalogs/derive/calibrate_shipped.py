@@ -71,6 +71,8 @@ def main(points_csv: str) -> None:
     rows = cal.evaluate(points, cat)  # the shipped terms as written (rounded to 4 digits)
     hold_rows = cal.evaluate(hold_pts, cat, fold="own held-out set")
     report = {
+        "source": f"python catalogs/derive/calibrate_shipped.py on {Path(points_csv).name} (shared/data) and "
+                  "catalogs/derive/holdout-points.csv, " + cal._today(),
         "points": len(points), "excluded": len(excluded),
         "in_sample": cal.error_summary(rows),
         **{f"held_out_by_{by}": cal.error_summary(h) for by, h in held.items()},
