@@ -11,11 +11,11 @@ Imports are lazy so that `import planner` stays cheap.
 __version__ = "0.1.0"
 
 _API = {
-    "plan": ("planner.plan", "plan"),
-    "plan_case": ("planner.plan", "plan_case"),
+    "plan": ("planner.planning", "plan"),
+    "plan_case": ("planner.planning", "plan_case"),
     "load_case": ("planner.cases", "load_case"),
     "load_catalog": ("planner.catalog", "load_catalog"),
-    "estimate": ("planner.estimate", "estimate"),
+    "estimate": ("planner.estimation", "estimate"),
     "sweep": ("planner.studies", "sweep"),
     "pareto": ("planner.studies", "pareto"),
     "budget": ("planner.studies", "budget"),

@@ -26,6 +26,7 @@ GPU, more than the B200's dense FP8 peak (4.5 PFLOPS); so output = total × OSL 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -130,14 +131,11 @@ def _match(rules, text: str):
 
 def load_points(path: str | Path, catalog: Catalog) -> tuple[list[CalPoint], list[tuple[str, str]]]:
     """Usable points and (id, reason) for every excluded one."""
+    from .inputs import read_text
+
+    text = read_text(path, "a points CSV")
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise PlannerError(f"cannot read {path}", [Problem(str(path), str(exc), "give a readable CSV")])
-    except UnicodeDecodeError as exc:
-        raise PlannerError(f"{path} is not UTF-8 text", [Problem(str(path), str(exc)[:120],
-                           "save the CSV as UTF-8")])
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
     except csv.Error as exc:
         raise PlannerError(f"{path} is not a readable CSV", [Problem(str(path), str(exc), "fix the CSV at that row")])
     for i, r in enumerate(rows):

@@ -235,10 +235,21 @@ def _fits_in(nd_k, nd_i, na_k, na_i) -> bool:
     return (na_i // na_k) * nd_k <= nd_i
 
 
-def build_candidates(case: Case, opts: GridOptions | None = None) -> pd.DataFrame:
-    """The candidate table for every class of the case, pruned unless opts.prune is False."""
+def build_candidates(case: Case, opts: GridOptions | None = None, deadline: float | None = None) -> pd.DataFrame:
+    """The candidate table for every class of the case, pruned unless opts.prune is False.
+    `deadline` (time.monotonic) stops a generation that would outlast the command's time limit."""
+    import time
+
+    from .errors import Problem, TimeLimitError
+
     opts = opts or GridOptions()
-    chunks = [c for j, tc in enumerate(case.classes) for c in class_candidates(case, j, tc, opts)]
+    chunks = []
+    for j, tc in enumerate(case.classes):
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeLimitError("time limit reached while generating candidate units", [Problem(
+                "--time-limit", f"candidates for {j} of {len(case.classes)} classes were built in time",
+                "raise --time-limit, use --grid coarse, or split the case")])
+        chunks += class_candidates(case, j, tc, opts)
     cols = ["class", "class_index", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "batch",
             "throughput_tok_s", "speed_tok_s_user", "ttft_s", "prefill_tok_s", "draft_chip", "n_draft",
             "tp", "pp", "ep", "attn_dp", "mtp_tokens"]

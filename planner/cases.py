@@ -7,6 +7,7 @@ problem at once (file, field path, what is wrong, how to fix it).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import tomllib
@@ -14,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .catalog import ECONOMICS_FIELDS, Catalog, check_fields, check_value, load_catalog
+from .catalog import ECONOMICS_FIELDS, PHYSICAL_RANGES, Catalog, check_fields, check_range, check_value, load_catalog
 from .domain import STAGES, Case, Constraints, Economics, Fleet, TrafficClass
 from .errors import CaseError, CatalogError, Problem, did_you_mean
 from .units import PRECISION_ALIASES, PRECISIONS, canonical_precision
@@ -46,6 +47,25 @@ CONSTRAINT_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "supply": ("table", False, None, "per-chip caps, e.g. {rubin = 20000}"),
     "fixed_cost_usd": ("table", False, None, "per-chip-type fixed platform cost (USD)"),
 }
+CASE_RANGES: dict[str, tuple[float, float, str]] = {
+    # A case figure outside these is a typo or a units slip, not a scenario (see catalog.PHYSICAL_RANGES).
+    "isl": (1, 10_000_000, "tokens"),
+    "osl": (1, 10_000_000, "tokens"),
+    "cached_isl": (0, 10_000_000, "tokens"),
+    "demand_tok_s": (1e-3, 1e10, "tok/s (1e10 is ~10× what a 1 GW site serves)"),
+    "min_speed_tok_s_user": (0.01, 100_000, "tok/s/user"),
+    "ttft_s": (0.001, 3_600, "s"),
+    "kv_headroom": (0, 10, "(fraction of the KV cache kept spare)"),
+    "draft_tokens": (1, 64, "tokens"),
+    "mtp_tokens": (0, 16, "tokens"),
+    "accepted_tokens_per_step": (1, 65, "tokens"),
+    "power_mw": (0.001, 100_000, "MW"),
+    "capex_usd": (1, 1e13, "USD"),
+    "max_chip_types_per_stage": (1, 1_000, "types"),
+    "supply": (0, 1e8, "chips"),
+    "fixed_cost_usd": (0, 1e12, "USD"),
+    **PHYSICAL_RANGES,
+}
 FLEET_FIELDS = ("chips", "stages", "modes")
 MODES = ("aggregated", "disaggregated")
 
@@ -61,7 +81,7 @@ def case_path(name_or_path: str | None) -> Path:
     name_or_path = name_or_path or "default"
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.is_file():
-        if not p.exists():
+        if not p.exists() and not p.is_symlink():
             raise CaseError(f"case file not found: {p}", [Problem(str(p), "no such file",
                             "give a path to a .toml case or a shipped case name (see `fleet cases`)")])
         return p
@@ -77,7 +97,7 @@ def parse_value(text: str) -> Any:
     """A --set value parsed as TOML (numbers, strings, lists, tables); bare words stay strings."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 
@@ -91,11 +111,43 @@ def split_path(path: str) -> list[str | int]:
     return [int(p) if p.isascii() and p.isdigit() else p for p in parts]
 
 
+def _list_item(items: list, key: str | int, path: str, done: str) -> int:
+    """The index of `key` in a list of tables: an index, or an item's `name` (classes.chat.isl)."""
+    if isinstance(key, int) and 0 <= key < len(items):
+        return key
+    names = [it.get("name") for it in items if isinstance(it, dict)]
+    if isinstance(key, str) and key in names:
+        return names.index(key)
+    hint = did_you_mean(key, [n for n in names if isinstance(n, str)]) if isinstance(key, str) else ""
+    raise CaseError(f"--set {path}: no item {key}", [Problem(f"--set {path}",
+                    f"'{done}' has {len(items)} item(s)" + (f" named {', '.join(map(str, names))}" if names else ""),
+                    hint or (f"use an index from 0 to {len(items) - 1} or an item's name" if items else "add the item first"))])
+
+
 def get_path(raw: dict, path: str) -> Any:
     node: Any = raw
-    for key in split_path(path):
-        node = node[key]
+    keys = split_path(path)
+    for i, key in enumerate(keys):
+        node = node[_list_item(node, key, path, ".".join(map(str, keys[:i])))] if isinstance(node, list) else node[key]
     return node
+
+
+def resolve_path(raw: dict, path: str) -> str:
+    """`path` with list items addressed by index ('classes.chat.isl' → 'classes.0.isl'), or as given."""
+    keys, node, out = split_path(path), raw, []
+    for i, key in enumerate(keys):
+        if isinstance(node, list):
+            try:
+                key = _list_item(node, key, path, ".".join(map(str, out)))
+            except CaseError:
+                return path
+        out.append(key)
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            out += keys[i + 1:]
+            break
+    return ".".join(map(str, out))
 
 
 def apply_override(raw: dict, path: str, value: Any) -> None:
@@ -105,11 +157,7 @@ def apply_override(raw: dict, path: str, value: Any) -> None:
     for i, key in enumerate(keys[:-1]):
         nxt = keys[i + 1]
         if isinstance(node, list):
-            if not isinstance(key, int) or key >= len(node):
-                raise CaseError(f"--set {path}: no item {key}", [Problem(f"--set {path}",
-                                f"'{'.'.join(map(str, keys[:i]))}' has {len(node)} item(s)",
-                                f"use an index from 0 to {len(node) - 1}")])
-            node = node[key]
+            node = node[_list_item(node, key, path, ".".join(map(str, keys[:i])))]
             continue
         if not isinstance(node, dict):
             raise CaseError(f"--set {path}: cannot descend into a value", [Problem(f"--set {path}",
@@ -119,10 +167,7 @@ def apply_override(raw: dict, path: str, value: Any) -> None:
         node = node[key]
     last = keys[-1]
     if isinstance(node, list):
-        if not isinstance(last, int) or last >= len(node):
-            raise CaseError(f"--set {path}: no item {last}", [Problem(f"--set {path}",
-                            f"list has {len(node)} item(s)", "use an existing index")])
-        node[last] = value
+        node[_list_item(node, last, path, ".".join(map(str, keys[:-1])))] = value
     elif isinstance(node, dict):
         node[last] = value
     else:
@@ -141,19 +186,40 @@ def parse_sets(sets: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
 
 
 def read_case_raw(name_or_path: str | None) -> tuple[dict, str]:
+    from .inputs import loads_toml, read_text
+
     path = case_path(name_or_path)
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8")), str(path)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CaseError(f"{path} is not valid TOML", [Problem(str(path), str(exc), "fix the TOML syntax")])
+    return loads_toml(read_text(path, "a case file", CaseError), str(path), CaseError), str(path)
 
 
 def load_case(name_or_path: str | None = None, sets=(), catalogs=()) -> Case:
     """Read, override, validate; raises CaseError/CatalogError listing every problem."""
     raw, label = read_case_raw(name_or_path)
-    for path, value in parse_sets(sets):
+    overrides = parse_sets(sets)
+    for path, value in overrides:
         apply_override(raw, path, value)
-    return build_case(raw, label, catalogs)
+    with blame_sets(raw, [p for p, _ in overrides]):
+        return build_case(raw, label, catalogs)
+
+
+@contextlib.contextmanager
+def blame_sets(raw: dict, set_paths: list[str], option: str = "--set"):
+    """A problem in a field that a --set wrote names the --set, not the case or catalog file it
+    would otherwise be reported against (the file is fine; the override is not)."""
+    try:
+        yield
+    except (CaseError, CatalogError) as exc:
+        resolved = [(p, resolve_path(raw, p)) for p in set_paths]
+        for i, prob in enumerate(exc.problems):
+            field_path = prob.where.rsplit(": ", 1)[-1]
+            for given, canon in resolved:
+                if field_path in (canon, given) or field_path.startswith(canon + ".") or canon.startswith(field_path + "."):
+                    detail = "" if field_path in (given, canon) else f" ({field_path})"
+                    exc.problems[i] = Problem(f"{option} {given}{detail}", prob.what, prob.fix)
+                    break
+        if exc.problems and all(p.where.startswith(option + " ") for p in exc.problems):
+            exc.args = (f"{option}: {len(exc.problems)} problem(s)",)
+        raise
 
 
 def build_case(raw: dict, label: str, catalogs=()) -> Case:
@@ -188,9 +254,7 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
         problems.append(P("economics", "must be a table"))
     else:
         problems += [Problem(f"{label}: {p.where}", p.what, p.fix)
-                     for p in check_fields(econ, ECONOMICS_FIELDS, "economics", partial=True)]
-        if isinstance(econ.get("pue"), (int, float)) and not isinstance(econ.get("pue"), bool) and econ["pue"] < 1:
-            problems.append(P("economics.pue", f"must be ≥ 1, got {econ['pue']}", "PUE is facility/IT power"))
+                     for p in check_fields(econ, ECONOMICS_FIELDS, "economics", partial=True, ranges=CASE_RANGES)]
 
     fleet = raw.get("fleet")
     fleet_chips: list[str] = []
@@ -251,7 +315,16 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                 if key not in FLEET_FIELDS:
                     problems.append(P(f"families.{fname}.{key}", "unknown key", did_you_mean(key, FLEET_FIELDS)
                                       or f"known keys: {', '.join(FLEET_FIELDS)}"))
-            stage_lists = fam.get("stages", {}) if isinstance(fam.get("stages", {}), dict) else {}
+            stage_lists = fam.get("stages", {})
+            if not isinstance(stage_lists, dict):
+                problems.append(P(f"families.{fname}.stages", "must be a table of stage = [chips]",
+                                  'e.g. stages = { decode_ffn = ["groq3-lpu"] }'))
+                stage_lists = {}
+            for stage, lst in stage_lists.items():
+                if not isinstance(lst, list) or not all(isinstance(c, str) for c in lst):
+                    problems.append(P(f"families.{fname}.stages.{stage}", "must be a list of chip ids"))
+            if "modes" in fam and (not isinstance(fam["modes"], list) or any(m not in MODES for m in fam["modes"])):
+                problems.append(P(f"families.{fname}.modes", f"must be a list drawn from {', '.join(MODES)}"))
             for c in fam["chips"] + [c for lst in stage_lists.values() if isinstance(lst, list) for c in lst]:
                 try:
                     catalog.resolve_chip(str(c))
@@ -267,7 +340,7 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
         problems.append(P("constraints", "must be a table"))
     else:
         for p in check_fields({k: v for k, v in cons.items() if k not in ("supply", "fixed_cost_usd")},
-                              CONSTRAINT_FIELDS, "constraints", partial=True):
+                              CONSTRAINT_FIELDS, "constraints", partial=True, ranges=CASE_RANGES):
             problems.append(Problem(f"{label}: {p.where}", p.what, p.fix))
         for table, minimum in (("supply", ">=0"), ("fixed_cost_usd", ">=0")):
             entries = cons.get(table, {})
@@ -279,7 +352,8 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                     catalog.resolve_chip(chip)
                 except CatalogError as exc:
                     problems += [P(f"constraints.{table}.{chip}", p.what, p.fix) for p in exc.problems]
-                why = check_value(value, "int" if table == "supply" else "float", minimum)
+                why = check_value(value, "int" if table == "supply" else "float", minimum) or check_range(
+                    table, value, CASE_RANGES)
                 if why:
                     problems.append(P(f"constraints.{table}.{chip}", why))
 
@@ -296,7 +370,7 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
             problems.append(P(where, "must be a table"))
             continue
         problems += [Problem(f"{label}: {p.where}", p.what, p.fix)
-                     for p in check_fields(cls, CLASS_FIELDS, where, partial=False)]
+                     for p in check_fields(cls, CLASS_FIELDS, where, partial=False, ranges=CASE_RANGES)]
         names.append(cls.get("name"))
         if isinstance(cls.get("model"), str):
             try:
@@ -331,7 +405,7 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                 problems.append(P(f"{where}.accepted_tokens_per_step", f"must be between 1 and mtp_tokens + 1 "
                                   f"({k_mtp + 1}), got {acc}", "e.g. 1.8 for one MTP token accepted 80 % of the time"))
         ci, isl = cls.get("cached_isl", 0), cls.get("isl")
-        if isinstance(ci, int) and isinstance(isl, int) and not isinstance(ci, bool) and ci >= isl > 0:
+        if _number(ci) and _number(isl) and ci >= isl > 0:
             problems.append(P(f"{where}.cached_isl", f"must be below isl ({isl}), got {ci}",
                               "cached_isl counts the prompt tokens already cached"))
         mu = cls.get("max_utilization")
@@ -379,6 +453,10 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
         source=label,
         catalog_versions=dict(catalog.versions),
     )
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _opt(value) -> float | None:

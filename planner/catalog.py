@@ -135,6 +135,58 @@ ECONOMICS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
 }
 
 
+PHYSICAL_RANGES: dict[str, tuple[float, float, str]] = {
+    # field → (lowest, highest, unit): a figure outside is a typo or a units slip (kW for W, USD for
+    # kUSD), not a what-if; left in, it makes the MILP drop every row and call an empty fleet optimal.
+    # Bounds sit one to two orders of magnitude beyond the widest shipped figure.
+    "chips_per_system": (1, 100_000, "chips"),
+    "mem_gb": (0.001, 100_000, "GB"),
+    "mem_bw_tbs": (0.01, 1_000_000, "TB/s"),
+    "bf16_tflops": (0, 10_000_000, "TFLOPS"),
+    "fp8_tflops": (0, 10_000_000, "TFLOPS"),
+    "fp4_tflops": (0, 10_000_000, "TFLOPS"),
+    "power_kw": (0.001, 1_000, "kW per chip"),
+    "price_usd": (1, 100_000_000, "USD per chip"),
+    "scaleup_domain_chips": (1, 1_000_000, "chips"),
+    "scaleup_bw_gbs": (0.1, 1_000_000, "GB/s"),
+    "scaleout_bw_gbs": (0.01, 100_000, "GB/s"),
+    "m_half_tokens": (0, 100_000, "tokens"),
+    "t_layer_us": (0, 10_000, "µs"),
+    "hop_latency_us": (0, 10_000, "µs"),
+    "scaleout_alpha_us": (0, 100_000, "µs"),
+    "t_step_us": (0, 1_000_000, "µs"),
+    "t_seq_us": (0, 100_000, "µs"),
+    "moe_layer_extra": (0, 100, "× t_layer_us"),
+    "mla_layer_extra": (0, 100, "× t_layer_us"),
+    "error_band_p10": (0.01, 100, "measured/predicted"),
+    "error_band_p90": (0.01, 100, "measured/predicted"),
+    "layers": (1, 10_000, "layers"),
+    "hidden": (1, 1_000_000, ""),
+    "q_heads": (1, 100_000, "heads"),
+    "kv_heads": (1, 100_000, "heads"),
+    "head_dim": (1, 100_000, ""),
+    "vocab": (1, 100_000_000, "tokens"),
+    "published_total_params_b": (0.001, 1_000_000, "B parameters"),
+    "published_active_params_b": (0.001, 1_000_000, "B parameters"),
+    "electricity_usd_per_kwh": (0, 10, "USD/kWh"),
+    "pue": (1, 5, "facility/IT power"),
+    "amortization_years": (0.1, 50, "years"),
+    "facility_capex_usd_per_mw": (0, 1_000_000_000, "USD per MW"),
+    "facility_amortization_years": (0.1, 100, "years"),
+}
+
+
+def check_range(key: str, value: Any, ranges: Mapping = PHYSICAL_RANGES) -> str | None:
+    """Why a number is outside the physical range of its field, or None."""
+    bounds = ranges.get(key)
+    if bounds is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    lo, hi, unit = bounds
+    if not lo <= value <= hi:
+        return f"{value:,g} is outside the physical range [{lo:,g}, {hi:,g}] {unit}".rstrip()
+    return None
+
+
 def check_value(value: Any, kind: str, minimum: str | None) -> str | None:
     """Why `value` is not a valid `kind` (with `minimum`), or None when it is."""
     if kind == "str":
@@ -145,7 +197,8 @@ def check_value(value: Any, kind: str, minimum: str | None) -> str | None:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         return None if ok else "must be a list of strings"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"must be a number, got {type(value).__name__} {value!r}"
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "…"
+        return f"must be a number, got {type(value).__name__} {shown}"
     if kind == "int" and not (isinstance(value, int) or float(value).is_integer()):
         return f"must be a whole number, got {value!r}"
     if not math.isfinite(float(value)):
@@ -161,7 +214,8 @@ def check_value(value: Any, kind: str, minimum: str | None) -> str | None:
     return None
 
 
-def check_fields(entry: Mapping, spec: Mapping, where: str, partial: bool) -> list[Problem]:
+def check_fields(entry: Mapping, spec: Mapping, where: str, partial: bool,
+                 ranges: Mapping = PHYSICAL_RANGES) -> list[Problem]:
     """Unknown keys, wrong types, bad ranges, and (unless partial) missing required fields."""
     problems: list[Problem] = []
     for key, value in entry.items():
@@ -173,7 +227,7 @@ def check_fields(entry: Mapping, spec: Mapping, where: str, partial: bool) -> li
                                     hint or f"known fields: {', '.join(spec)}"))
             continue
         kind, _, minimum, desc = spec[key]
-        why = check_value(value, kind, minimum)
+        why = check_value(value, kind, minimum) or check_range(key, value, ranges)
         if why:
             problems.append(Problem(f"{where}.{key}", why, f"give {desc}"))
     if not partial:
@@ -226,16 +280,11 @@ def _resolve(key: str, entries: Mapping, where: str, kind: str, listing: str) ->
 
 
 def _read_toml(path_or_text, label: str) -> dict:
-    try:
-        if isinstance(path_or_text, Path):
-            return tomllib.loads(path_or_text.read_text(encoding="utf-8"))
-        return tomllib.loads(path_or_text)
-    except FileNotFoundError:
-        raise CatalogError(f"catalog file not found: {label}",
-                           [Problem(label, "no such file", "check the path given to --catalog")])
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"{label} is not valid TOML",
-                           [Problem(label, str(exc), "fix the TOML syntax at that line")])
+    from .inputs import loads_toml, read_text
+
+    text = read_text(path_or_text, "a catalog overlay (--catalog)", CatalogError) if isinstance(path_or_text, Path) \
+        else path_or_text
+    return loads_toml(text, label, CatalogError)
 
 
 @functools.lru_cache(maxsize=1)
@@ -355,6 +404,13 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
                                     did_you_mean(key, ["sources", "chips", "models", "economics", *GROUP_FIELDS])
                                     or "use [sources], [chips.ID], [models.ID], [economics], [arch.ID], "
                                        "[fabric.ID] or [software.ID]"))
+        bad = [k for k in ("sources", "chips", "models", "economics", *GROUP_FIELDS)
+               if k in data and not isinstance(data[k], dict)]
+        if bad:
+            raise CatalogError(f"{label}: {bad[0]} must be a table", [Problem(
+                f"{label}: {k}", f"must be a table, got {type(data[k]).__name__}",
+                f"write [{k}]" + ("" if k == "economics" else f" with [{k}.ID] entries" if k != "sources" else " key = {cite, date}"))
+                for k in bad])
         for key, src in (data.get("sources") or {}).items():
             if not isinstance(src, dict) or "cite" not in src or "date" not in src:
                 problems.append(Problem(f"{label}: sources.{key}", "must be {cite = ..., date = ...}"))
@@ -453,6 +509,10 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
     econ_user: str | None = None
     for label, data in layers:
         section = data.get("economics") or {}
+        if not isinstance(section.get("provenance", {}), dict):
+            problems.append(Problem(f"{label}: economics.provenance", "must be a table of field = {src, conf}",
+                                    'e.g. provenance = { pue = { src = "mysource", conf = "estimate" } }'))
+            section = {k: v for k, v in section.items() if k != "provenance"}
         if label not in shipped_labels and section:
             econ_user = label
             for k in section:

@@ -31,6 +31,18 @@ class PrecisionType(click.ParamType):
 PRECISION = PrecisionType()
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (click's own comparisons let nan through)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
 class FleetCommand(click.Command):
     """Turns a PlannerError into its message on stderr and its exit code — never a traceback."""
 
@@ -39,6 +51,8 @@ class FleetCommand(click.Command):
             return super().invoke(ctx)
         except PlannerError as exc:
             click.echo(exc.render(), err=True)
+            if ctx.params.get("fmt") == "json":  # a JSON request always gets JSON on stdout
+                click.echo(error_json(exc), nl=False)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -53,6 +67,17 @@ class FleetCommand(click.Command):
             click.echo(f"internal error ({type(exc).__name__}: {exc}); rerun with FLEET_DEBUG=1 and report it",
                        err=True)
             ctx.exit(70)
+
+
+def error_json(exc: PlannerError) -> str:
+    """{"status", "message", "diagnosis": [{where, what, fix}]} for a failed JSON request."""
+    from .errors import CaseError, CatalogError, InfeasibleError, TimeLimitError
+    from .reports import to_json
+
+    status = ("infeasible" if isinstance(exc, InfeasibleError) else "time_limit" if isinstance(exc, TimeLimitError)
+              else "invalid" if isinstance(exc, (CaseError, CatalogError)) or exc.exit_code == 2 else "solver_error")
+    return to_json({"status": status, "exit_code": exc.exit_code, "message": str(exc.args[0]),
+                    "diagnosis": [{"where": p.where, "what": p.what, "fix": p.fix} for p in exc.problems]})
 
 
 class FleetGroup(click.Group):
@@ -205,7 +230,7 @@ def estimate(model, chip, chips, batch, isl, osl, precision, ffn_chip, ffn_chips
       fleet estimate --model deepseek-r1 --chip rubin --chips 8 --ffn-chip groq3-lpu --ffn-chips 1536 \\
                      --isl 8000 --osl 1000 --concurrency 64 --format json
     """
-    from .estimate import estimate as run_estimate, estimate_table
+    from .estimation import estimate as run_estimate, estimate_table
     from .reports import to_json
 
     r = run_estimate(model, chip, chips, isl, osl, precision, batch, ffn_chip, ffn_chips, concurrency,
@@ -318,9 +343,9 @@ def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
 def solve_options(f):
     f = click.option("--grid", type=click.Choice(["fine", "coarse"]), default="fine", show_default=True,
                      help="Candidate grid: coarse halves columns and solve time (good for big sweeps).")(f)
-    f = click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+    f = click.option("--time-limit", "time_limit_s", type=FiniteFloatRange(min=0.1, max=1e6), default=60.0, show_default=True,
                      help="Solver time limit (s); the best plan found so far is returned with status time_limit.")(f)
-    f = click.option("--mip-gap", type=click.FloatRange(min=0.0, max=1.0), default=1e-3, show_default=True,
+    f = click.option("--mip-gap", type=FiniteFloatRange(min=0.0, max=1.0), default=1e-3, show_default=True,
                      help="Relative MIP gap at which the solver stops.")(f)
     return f
 
@@ -337,7 +362,7 @@ def solve_options(f):
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--output", "out_dir", type=click.Path(file_okay=False),
               help="Write tidy CSVs (chips, stages, units, classes, constraints, costs) + plan.json + run.json.")
-@click.option("--force", is_flag=True, help="Overwrite files in --output.")
+@click.option("--force", is_flag=True, help="Replace the plan in --output and an existing --write-model file.")
 def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_model, fmt, out_dir, force):
     """Plan the fleet for CASE (a path or a shipped case name; default: 'default').
 
@@ -351,13 +376,24 @@ def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_mod
       fleet plan default --set classes.1.min_speed_tok_s_user=400 --format json
       fleet plan my-case.toml --objective throughput --output out/
     """
-    from .plan import plan as run_plan, run_record, write_outputs
+    from .planning import check_output_dir, plan as run_plan, run_record, write_outputs
     from .reports import to_json
     from .results import plan_text
 
+    from pathlib import Path
+
+    from .errors import Problem
+
     if write_model and not write_model.endswith((".lp", ".mps")):
         raise click.BadParameter("must end in .lp or .mps", param_hint="--write-model")
+    if write_model and Path(write_model).exists() and not force:  # outputs are checked before any solving
+        raise PlannerError(f"{write_model} exists", [Problem("--write-model", "file exists",
+                                                             "pass --force to overwrite or choose another path")])
+    if out_dir:
+        check_output_dir(out_dir, force)
     p = run_plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, grid)
+    if write_model:
+        click.echo(f"wrote the MILP to {write_model}", err=True)
     click.echo(to_json(p.to_dict()) if fmt == "json" else plan_text(p), nl=fmt != "json")
     if out_dir:
         run = run_record(p, p.problem.case.source, sets, catalogs,
@@ -520,7 +556,7 @@ def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_lim
 @click.option("--vary", required=True, metavar="PATH=LO:HI", help="One parameter and the interval to search.")
 @click.option("--until", "until", required=True, metavar="EXPR",
               help="'chips.ID > 0', 'chips.ID == 0', or 'stage[.CLASS].STAGE == CHIP'.")
-@click.option("--rel-tol", type=click.FloatRange(min=1e-6, max=0.5), default=0.01, show_default=True,
+@click.option("--rel-tol", type=FiniteFloatRange(min=1e-6, max=0.5), default=0.01, show_default=True,
               help="Stop when the interval is this fraction of the value.")
 @click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]), default="tco", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)

@@ -4,7 +4,8 @@
     ├── CatalogError             a catalog file or overlay is malformed or names nothing known
     ├── CaseError                a case file or a --set override is malformed or invalid
     ├── InfeasibleError          the targets cannot be met (carries the diagnosis)
-    └── SolverError              the solver failed or is missing
+    └── SolverError              the solver failed, is missing, or found no plan in time
+        └── TimeLimitError       the time limit ran out before any plan was found
 
 Each carries a list of `Problem`s so validation can report every problem at once.
 """
@@ -55,6 +56,10 @@ class InfeasibleError(PlannerError):
 
 class SolverError(PlannerError):
     exit_code = 3
+
+
+class TimeLimitError(SolverError):
+    """The time limit ran out before any plan was found: a failure, never an empty plan."""
 
 
 def did_you_mean(word: str, options) -> str:

@@ -89,6 +89,12 @@ def _csv_value(v: Any) -> Any:
     return "" if v is None else v
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, data: str | bytes, force: bool = True) -> Path:
     """Write via a temp file in the same directory and rename: readers never see half a file."""
     path = Path(path)
@@ -107,11 +113,18 @@ def write_atomic(path: str | Path, data: str | bytes, force: bool = True) -> Pat
         raise PlannerError(f"cannot write {path}", [Problem(str(path), exc.strerror or str(exc),
                                                             "choose a writable path in an existing directory")])
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; an output file gets the user's usual mode
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8", "newline": ""})) as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        from .errors import PlannerError, Problem
+
+        raise PlannerError(f"cannot write {path}", [Problem(str(path), exc.strerror or str(exc),
+                                                            "free space or choose a writable path; nothing was changed")])
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

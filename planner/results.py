@@ -1,7 +1,7 @@
 """Tidy results from a solved model, in user units: chips, stages, units, classes, costs, constraints."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -9,6 +9,17 @@ from .problem import Problem
 from .solve import Outcome
 
 TOL = 1e-6
+
+METRIC_DEFINITIONS = {
+    "served_tok_s": "output tokens/s the plan is built to deliver: each class's demand (under the throughput "
+                    "objective, the common served share of it); spare capacity is not counted",
+    "capacity_tok_s": "output tokens/s the bought units can produce at the speed target (≥ served)",
+    "tco_usd_per_hour": "chip capex amortised over economics.amortization_years + energy at the site (× PUE) + "
+                        "facility capex per MW amortised over economics.facility_amortization_years + fixed platform costs",
+    "usd_per_mtok": "tco_usd_per_hour / (served_tok_s × 3600 / 1e6): USD per million output tokens delivered",
+    "usd_per_mtok_capacity": "tco_usd_per_hour / (capacity_tok_s × 3600 / 1e6): USD per million tokens if every unit ran full",
+    "power_mw": "chips' all-in power × PUE: the site's draw at full load",
+}
 
 
 @dataclass
@@ -26,7 +37,7 @@ class Plan:
     power_mw: float
     throughput_tok_s: float
     timings_s: dict
-    warnings: list = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         o = self.outcome
@@ -42,6 +53,7 @@ class Plan:
                       "gap": o.gap, "bound": o.bound, **{f"milp_{k}": v for k, v in o.stats.items()},
                       "candidates": int(len(self.problem.units))},
             "warnings": list(self.warnings or []),
+            "definitions": METRIC_DEFINITIONS,
             "timings_s": self.timings_s,
         }
 
@@ -106,7 +118,10 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
         mine = units[units["class"] == tc.name] if len(units) else units
         serving = mine[mine["kind"] != "prefill"] if len(mine) else mine
         capacity = float(serving["throughput_tok_s"].sum()) if len(serving) else 0.0
-        served = sum(o.served.get(tc.name, (capacity, 0.0))) if o.served else capacity
+        # served = the demand the plan is built to deliver (all of it; α of it under the throughput
+        # objective), never spare capacity: the one definition every cost per token uses
+        share = o.alpha if p.objective == "throughput" else 1.0
+        served = min(capacity, share * tc.demand_tok_s)
         ttfts = mine[mine["kind"] != "decode"]["ttft_s"] if len(mine) else []
         class_rows.append({"name": tc.name, "model": tc.model, "demand_tok_s": tc.demand_tok_s, "served_tok_s": served,
                            "capacity_tok_s": capacity,
@@ -118,8 +133,10 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
     tco = float(chips["tco_usd_per_hour"].sum()) + sum(
         p.fixed_cost_usd_per_hour.get(c, 0) for c in chips["chip"])
     served = float(classes["served_tok_s"].sum())
+    capacity = float(classes["capacity_tok_s"].sum())
     cost = {"capex_usd": float(chips["capex_usd"].sum()), "tco_usd_per_hour": tco,
-            "usd_per_mtok": tco / (served * 3600 / 1e6) if served > 0 else None}
+            "usd_per_mtok": tco / (served * 3600 / 1e6) if served > 0 else None,
+            "usd_per_mtok_capacity": tco / (capacity * 3600 / 1e6) if capacity > 0 else None}
     power_mw = float(chips["power_mw"].sum())
     from .problem import numerics_warnings
 

@@ -109,6 +109,7 @@ def solve(p: Problem, opts: SolveOptions | None = None, warm: Outcome | None = N
         m.alpha.setlb(best_alpha * (1 - 1e-6))
         m.obj.deactivate()
         m.obj_cost = pyo.Objective(expr=sum(p.chip_hourly_usd[c] * m.n[c] for c in m.C))
+        opt.config.time_limit = max(0.1, opts.time_limit_s - (time.perf_counter() - t1))  # one limit for both solves
         res2 = opt.solve(m)
         if res2.best_feasible_objective is not None:
             res2.solution_loader.load_vars()

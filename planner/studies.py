@@ -80,7 +80,7 @@ def _candidate_key(case) -> str:
 def evaluate(spec: StudySpec, point: Point) -> dict:
     """Plan one point; always returns a row (infeasible and invalid points say why)."""
     from .candidates import GRIDS, build_candidates
-    from .plan import plan_case
+    from .planning import plan_case
     from .solve import SolveOptions
 
     t0 = time.perf_counter()

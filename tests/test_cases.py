@@ -64,7 +64,7 @@ def test_minimal_case_loads(tmp_path):
     (("classes.0.precision", '"fp8"'), "classes.0.precision", "no chip in fleet.chips runs fp8"),
     (("classes.0.demnd_tok_s", "5"), "classes.0.demnd_tok_s", "did you mean 'demand_tok_s'"),
     (("constraints.power_mw", "0"), "constraints.power_mw", "must be > 0"),
-    (("economics.pue", "0.8"), "economics.pue", "must be ≥ 1"),
+    (("economics.pue", "0.8"), "economics.pue", "outside the physical range [1, 5]"),
     (("fleet.stages.prefil", '["b200"]'), "fleet.stages.prefil", "did you mean 'prefill'"),
     (("chips.b200.mem_gb", "-1"), "chips.b200.mem_gb", "must be > 0"),
 ])

@@ -9,7 +9,7 @@ from planner.candidates import GridOptions, build_candidates
 from planner.cases import build_case
 from planner.cli import main
 from planner.errors import InfeasibleError
-from planner.plan import plan_case
+from planner.planning import plan_case
 from planner.problem import build_problem
 from planner.solve import SolveOptions, solve
 

@@ -110,7 +110,7 @@ def test_numerics_span_scales(demand, power_mw):
     raw = copy.deepcopy(BASE)
     raw["classes"][0]["demand_tok_s"] = demand
     raw["constraints"] = {} if power_mw is None else {"power_mw": power_mw}
-    from planner.plan import plan_case
+    from planner.planning import plan_case
 
     p = plan_case(build_case(raw, "scale.toml"))
     assert p.outcome.status in ("optimal", "feasible")
@@ -123,22 +123,38 @@ def test_one_kilowatt_site_is_diagnosed():
     raw = copy.deepcopy(BASE)
     raw["constraints"] = {"power_mw": 0.001}
     from planner.errors import InfeasibleError
-    from planner.plan import plan_case
+    from planner.planning import plan_case
 
     with pytest.raises(InfeasibleError) as err:
         plan_case(build_case(raw, "tiny.toml"))
     assert "power short by" in err.value.render()
 
 
-def test_time_limit_returns_best_plan_with_gap():
+def test_time_limit_returns_best_plan_with_gap_or_fails_saying_so():
     res = CliRunner().invoke(main, ["plan", "hbm-shortage", "--time-limit", "0.1", "--mip-gap", "0", "--format",
                                     "json"])
-    assert res.exit_code in (0, 1), res.output
+    d = json.loads(res.stdout)
     if res.exit_code == 0:
-        d = json.loads(res.output)
         assert d["status"] in ("time_limit", "optimal", "feasible")
+        assert d["chips"], "a success always has a fleet"
         if d["status"] == "time_limit":
             assert d["solve"]["gap"] is not None
+    else:
+        assert res.exit_code == 3 and d["status"] == "time_limit", res.output
+        assert d["diagnosis"][0]["where"] == "--time-limit"
+
+
+def test_time_limit_without_any_plan_is_a_failure_not_an_empty_fleet(monkeypatch):
+    """HiGHS stopping at the limit with no incumbent used to print 'Chips to buy (none)' and exit 0."""
+    from planner import planning
+    from planner.errors import TimeLimitError
+    from planner.solve import Outcome
+
+    monkeypatch.setattr(planning, "solve", lambda p, opts=None, warm=None: Outcome(
+        status="time_limit", objective=None, bound=None, gap=None, wall_s=1.0, build_s=0.0, solver="HiGHS"))
+    with pytest.raises(TimeLimitError) as err:
+        planning.plan_case(build_case(copy.deepcopy(BASE), "base.toml"))
+    assert err.value.exit_code == 3 and "no feasible fleet" in err.value.render()
 
 
 def test_plan_json_is_reproducible():

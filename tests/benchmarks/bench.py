@@ -51,7 +51,7 @@ def bench_startup(smoke: bool) -> list[dict]:
 
 def bench_plan(case: str) -> dict:
     """End to end for one case, each stage timed separately (import in a fresh process)."""
-    imp = subprocess.run([sys.executable, "-c", "import time; t=time.perf_counter(); import planner.plan, "
+    imp = subprocess.run([sys.executable, "-c", "import time; t=time.perf_counter(); import planner.planning, "
                           "planner.results; print(time.perf_counter()-t)"], capture_output=True, text=True,
                          cwd=ROOT, check=True)
     from planner.candidates import build_candidates
@@ -84,7 +84,7 @@ def bench_limit(case: str = "default") -> dict:
     """Our end-to-end plan vs HiGHS alone on the same MILP (exported to MPS, same options)."""
     import highspy
 
-    from planner.plan import plan
+    from planner.planning import plan
     from planner.solve import DEFAULT_MIP_GAP
 
     with tempfile.TemporaryDirectory() as d:

@@ -4,8 +4,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,8 @@ from . import performance as pf
 from .candidates import GridOptions, build_candidates
 from .cases import load_case
 from .domain import Case
-from .errors import InfeasibleError, PlannerError, Problem
+from . import verify
+from .errors import InfeasibleError, PlannerError, Problem, TimeLimitError
 from .problem import OBJECTIVES, build_problem
 from .results import Plan, extract
 from .solve import DEFAULT_MIP_GAP, SolveOptions, solve, solve_elastic
@@ -31,23 +34,46 @@ def plan_case(case: Case, objective: str = "tco", solve_opts: SolveOptions | Non
                                           or case.constraints.supply):
         raise PlannerError("the throughput objective needs a budget", [Problem(
             "constraints", "no power_mw, capex_usd or supply cap", "set e.g. --set constraints.power_mw=100")])
+    cons = case.constraints
+    unbounded = [c for c in cons.fixed_cost_usd if c not in cons.supply]
+    if objective == "throughput" and unbounded and not (cons.power_mw or cons.capex_usd):
+        raise PlannerError("a fixed cost under the throughput objective needs a bound on that chip", [Problem(
+            f"constraints.fixed_cost_usd.{unbounded[0]}", "nothing limits how many of this chip the plan may buy",
+            f"set constraints.power_mw, constraints.capex_usd or constraints.supply.{unbounded[0]}")])
+    solve_opts = solve_opts or SolveOptions()
+    deadline = time.monotonic() + solve_opts.time_limit_s  # the limit bounds the whole plan, not only HiGHS
     timings = {}
     t = time.perf_counter()
-    units = build_candidates(case, grid) if units is None else units
+    units = build_candidates(case, grid, deadline=deadline) if units is None else units
     timings["candidates_s"] = time.perf_counter() - t
     _diagnose_candidates(case, units, grid or GridOptions())
     t = time.perf_counter()
     problem = build_problem(case, units, objective)
     timings["problem_s"] = time.perf_counter() - t
-    outcome = solve(problem, solve_opts, warm)
+    outcome = solve(problem, _remaining(solve_opts, deadline, "building the MILP"), warm)
     timings["build_s"], timings["solve_s"] = outcome.build_s, outcome.wall_s
     if outcome.status == "infeasible":
-        slacks = solve_elastic(problem, solve_opts)
+        slacks = solve_elastic(problem, _remaining(solve_opts, deadline, "diagnosing the infeasible targets"))
         raise InfeasibleError("the targets cannot all be met", _elastic_problems(case, problem, slacks))
+    if not outcome.x:  # stopped by the time limit before HiGHS found any fleet
+        raise TimeLimitError(f"time limit of {solve_opts.time_limit_s:g} s reached before any plan was found", [
+            Problem("--time-limit", f"HiGHS found no feasible fleet in {outcome.wall_s:.1f} s "
+                    f"({len(units):,} candidate units)", "raise --time-limit, use --grid coarse, or split the case")])
     t = time.perf_counter()
     plan = extract(problem, outcome, timings)
+    verify.check(plan)
     timings["extract_s"] = time.perf_counter() - t
     return plan
+
+
+def _remaining(opts: SolveOptions, deadline: float, doing: str) -> SolveOptions:
+    """The solve options with the time left before the deadline (an error when none is left)."""
+    left = deadline - time.monotonic()
+    if left <= 0.05:
+        raise TimeLimitError(f"time limit of {opts.time_limit_s:g} s reached while {doing}", [
+            Problem("--time-limit", f"{opts.time_limit_s:g} s is used up before HiGHS could run",
+                    "raise --time-limit, use --grid coarse, or split the case")])
+    return replace(opts, time_limit_s=left)
 
 
 def plan(case: str | None = None, sets=(), catalogs=(), objective: str = "tco", time_limit_s: float = 60.0,
@@ -157,23 +183,92 @@ def run_record(plan_: Plan, case_source: str, sets, catalogs, options: dict) -> 
             "solver": plan_.outcome.solver}
 
 
-def write_outputs(plan_: Plan, out_dir: str | Path, run: dict, force: bool = False) -> list[Path]:
-    """One tidy CSV per concept + plan.json + run.json, each written atomically."""
-    from .reports import to_csv, to_json, write_atomic
+PLAN_FILES = ("chips.csv", "stages.csv", "units.csv", "classes.csv", "constraints.csv", "costs.csv", "plan.json", "run.json")
 
+
+def check_output_dir(out_dir: str | Path, force: bool = False) -> Path:
+    """Refuse an unusable --output before any solving: a file, a plan without --force, no write access."""
     out = Path(out_dir)
-    targets = {"chips.csv": plan_.chips, "stages.csv": plan_.stages, "units.csv": plan_.units,
-               "classes.csv": plan_.classes, "constraints.csv": plan_.constraints}
-    if out.exists() and not force:
-        clash = [n for n in [*targets, "plan.json", "run.json"] if (out / n).exists()]
-        if clash:
+    if out.exists() and not out.is_dir():
+        raise PlannerError(f"{out} is not a directory", [Problem("--output", f"{out} is a file",
+                                                                 "give a directory path for the plan's files")])
+    if out.is_dir():
+        clash = [n for n in PLAN_FILES if (out / n).exists()]
+        if clash and not force:
             raise PlannerError(f"{out} already holds a plan", [Problem(str(out), f"would overwrite {', '.join(clash)}",
                                                                        "pass --force or choose another --output")])
-    written = [write_atomic(out / name, to_csv(df.to_dict("records"), list(df.columns))) for name, df in targets.items()]
-    costs = [{"capex_usd": plan_.cost["capex_usd"], "tco_usd_per_hour": plan_.cost["tco_usd_per_hour"],
-              "usd_per_mtok": plan_.cost["usd_per_mtok"], "power_mw": plan_.power_mw,
-              "throughput_tok_s": plan_.throughput_tok_s}]
-    written.append(write_atomic(out / "costs.csv", to_csv(costs)))
-    written.append(write_atomic(out / "plan.json", to_json(plan_.to_dict())))
-    written.append(write_atomic(out / "run.json", json.dumps(run, indent=2, sort_keys=True) + "\n"))
-    return written
+        nested = [p.name for p in out.iterdir() if p.is_dir()]
+        if nested:
+            raise PlannerError(f"{out} holds directories", [Problem(str(out), f"contains {', '.join(nested[:3])}",
+                               "write the plan into its own directory (it is replaced as a whole)")])
+    parent = out if out.is_dir() else next((p for p in out.parents if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PlannerError(f"cannot write {out}", [Problem("--output", f"{parent} is not writable",
+                                                           "choose a directory you can write to")])
+    return out
+
+
+def write_outputs(plan_: Plan, out_dir: str | Path, run: dict, force: bool = False) -> list[Path]:
+    """One tidy CSV per concept + plan.json + run.json, written into a fresh directory that then
+    replaces `out_dir` in one rename: a killed run leaves the old plan or the new one, never a mix.
+    Files of the user's in an existing `out_dir` (not the plan's) are carried over."""
+    import shutil
+    import tempfile
+
+    from .reports import _umask, to_csv, to_json, write_atomic
+
+    out = check_output_dir(out_dir, force)
+    targets = {"chips.csv": plan_.chips, "stages.csv": plan_.stages, "units.csv": plan_.units,
+               "classes.csv": plan_.classes, "constraints.csv": plan_.constraints}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        if out.is_dir():
+            for f in out.iterdir():
+                if f.name not in PLAN_FILES:
+                    shutil.copy2(f, tmp / f.name)
+        for name, df in targets.items():
+            write_atomic(tmp / name, to_csv(df.to_dict("records"), list(df.columns)))
+        costs = [{"capex_usd": plan_.cost["capex_usd"], "tco_usd_per_hour": plan_.cost["tco_usd_per_hour"],
+                  "usd_per_mtok": plan_.cost["usd_per_mtok"], "power_mw": plan_.power_mw,
+                  "throughput_tok_s": plan_.throughput_tok_s}]
+        write_atomic(tmp / "costs.csv", to_csv(costs))
+        write_atomic(tmp / "plan.json", to_json(plan_.to_dict()))
+        write_atomic(tmp / "run.json", json.dumps(run, indent=2, sort_keys=True) + "\n")
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [out / n for n in PLAN_FILES]
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Make `new` be `out`: one atomic exchange where Linux offers it (renameat2), else two renames."""
+    import shutil
+
+    if not out.exists():
+        os.rename(new, out)
+        return
+    if _exchange(new, out):
+        shutil.rmtree(new)  # now holds the old plan
+        return
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(out, old)
+    os.rename(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    return fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0

@@ -1,0 +1,57 @@
+"""Check an extracted plan against the case's constraints before it is reported.
+
+HiGHS works to relative tolerances (~1e-6 to 1e-9); badly scaled inputs can make it drop rows and
+call an empty fleet optimal. The plan a user reads is recomputed from the chosen units in user
+units and checked here, so a wrong answer becomes an error, never a success.
+"""
+from __future__ import annotations
+
+from .errors import Problem, SolverError
+
+REL_TOL = 1e-4  # looser than the solver's own tolerances: only a real violation trips it
+
+
+def violations(plan) -> list[Problem]:
+    """Every constraint the plan breaks, in user units (empty when it keeps them all)."""
+    case, o = plan.problem.case, plan.outcome
+    out: list[Problem] = []
+    share = o.alpha if plan.problem.objective == "throughput" else 1.0
+    units = plan.units
+    for tc in case.classes:
+        mine = units[units["class"] == tc.name]
+        serving = mine[mine["kind"] != "prefill"]
+        capacity = float(serving["throughput_tok_s"].sum())
+        need = share * tc.demand_tok_s
+        if capacity < need * (1 - REL_TOL):
+            out.append(Problem(f"classes.{tc.name}.demand_tok_s", f"the solver's plan serves {capacity:,.6g} of "
+                               f"{need:,.6g} tok/s"))
+        slow = serving[serving["speed_tok_s_user"] < tc.min_speed_tok_s_user * (1 - REL_TOL)]
+        if len(slow):
+            out.append(Problem(f"classes.{tc.name}.min_speed_tok_s_user", f"a unit runs at "
+                               f"{float(slow['speed_tok_s_user'].min()):,.4g} tok/s/user"))
+        firsts = mine[mine["kind"] != "decode"]
+        if len(firsts) and float(firsts["ttft_s"].max()) > tc.ttft_s * (1 + REL_TOL):
+            out.append(Problem(f"classes.{tc.name}.ttft_s", f"a unit's TTFT is {float(firsts['ttft_s'].max()):.4g} s"))
+    cons = case.constraints
+    if cons.power_mw and plan.power_mw > cons.power_mw * (1 + REL_TOL):
+        out.append(Problem("constraints.power_mw", f"the plan draws {plan.power_mw:,.6g} MW"))
+    if cons.capex_usd and plan.cost["capex_usd"] > cons.capex_usd * (1 + REL_TOL):
+        out.append(Problem("constraints.capex_usd", f"the plan costs {plan.cost['capex_usd']:,.0f} USD"))
+    bought = dict(zip(plan.chips["chip"], plan.chips["chips"]))
+    in_use = dict(zip(plan.chips["chip"], plan.chips["chips_in_use"]))
+    for chip, cap in cons.supply.items():
+        if bought.get(chip, 0) > cap:
+            out.append(Problem(f"constraints.supply.{chip}", f"the plan buys {bought[chip]:,}"))
+    for chip, n in in_use.items():
+        if n > bought.get(chip, 0):
+            out.append(Problem(f"chips.{chip}", f"the units use {n:,} chips but only {bought.get(chip, 0):,} are bought"))
+    return out
+
+
+def check(plan) -> None:
+    """Raise SolverError when the solver's answer breaks a constraint it was given."""
+    broken = violations(plan)
+    if broken:
+        raise SolverError(f"the solver reported '{plan.outcome.status}' but its plan breaks {len(broken)} constraint(s) "
+                          "(numerical trouble: inputs too large or too small for the solver's tolerances)",
+                          [Problem(p.where, p.what, "check this figure's units; rescale demand or budgets") for p in broken])

@@ -1,0 +1,218 @@
+"""Wrong answers never reported as success; every bad input one clear error; outputs safe to rely on."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import stat
+
+import pytest
+from click.testing import CliRunner
+
+from planner.cases import build_case, load_case
+from planner.cli import main
+from planner.errors import CaseError, PlannerError, SolverError
+
+BASE = {"name": "rel", "fleet": {"chips": ["b200", "h100"]},
+        "classes": [{"name": "a", "model": "llama-3.1-8b", "precision": "fp8", "isl": 1000, "osl": 200,
+                     "demand_tok_s": 10000, "min_speed_tok_s_user": 50, "ttft_s": 2}]}
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+# ------------------------------------------------------------------------------------ the Python API
+def test_public_api_works_twice_in_one_process():
+    """Importing planner.plan (the module) used to replace planner.plan (the function)."""
+    import planner
+
+    first = planner.plan("default", grid="coarse")
+    second = planner.plan("default", grid="coarse", sets=["economics.pue=1.3"])
+    assert first.power_mw < second.power_mw  # a higher PUE draws more at the site
+    for _ in range(2):
+        r = planner.estimate(model="llama-3.1-70b", chip="h100", chips=2, isl=2000, osl=200, precision="fp8")
+        assert r["speed_tok_s_user"] > 0
+    assert callable(planner.plan) and callable(planner.estimate)
+
+
+# ------------------------------------------------------------------------------------ physical ranges
+@pytest.mark.parametrize("setting, where", [
+    ("economics.pue=1e15", "economics.pue"),
+    ("chips.rubin.power_kw=1e15", "chips.rubin.power_kw"),
+    ("chips.rubin.chips_per_system=1e15", "chips.rubin.chips_per_system"),
+    ("economics.amortization_years=1e-300", "economics.amortization_years"),
+    ("classes.0.kv_headroom=1e15", "classes.0.kv_headroom"),
+    ("classes.0.demand_tok_s=1e15", "classes.0.demand_tok_s"),
+])
+def test_figures_outside_their_physical_range_are_refused_naming_the_set(setting, where):
+    """They used to pass validation, then HiGHS dropped every row and called an empty fleet optimal."""
+    with pytest.raises(PlannerError) as err:
+        load_case("default", [setting])
+    text = err.value.render()
+    assert f"--set {where}" in text and "outside the physical range" in text, text
+
+
+def test_catalog_overlay_pue_below_one_is_refused(tmp_path):
+    overlay = tmp_path / "pue.toml"
+    overlay.write_text("[economics]\npue = 0.5\n")
+    res = run("plan", "--catalog", str(overlay))
+    assert res.exit_code == 2 and "economics.pue" in res.output and "[1, 5]" in res.output
+
+
+def test_fractional_cached_isl_above_isl_is_refused():
+    with pytest.raises(CaseError) as err:
+        load_case("default", ["classes.0.cached_isl=3000.0"])
+    assert "--set classes.0.cached_isl: must be below isl" in err.value.render()
+
+
+@pytest.mark.parametrize("option", [["--mip-gap", "nan"], ["--time-limit", "nan"], ["--mip-gap", "inf"]])
+def test_non_finite_solver_options_are_refused(option):
+    res = run("plan", *option)
+    assert res.exit_code == 2 and f"Invalid value for '{option[0]}'" in res.output
+
+
+# ------------------------------------------------------------------------------------ never a wrong success
+def test_a_solver_answer_that_breaks_the_demand_is_an_error_not_a_plan(monkeypatch):
+    """If HiGHS reports 'optimal' for a fleet that serves nothing, the user must not see it as a plan."""
+    from planner import planning, solve as solve_mod
+
+    real = solve_mod.solve
+
+    def empty_optimum(p, opts=None, warm=None):
+        o = real(p, opts, warm)
+        o.x = {u: 0 for u in o.x}
+        o.n = {c: 0 for c in o.n}
+        return o
+
+    monkeypatch.setattr(planning, "solve", empty_optimum)
+    with pytest.raises(SolverError) as err:
+        planning.plan_case(build_case(copy.deepcopy(BASE), "rel.toml"))
+    assert "classes.a.demand_tok_s" in err.value.render() and "serves 0" in err.value.render()
+
+
+def test_fixed_cost_with_throughput_objective_needs_a_bound_on_that_chip():
+    raw = copy.deepcopy(BASE)
+    raw["constraints"] = {"supply": {"b200": 100}, "fixed_cost_usd": {"h100": 1e6}}
+    from planner.planning import plan_case
+
+    with pytest.raises(PlannerError) as err:
+        plan_case(build_case(raw, "rel.toml"), "throughput")
+    assert err.value.exit_code == 2 and "constraints.fixed_cost_usd.h100-sxm" in err.value.render()
+
+
+def test_usd_per_mtok_counts_demand_delivered_not_spare_capacity():
+    """Same fleet, two speed targets: the cost per delivered token must not move with spare capacity."""
+    import planner
+
+    p = planner.plan("default", grid="coarse")
+    served = p.classes["served_tok_s"].sum()
+    assert served == pytest.approx(p.classes["demand_tok_s"].sum())
+    assert p.cost["usd_per_mtok"] == pytest.approx(p.cost["tco_usd_per_hour"] / (served * 3600 / 1e6))
+    assert p.cost["usd_per_mtok_capacity"] <= p.cost["usd_per_mtok"]
+    assert "usd_per_mtok" in p.to_dict()["definitions"]
+
+
+# ------------------------------------------------------------------------------------ JSON and --set
+def test_infeasible_plan_as_json_prints_json_on_stdout():
+    res = CliRunner().invoke(main, ["plan", "--set", "classes.0.min_speed_tok_s_user=5000", "--format", "json"])
+    assert res.exit_code == 1
+    d = json.loads(res.stdout)
+    assert d["status"] == "infeasible" and d["diagnosis"][0]["where"] == "classes.chat.min_speed_tok_s_user"
+
+
+def test_invalid_input_as_json_prints_json_on_stdout():
+    res = CliRunner().invoke(main, ["plan", "--set", "economics.pue=0.2", "--format", "json"])
+    assert res.exit_code == 2
+    assert json.loads(res.stdout)["status"] == "invalid"
+
+
+def test_list_items_are_addressed_by_name_as_well_as_index():
+    by_name = load_case("default", ["classes.chat.isl=3000"])
+    by_index = load_case("default", ["classes.0.isl=3000"])
+    assert by_name.classes == by_index.classes and by_name.classes[0].isl == 3000
+
+
+def test_a_misspelt_item_name_gets_a_did_you_mean():
+    with pytest.raises(CaseError) as err:
+        load_case("default", ["classes.chta.isl=3000"])
+    assert "did you mean 'chat'" in err.value.render()
+
+
+def test_a_bad_set_is_blamed_on_the_set_not_the_file():
+    with pytest.raises(PlannerError) as err:
+        load_case("default", ["chips.rubin.bw_eff=50"])
+    text = err.value.render()
+    assert "--set chips.rubin.bw_eff" in text and "chips.toml" not in text
+
+
+# ------------------------------------------------------------------------------------ outputs
+def test_existing_output_is_refused_before_any_solve(tmp_path, monkeypatch):
+    from planner import planning
+
+    (tmp_path / "plan.json").write_text("{}")
+    monkeypatch.setattr(planning, "plan", lambda *a, **k: pytest.fail("solved before checking --output"))
+    res = run("plan", "--output", str(tmp_path))
+    assert res.exit_code == 2 and "already holds a plan" in res.output
+
+
+def test_write_model_does_not_overwrite_without_force(tmp_path, monkeypatch):
+    from planner import planning
+
+    model = tmp_path / "m.lp"
+    model.write_text("keep me")
+    monkeypatch.setattr(planning, "plan", lambda *a, **k: pytest.fail("solved before checking --write-model"))
+    res = run("plan", "--write-model", str(model))
+    assert res.exit_code == 2 and model.read_text() == "keep me"
+
+
+def test_output_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        res = run("plan", "--grid", "coarse", "--output", str(tmp_path / "p"))
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.output
+    assert stat.S_IMODE((tmp_path / "p" / "plan.json").stat().st_mode) == 0o644
+
+
+def test_a_failed_rewrite_leaves_the_old_plan_whole(tmp_path, monkeypatch):
+    """The plan is written into a fresh directory and swapped in: a crash mid-write changes nothing."""
+    import planner
+    from planner import planning, reports
+
+    out = tmp_path / "p"
+    p = planner.plan("default", grid="coarse")
+    planning.write_outputs(p, out, {"run": 1})
+    (out / "notes.txt").write_text("mine")
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    monkeypatch.setattr(reports, "to_json", lambda obj: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(OSError):
+        planning.write_outputs(p, out, {"run": 2}, force=True)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["p"]  # no temp directory left behind
+    monkeypatch.undo()
+    planning.write_outputs(p, out, {"run": 3}, force=True)
+    assert (out / "notes.txt").read_text() == "mine" and json.loads((out / "run.json").read_text()) == {"run": 3}
+
+
+# ------------------------------------------------------------------------------------ hostile files
+def test_hostile_input_files_get_clean_errors(tmp_path):
+    (tmp_path / "d.toml").mkdir()
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    cases = [(["plan", str(tmp_path / "d.toml")], "is a directory"),
+             (["plan", "--catalog", "/dev/zero"], "too large"),
+             (["plan", str(deep)], "nested too deeply"),
+             (["plan", "--catalog", str(deep)], "nested too deeply")]
+    for key in ("sources", "economics", "chips", "arch"):
+        f = tmp_path / f"{key}.toml"
+        f.write_text(f"{key} = 5\n")
+        cases.append((["plan", "--catalog", str(f)], f"{key}: must be a table"))
+    f = tmp_path / "eprov.toml"
+    f.write_text("[economics]\nprovenance = 5\npue = 1.2\n")
+    cases.append((["plan", "--catalog", str(f)], "economics.provenance: must be a table"))
+    cases.append((["plan", "--set", 'families.x={chips=["rubin"],stages=5}'], "families.x.stages"))
+    for args, text in cases:
+        res = run(*args)
+        assert res.exit_code == 2 and text in res.output, (args, res.output)
