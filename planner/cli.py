@@ -200,14 +200,17 @@ def cases():
 
 
 @main.command()
-@click.option("--model", required=True, help="Model id (see `fleet catalog list models`).")
+@click.argument("case", required=False)
+@click.option("--class", "class_name", help="With CASE: the class whose model, lengths and precision to use.")
+@click.option("--model", help="Model id (see `fleet catalog list models`); default: the CASE class's.")
 @click.option("--chip", required=True, help="Chip for the whole model, or its attention part with --ffn-chip.")
 @click.option("--chips", required=True, type=click.IntRange(min=1), help="Number of --chip chips.")
 @click.option("--batch", type=click.IntRange(min=1), help="Running batch (sequences). Default: 1, or min(concurrency, largest that fits).")
-@click.option("--isl", required=True, type=click.IntRange(min=1), help="Input (prompt) tokens.")
-@click.option("--osl", required=True, type=click.IntRange(min=1), help="Output tokens.")
-@click.option("--precision", type=PRECISION, default="fp8", show_default=True,
-              help="bf16, fp8 or fp4; aliases fp16/bfloat16 → bf16, float8/mxfp8 → fp8, nvfp4/mxfp4 → fp4.")
+@click.option("--isl", type=click.IntRange(min=1), help="Input (prompt) tokens; default: the CASE class's.")
+@click.option("--cached-isl", type=click.IntRange(min=0), help="Prompt tokens served from a prefix cache (< --isl).")
+@click.option("--osl", type=click.IntRange(min=1), help="Output tokens; default: the CASE class's.")
+@click.option("--precision", type=PRECISION, help="bf16, fp8 (default) or fp4; aliases fp16/bfloat16 → bf16, "
+                                                  "float8/mxfp8 → fp8, nvfp4/mxfp4 → fp4.")
 @click.option("--ffn-chip", help="Run decode FFN/experts on this chip (attention–FFN disaggregation).")
 @click.option("--ffn-chips", type=click.IntRange(min=1), help="Number of --ffn-chip chips.")
 @click.option("--prefill-chip", help="Separate prefill chip (disaggregated serving).")
@@ -219,22 +222,40 @@ def cases():
               help="aggregated: prefill interleaved on the decode chips (default without --prefill-chip); "
                    "decode: the decode group alone.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@set_option
 @catalog_option
-def estimate(model, chip, chips, batch, isl, osl, precision, ffn_chip, ffn_chips, prefill_chip, prefill_chips,
-             concurrency, tp, pp, serving, fmt, catalogs):
+def estimate(case, class_name, model, chip, chips, batch, isl, cached_isl, osl, precision, ffn_chip, ffn_chips,
+             prefill_chip, prefill_chips, concurrency, tp, pp, serving, fmt, sets, catalogs):
     """Predict speed, throughput, memory and TTFT of one deployment.
+
+    Give the workload with --model/--isl/--osl, or take it from a class of CASE (a shipped case name
+    or a path; its inline chips and models are known too). Exits 1 when the model or the batch does
+    not fit.
 
     \b
     Examples:
       fleet estimate --model llama-3.1-70b --chip h100-sxm --chips 2 --batch 32 --isl 5000 --osl 500
+      fleet estimate rubin-lpx --class premium --chip rubin --chips 64 --concurrency 64
       fleet estimate --model deepseek-r1 --chip rubin --chips 8 --ffn-chip groq3-lpu --ffn-chips 1536 \\
                      --isl 8000 --osl 1000 --concurrency 64 --format json
     """
-    from .estimation import estimate as run_estimate, estimate_table
+    from .errors import Problem
+    from .estimation import estimate as run_estimate, estimate_table, from_case
     from .reports import to_json
 
-    r = run_estimate(model, chip, chips, isl, osl, precision, batch, ffn_chip, ffn_chips, concurrency,
-                     serving, prefill_chip, prefill_chips, catalogs=list(catalogs), tp=tp, pp=pp)
+    catalog, fields = (from_case(case, class_name, sets, catalogs) if case else (None, {}))
+    if not case and (class_name or sets):
+        raise PlannerError("--class and --set need a CASE", [Problem("CASE", "missing",
+                           "e.g. fleet estimate rubin-lpx --class premium --chip rubin --chips 64")])
+    model, isl, osl = model or fields.get("model"), isl or fields.get("isl"), osl or fields.get("osl")
+    missing = [f"--{n}" for n, v in (("model", model), ("isl", isl), ("osl", osl)) if v is None]
+    if missing:
+        raise PlannerError(f"missing {', '.join(missing)}", [Problem(m, "missing", "give it, or a CASE and --class "
+                                                                     "to take it from") for m in missing])
+    r = run_estimate(model, chip, chips, isl, osl, precision or fields.get("precision", "fp8"), batch, ffn_chip,
+                     ffn_chips, concurrency, serving, prefill_chip, prefill_chips, catalogs=list(catalogs),
+                     catalog=catalog, tp=tp, pp=pp,
+                     cached_isl=cached_isl if cached_isl is not None else int(fields.get("cached_isl", 0)))
     click.echo(to_json(r) if fmt == "json" else estimate_table(r), nl=fmt != "json")
 
 

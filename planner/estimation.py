@@ -5,7 +5,7 @@ import math
 
 from . import performance as pf
 from .catalog import Catalog, load_catalog
-from .errors import PlannerError, Problem
+from .errors import InfeasibleError, PlannerError, Problem
 from .layouts import exact_layouts, runnable_counts, tp_widths
 from .units import GB
 
@@ -84,15 +84,51 @@ def error_band(catalog: Catalog, chip_id: str) -> dict | None:
     return None
 
 
-def estimate(model: str, chip: str, chips: int, isl: int, osl: int, precision: str, batch: int | None = None,
+def from_case(case: str, class_name: str | None = None, sets=(), catalogs=()) -> tuple[Catalog, dict]:
+    """A case's catalog (its inline chips/models included) and one class's workload fields, so
+    `fleet estimate CASE --class NAME` runs the model and lengths the case plans for."""
+    from .cases import apply_override, parse_sets, read_case_raw
+
+    raw, label = read_case_raw(case)
+    for path, value in parse_sets(sets):
+        apply_override(raw, path, value)
+    inline = {k: raw[k] for k in ("chips", "models", "arch", "fabric", "software") if isinstance(raw.get(k), dict)}
+    catalog = load_catalog(list(catalogs) + ([(label, inline)] if inline else []))
+    classes = [c for c in raw.get("classes", []) if isinstance(c, dict)]
+    names = [str(c.get("name")) for c in classes]
+    if class_name is None:
+        if len(classes) != 1:
+            raise PlannerError(f"{label} has {len(classes)} classes", [Problem(
+                "--class", "missing", f"name one of: {', '.join(names)}")])
+        cls = classes[0]
+    elif class_name in names:
+        cls = classes[names.index(class_name)]
+    else:
+        from .errors import did_you_mean
+
+        raise PlannerError(f"no class '{class_name}' in {label}", [Problem(
+            "--class", f"unknown class '{class_name}'", did_you_mean(class_name, names) or f"classes: {', '.join(names)}")])
+    from .units import canonical_precision
+
+    fields = {k: cls[k] for k in ("model", "isl", "osl", "cached_isl") if k in cls}
+    if "precision" in cls:
+        fields["precision"] = canonical_precision(str(cls["precision"])) or cls["precision"]
+    return catalog, fields
+
+
+def estimate(model: str, chip: str, chips: int, isl: int, osl: int, precision: str = "fp8", batch: int | None = None,
              ffn_chip: str | None = None, ffn_chips: int | None = None, concurrency: int | None = None,
              serving: str | None = None, prefill_chip: str | None = None, prefill_chips: int | None = None,
              prefill_utilization: float = 0.7, catalogs=(), catalog: Catalog | None = None,
-             tp: int | None = None, pp: int | None = None) -> dict:
-    """Speed, throughput, memory and TTFT of one deployment; raises PlannerError when impossible."""
+             tp: int | None = None, pp: int | None = None, cached_isl: int = 0) -> dict:
+    """Speed, throughput, memory and TTFT of one deployment; raises PlannerError when impossible
+    (weights or the requested batch's KV cache do not fit, a layout that cannot run)."""
     catalog = catalog or load_catalog(list(catalogs))
     m = catalog.model(model)
-    w = pf.Workload(m, precision, int(isl), int(osl))
+    if not 0 <= int(cached_isl) < int(isl):
+        raise PlannerError("cached prompt tokens must be fewer than the prompt", [Problem(
+            "--cached-isl", f"{cached_isl} with --isl {isl}", f"give 0 … {int(isl) - 1}")])
+    w = pf.Workload(m, precision, int(isl), int(osl), int(cached_isl))
     attn = _chip(catalog, chip, precision, "--chip")
     afd = ffn_chip is not None
     ffn = _chip(catalog, ffn_chip, precision, "--ffn-chip") if afd else None
@@ -120,12 +156,19 @@ def estimate(model: str, chip: str, chips: int, isl: int, osl: int, precision: s
     lay_kw = {} if afd else {"pp": lay[1], "attn_dp": lay[2]}
     probe = pf.decode(w, attn, chips, ffn, ffn_chips if afd else None, 1, **lay_kw)
     max_batch = int(probe["max_batch"])
+    batch_given = batch is not None
     if batch is None:
         batch = max(1, min(concurrency, max_batch)) if concurrency else 1
         if not afd and batch > 1:
             lay = choose_layout(w, attn, chips, batch, tp, pp)
             lay_kw = {"pp": lay[1], "attn_dp": lay[2]}
     d = pf.decode(w, attn, chips, ffn, ffn_chips if afd else None, batch, **lay_kw)
+    if not bool(d["fits"]):
+        raise InfeasibleError(f"batch {batch} does not fit on {chips} × {attn.id}", [Problem(
+            "--batch" if batch_given else "--concurrency",
+            f"its KV cache at ISL {w.isl:,} + OSL {w.osl:,} needs more than the memory left after the weights "
+            f"(largest batch that fits: {max_batch:,})",
+            f"use --batch {max_batch} or less, or more --chips" if max_batch else "use more --chips")])
     p = pf.prefill(w, attn, chips)
     step = float(d["step_s"])
     interference = 0.0
@@ -153,7 +196,8 @@ def estimate(model: str, chip: str, chips: int, isl: int, osl: int, precision: s
         "layout": {"tp": lay[0], "pp": lay[1], "ep": lay[0] if m.experts else 1, "attn_dp": lay[2]},
         "error_band": None if band is None else {
             **band, "throughput_tok_s_p10": tput * band["p10"], "throughput_tok_s_p90": tput * band["p90"]},
-        "model": m.id, "precision": precision, "isl": w.isl, "osl": w.osl, "serving": serving,
+        "model": m.id, "precision": precision, "isl": w.isl, "osl": w.osl, "cached_isl": w.cached_isl,
+        "serving": serving,
         "chip": attn.id, "chips": chips, "ffn_chip": ffn.id if afd else attn.id,
         "ffn_chips": ffn_chips if afd else 0, "batch": int(batch), "queued_clients": queued,
         "speed_tok_s_user": speed, "throughput_tok_s": batch * speed,
@@ -177,7 +221,8 @@ def estimate_table(r: dict) -> str:
     """The estimate as a reader wants it."""
     afd = f" + FFN on {r['ffn_chips']} × {r['ffn_chip']}" if r["ffn_chips"] else ""
     lines = [
-        f"{r['model']} ({r['precision']}, ISL {r['isl']:,} / OSL {r['osl']:,}) on {r['chips']} × {r['chip']}{afd}, "
+        f"{r['model']} ({r['precision']}, ISL {r['isl']:,}"
+        + (f" ({r['cached_isl']:,} cached)" if r.get("cached_isl") else "") + f" / OSL {r['osl']:,}) on {r['chips']} × {r['chip']}{afd}, "
         f"serving: {r['serving']}",
         f"  batch                 {r['batch']:>12,}   (largest that fits: {r['max_batch']:,}; queued clients: {r['queued_clients']:,})",
         f"  speed                 {r['speed_tok_s_user']:>12,.1f}   tokens/s/user",
@@ -202,4 +247,4 @@ def estimate_table(r: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["estimate", "estimate_table", "min_chips"]
+__all__ = ["estimate", "estimate_table", "from_case", "min_chips"]

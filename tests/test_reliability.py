@@ -216,3 +216,37 @@ def test_hostile_input_files_get_clean_errors(tmp_path):
     for args, text in cases:
         res = run(*args)
         assert res.exit_code == 2 and text in res.output, (args, res.output)
+
+
+# ------------------------------------------------------------------------------------ estimate
+def test_estimate_takes_a_case_class_with_its_inline_model():
+    """gpt-oss-2t is defined only inside cases/rubin-lpx.toml."""
+    res = run("estimate", "rubin-lpx", "--class", "premium", "--chip", "rubin", "--chips", "64", "--format", "json")
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["model"] == "gpt-oss-2t" and d["speed_tok_s_user"] > 0
+
+
+def test_estimate_with_a_cached_prompt_is_faster_to_first_token():
+    base = ["estimate", "default", "--class", "chat", "--chip", "b200", "--chips", "2", "--format", "json"]
+    cold, warm = (json.loads(run(*base, *extra).stdout) for extra in ([], ["--cached-isl", "1500"]))
+    assert warm["cached_isl"] == 1500 and warm["ttft_s"] < cold["ttft_s"]
+
+
+def test_estimate_of_a_batch_that_does_not_fit_exits_non_zero_with_the_largest_that_does():
+    res = run("estimate", "--chip", "b200", "--chips", "1", "--batch", "2048", "--model", "llama-3.1-70b",
+              "--isl", "2000", "--osl", "200")
+    assert res.exit_code == 1 and "largest batch that fits" in res.output and "throughput" not in res.stdout
+
+
+def test_every_example_in_estimate_help_runs():
+    import re
+    import shlex
+
+    help_text = run("estimate", "--help").output
+    examples = [e.replace("\\\n", " ") for e in re.findall(r"fleet (estimate .+?)(?=\n\s*fleet |\n\n|\Z)",
+                                                            help_text.replace("\\\n", " "), re.S)]
+    assert len(examples) >= 3
+    for e in examples:
+        res = run(*shlex.split(" ".join(e.split())))
+        assert res.exit_code == 0, (e, res.output)
