@@ -20,9 +20,10 @@ from .domain import STAGES, Case, Constraints, Economics, Fleet, TrafficClass
 from .errors import CaseError, CatalogError, Problem, did_you_mean
 from .units import PRECISION_ALIASES, PRECISIONS, canonical_precision
 
-TOP_KEYS = ("name", "description", "economics", "constraints", "fleet", "classes", "chips", "models", "arch", "fabric",
-            "software", "families",
-            "studies")
+TOP_KEYS = ("name", "description", "options", "economics", "constraints", "fleet", "classes", "chips", "models", "arch",
+            "fabric", "software", "families", "studies")
+OPTION_FIELDS = {"objective": ("tco", "capex", "power", "throughput")}
+"""[options]: how the case's question is answered by default (a command-line flag still wins)."""
 CLASS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "name": ("str", True, None, "a class name"),
     "model": ("str", True, None, "a model id (see `fleet catalog list models`)"),
@@ -249,6 +250,17 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
             problems.append(P(key, f"must be a table of [{key}.ID] entries, got {type(raw[key]).__name__}",
                               f"e.g. --set {key}.ID.FIELD=VALUE"))
 
+    opts = raw.get("options", {})
+    if not isinstance(opts, dict):
+        problems.append(P("options", "must be a table", 'e.g. [options] objective = "throughput"'))
+    else:
+        for key, value in opts.items():
+            if key not in OPTION_FIELDS:
+                problems.append(P(f"options.{key}", "unknown option", did_you_mean(key, OPTION_FIELDS)
+                                  or f"known options: {', '.join(OPTION_FIELDS)}"))
+            elif value not in OPTION_FIELDS[key]:
+                problems.append(P(f"options.{key}", f"unknown value {value!r}", f"use one of {', '.join(OPTION_FIELDS[key])}"))
+
     econ = raw.get("economics", {})
     if not isinstance(econ, dict):
         problems.append(P("economics", "must be a table"))
@@ -452,6 +464,7 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
         models={m: catalog.models[m] for m in used_models},
         source=label,
         catalog_versions=dict(catalog.versions),
+        options=dict(raw.get("options", {})),
     )
 
 

@@ -375,9 +375,9 @@ def solve_options(f):
 @click.argument("case", required=False)
 @set_option
 @catalog_option
-@click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]), default="tco",
-              show_default=True, help="tco: amortised capex + energy + facility (USD/hour); throughput: "
-                                      "maximise served tokens/s within the budgets.")
+@click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]),
+              help="tco: amortised capex + energy + facility (USD/hour); throughput: maximise served tokens/s "
+                   "within the budgets. Default: the case's [options] objective, else tco.")
 @solve_options
 @click.option("--write-model", type=click.Path(dir_okay=False), help="Also write the MILP as FILE.lp or FILE.mps.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -418,7 +418,8 @@ def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_mod
     click.echo(to_json(p.to_dict()) if fmt == "json" else plan_text(p), nl=fmt != "json")
     if out_dir:
         run = run_record(p, p.problem.case.source, sets, catalogs,
-                         {"objective": objective, "time_limit_s": time_limit_s, "mip_gap": mip_gap, "grid": grid})
+                         {"objective": p.problem.objective, "time_limit_s": time_limit_s, "mip_gap": mip_gap,
+                          "grid": grid})
         write_outputs(p, out_dir, run, force)
         if fmt != "json":
             click.echo(f"wrote {out_dir}/ (chips, stages, units, classes, constraints, costs CSVs; plan.json; run.json)")

@@ -194,6 +194,12 @@ class Case:
     models: Mapping[str, Model]
     source: str = ""
     catalog_versions: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict)  # [options]: the case's default objective
+
+    @property
+    def objective(self) -> str:
+        """The objective the case's question asks for (its [options], else min TCO)."""
+        return self.options.get("objective", "tco")
 
 
 __all__ = [

@@ -23,10 +23,12 @@ from .results import Plan, extract
 from .solve import DEFAULT_MIP_GAP, SolveOptions, solve, solve_elastic
 
 
-def plan_case(case: Case, objective: str = "tco", solve_opts: SolveOptions | None = None,
+def plan_case(case: Case, objective: str | None = None, solve_opts: SolveOptions | None = None,
               grid: GridOptions | None = None, units=None, warm=None) -> Plan:
     """Plan a loaded case; raises InfeasibleError with a diagnosis when targets cannot be met.
-    `units` is a candidate table already built for this case (studies reuse them across points)."""
+    `units` is a candidate table already built for this case (studies reuse them across points);
+    objective None = the case's own ([options] objective, else tco)."""
+    objective = objective or case.objective
     if objective not in OBJECTIVES:
         raise PlannerError(f"unknown objective '{objective}'", [Problem("--objective", objective,
                            f"use one of {', '.join(OBJECTIVES)}")])
@@ -76,9 +78,10 @@ def _remaining(opts: SolveOptions, deadline: float, doing: str) -> SolveOptions:
     return replace(opts, time_limit_s=left)
 
 
-def plan(case: str | None = None, sets=(), catalogs=(), objective: str = "tco", time_limit_s: float = 60.0,
+def plan(case: str | None = None, sets=(), catalogs=(), objective: str | None = None, time_limit_s: float = 60.0,
          mip_gap: float = DEFAULT_MIP_GAP, write_model: str | None = None, grid: GridOptions | str | None = None) -> Plan:
-    """The Python API behind `fleet plan` (case = path or shipped name; None = default)."""
+    """The Python API behind `fleet plan` (case = path or shipped name; None = default; objective
+    None = the case's own)."""
     t = time.perf_counter()
     c = load_case(case, sets, list(catalogs))
     load_s = time.perf_counter() - t

@@ -83,3 +83,27 @@ def test_more_megawatts_never_serve_less():
 def test_cheaper_mram_never_raises_cost():
     df = studies.sweep("mram-what-if", ["chips.mram-spinpu.price_usd=2000,8000,32000"])
     assert df["objective"].is_monotonic_increasing or (df["objective"].diff().fillna(0) >= -2e-3 * df["objective"]).all()
+
+
+def test_a_case_answers_its_own_question_by_default():
+    """datacenter-100mw asks for the most tokens/s in 100 MW: plain `fleet plan` must maximise them."""
+    import planner
+
+    case = load_case("datacenter-100mw")
+    assert case.objective == "throughput"
+    p = planner.plan("datacenter-100mw", grid="coarse")
+    assert p.problem.objective == "throughput" and p.power_mw == pytest.approx(100, rel=1e-3)
+    assert planner.plan("datacenter-100mw", grid="coarse", objective="tco").problem.objective == "tco"  # a flag wins
+
+
+def test_the_shortage_case_differs_from_default_only_in_supply_and_never_costs_less():
+    import planner
+
+    short, base = load_case("hbm-shortage"), load_case("default")
+    assert set(short.fleet.chips) == set(base.fleet.chips) and short.fleet.stages == base.fleet.stages
+    assert short.classes == base.classes
+    assert short.constraints.power_mw == base.constraints.power_mw
+    assert short.constraints.max_chip_types_per_stage == base.constraints.max_chip_types_per_stage
+    assert short.constraints.supply
+    a, b = planner.plan("hbm-shortage", grid="coarse"), planner.plan("default", grid="coarse")
+    assert a.cost["tco_usd_per_hour"] >= b.cost["tco_usd_per_hour"] * (1 - 2e-3)
