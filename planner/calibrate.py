@@ -745,8 +745,11 @@ def _by(rows, key):
 # ---------------------------------------------------------------------------------------------
 # Writing the fit
 
-def overlay_dict(fit: Fit, catalog: Catalog, csv_name: str, bands: dict | None = None) -> dict:
-    """A catalog overlay with the fitted group terms, each crediting its points."""
+def overlay_dict(fit: Fit, catalog: Catalog, csv_name: str, bands: dict | None = None, inherit: bool = True) -> dict:
+    """A catalog overlay with the fitted group terms, each crediting its points. `inherit` also
+    writes the groups without points (their predecessor's fitted terms): right for the shipped
+    catalog's own refit over every point, wrong for a user's few points, which support only the
+    groups they measure."""
     today = _today()
     out: dict = {"catalog_version": "calibrated", "sources": {}}
     for (kind, gid), ids in sorted(fit.points.items()):
@@ -765,7 +768,8 @@ def overlay_dict(fit: Fit, catalog: Catalog, csv_name: str, bands: dict | None =
                          for t in ("error_band_p10", "error_band_p90")})
         entry["provenance"] = prov
         out.setdefault(kind, {})[gid] = entry
-    _inherited_entries(fit, catalog, out, today)
+    if inherit:
+        _inherited_entries(fit, catalog, out, today)
     return out
 
 
@@ -800,10 +804,26 @@ def _inherited_entries(fit: Fit, catalog: Catalog, out: dict, today: str) -> Non
 
 
 def overlay_toml(fit: Fit, catalog: Catalog, csv_name: str, bands: dict | None = None) -> str:
+    """The user's overlay: only the groups the points measure (no inherited entries)."""
     import tomli_w
 
-    return "# Behaviour-group terms fitted by `fleet calibrate`.\n" + tomli_w.dumps(
-        overlay_dict(fit, catalog, csv_name, bands))
+    return "# Behaviour-group terms fitted by `fleet calibrate`: only the groups these points measure.\n" + tomli_w.dumps(
+        overlay_dict(fit, catalog, csv_name, bands, inherit=False))
+
+
+def overlay_changes(overlay: dict, catalog: Catalog) -> list[dict]:
+    """What an overlay changes: each group term, its old and new value, and the chips it moves."""
+    rows = []
+    for kind in ("arch", "fabric", "software"):
+        for gid, entry in sorted(overlay.get(kind, {}).items()):
+            chips = sorted(c.id for c in catalog.chips.values() if getattr(c, kind, None) == gid)
+            old = catalog.groups.get(kind, {}).get(gid, {})
+            for term, value in entry.items():
+                if term == "provenance":
+                    continue
+                rows.append({"group": f"{kind}.{gid}", "term": term, "catalog": old.get(term), "overlay": value,
+                             "chips": ", ".join(chips)})
+    return rows
 
 
 def _today() -> str:

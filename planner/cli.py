@@ -326,6 +326,12 @@ def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
                           "--chips") for v in broken[:5]])
     if write_path:
         write_atomic(write_path, cal.overlay_toml(fit, cat, points_csv.split("/")[-1], bands), force=force)
+        changes = cal.overlay_changes(cal.overlay_dict(fit, cat, "", bands, inherit=False), cat)
+        click.echo(f"{write_path} changes {len(changes)} term(s) (only the groups these points measure):", err=True)
+        for c in changes:
+            old = "-" if c["catalog"] is None else f"{float(c['catalog']):.4g}"
+            click.echo(f"  {c['group']}.{c['term']}: {old} → {float(c['overlay']):.4g}  (chips: {c['chips'] or 'none'})",
+                       err=True)
     terms = [{"group": f"{k}.{g}", "term": t, "value": v,
               "catalog": float(cat.groups[k][g][t]) if k in cat.groups and g in cat.groups[k] and t in cat.groups[k][g] else None,
               "points": len(fit.points.get((k, g), []))}

@@ -139,6 +139,14 @@ def test_cli_writes_overlay_that_changes_only_fitted_groups(tmp_path):
     assert cat.groups["arch"]["hopper"]["provenance"]["bw_eff"].conf == "reported"  # measured: not fitted
     base = load_catalog()
     assert cat.groups["arch"]["wse3"]["t_layer_us"] == base.groups["arch"]["wse3"]["t_layer_us"]  # untouched
+    import tomllib
+
+    raw = tomllib.loads(out.read_text(encoding="utf-8"))
+    assert set(raw.get("arch", {})) == {"hopper"}  # only what H100 points measure: no inherited groups
+    assert set(raw.get("software", {})) <= {"cuda"} and set(raw.get("fabric", {})) <= {"nvlink4-hgx"}
+    for gid in ("blackwell", "blackwell-ultra", "rubin"):  # no H100 point says anything about them
+        assert cat.groups["arch"][gid]["t_layer_us"] == base.groups["arch"][gid]["t_layer_us"]
+    assert "arch.hopper.t_layer_us" in res.stderr and "h100-sxm" in res.stderr  # says what it changed
     again = CliRunner().invoke(main, ["calibrate", str(POINTS), "--write", str(out), "--no-holdout"])
     assert again.exit_code != 0 and "--force" in again.output
 
