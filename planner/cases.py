@@ -7,6 +7,7 @@ problem at once (file, field path, what is wrong, how to fix it).
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import math
@@ -287,7 +288,7 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                     fleet_chips.append(catalog.resolve_chip(c))
                 except CatalogError as exc:
                     problems += [P(f"fleet.chips.{i}", p.what, p.fix) for p in exc.problems]
-            dupes = sorted({c for c in fleet_chips if fleet_chips.count(c) > 1})
+            dupes = sorted(c for c, k in collections.Counter(fleet_chips).items() if k > 1)
             if dupes:
                 problems.append(P("fleet.chips", f"listed twice: {', '.join(dupes)}", "list each chip once"))
         modes = fleet.get("modes", list(MODES))
@@ -423,7 +424,8 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
         mu = cls.get("max_utilization")
         if isinstance(mu, (int, float)) and not isinstance(mu, bool) and math.isfinite(mu) and not 0 < mu < 1:
             problems.append(P(f"{where}.max_utilization", f"must be in (0, 1), got {mu}"))
-    dupes = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
+    seen = collections.Counter(n for n in names if isinstance(n, str))
+    dupes = sorted(n for n, k in seen.items() if k > 1)
     if dupes:
         problems.append(P("classes", f"class names repeat: {', '.join(dupes)}", "give each class a distinct name"))
     return problems

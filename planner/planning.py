@@ -89,7 +89,11 @@ def plan(case: str | None = None, sets=(), catalogs=(), objective: str | None = 
         from .candidates import GRIDS
 
         grid = GRIDS[grid]
-    p = plan_case(c, objective, SolveOptions(time_limit_s=time_limit_s, mip_gap=mip_gap, write_model=write_model), grid)
+    if load_s >= time_limit_s:
+        raise TimeLimitError(f"time limit of {time_limit_s:g} s reached while loading the case", [Problem(
+            "--time-limit", f"loading and validating took {load_s:.1f} s", "raise --time-limit or split the case")])
+    opts = SolveOptions(time_limit_s=time_limit_s - load_s, mip_gap=mip_gap, write_model=write_model)
+    p = plan_case(c, objective, opts, grid)
     p.timings_s = {"load_s": load_s, **p.timings_s}
     return p
 
@@ -151,8 +155,9 @@ def _elastic_problems(case: Case, problem, slacks: dict[str, float]) -> list[Pro
             out.append(Problem(f"classes.{j}.demand_tok_s", f"demand short by {v * 1e3:,.0f} tok/s "
                                f"({v * 1e3 / demand:.1%}) at the cheapest feasible fleet", "lower demand or raise budgets"))
         elif key == "over_power":
-            out.append(Problem("constraints.power_mw", f"power short by {v / 1000:,.2f} MW at the cheapest feasible fleet",
-                               f"raise power_mw to ≥ {(problem.power_kw_budget + v) / 1000:,.2f}"))
+            need_mw = (problem.power_kw_budget + v) / 1000
+            out.append(Problem("constraints.power_mw", f"power short by {_mw(v / 1000)} at the cheapest feasible fleet",
+                               f"raise power_mw to ≥ {math.ceil(need_mw * 1e4) / 1e4:,.4g}"))
         elif key == "over_capex":
             out.append(Problem("constraints.capex_usd", f"capex short by {v * 1e6:,.0f} USD",
                                f"raise capex_usd to ≥ {problem.capex_usd_budget + v * 1e6:,.0f}"))
@@ -164,6 +169,11 @@ def _elastic_problems(case: Case, problem, slacks: dict[str, float]) -> list[Pro
         out.append(Problem("constraints", "no fleet meets every constraint (stage-type limits or whole-system rounding)",
                            "relax max_chip_types_per_stage or allow more chips"))
     return out
+
+
+def _mw(mw: float) -> str:
+    """A power shortfall readable at any size: 2.37 MW, 4.1 kW."""
+    return f"{mw:,.2f} MW" if mw >= 0.01 else f"{mw * 1000:,.3g} kW"
 
 
 def run_record(plan_: Plan, case_source: str, sets, catalogs, options: dict) -> dict:

@@ -250,3 +250,37 @@ def test_every_example_in_estimate_help_runs():
     for e in examples:
         res = run(*shlex.split(" ".join(e.split())))
         assert res.exit_code == 0, (e, res.output)
+
+
+def test_power_shortfall_is_readable_at_any_size_and_its_fix_works():
+    """A shortfall of a few kW used to read 'short by 0.00 MW'."""
+    from planner.errors import InfeasibleError
+
+    with pytest.raises(InfeasibleError) as err:
+        load_and_plan(["constraints.power_mw=2.96"])
+    text = err.value.render()
+    assert "0.00 MW" not in text and " kW " in text
+    fix = float(text.split("raise power_mw to ≥ ")[1].split()[0].replace(",", ""))
+    assert load_and_plan([f"constraints.power_mw={fix}"]).power_mw <= fix
+
+
+def load_and_plan(sets):
+    import planner
+
+    return planner.plan("default", sets=sets, grid="coarse")
+
+
+def test_time_limit_bounds_a_huge_case_from_loading_on(tmp_path):
+    """10,000 classes with --time-limit 1 used to run for 900 s; the limit now bounds the command."""
+    from planner.errors import TimeLimitError
+    import planner
+
+    lines = ['name = "big"', "[fleet]", 'chips = ["b200", "h100"]']
+    for i in range(2000):
+        lines += ["[[classes]]", f'name = "c{i}"', 'model = "llama-3.1-8b"', 'precision = "fp8"', f"isl = {1000 + i}",
+                  "osl = 200", "demand_tok_s = 1000", "min_speed_tok_s_user = 50", "ttft_s = 2"]
+    case = tmp_path / "big.toml"
+    case.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TimeLimitError) as err:
+        planner.plan(str(case), time_limit_s=0.5)
+    assert err.value.exit_code == 3 and "--time-limit" in err.value.render()
