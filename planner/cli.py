@@ -424,10 +424,11 @@ def pareto(case, speeds, families, class_name, out_dir, sets, catalogs, time_lim
     out = Path(out_dir)
     df = run(case, speeds, families.split(",") if families else None, class_name, sets, catalogs, _workers(workers),
              scheduler, out / "pareto.csv", resume, quiet, force, time_limit_s, mip_gap, grid, warm_start)
-    pareto_plot(df, "tok_s_per_mw", "tokens/s per MW (site)", out / "pareto_tok_s_per_mw.png",
-                "throughput per MW vs speed per user")
+    name = _case_label(case, sets)
+    pareto_plot(df, "tok_s_per_mw", "output tokens/s per MW (site)", out / "pareto_tok_s_per_mw.png",
+                "throughput per MW vs speed target", name)
     pareto_plot(df, "usd_per_mtok", "USD per million output tokens", out / "pareto_usd_per_mtok.png",
-                "cost per token vs speed per user")
+                "cost per token vs speed target", name)
     click.echo(_summary(df, ["family", "speed_tok_s_user", "status", "tok_s_per_chip", "tok_s_per_mw",
                              "usd_per_mtok", "stages"]))
     click.echo(f"wrote {out}/pareto.csv, pareto_tok_s_per_mw.png, pareto_usd_per_mtok.png")
@@ -469,11 +470,13 @@ def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip
         label = "tokens/s per extra MW" if "power" in c else "tokens/s per extra M USD"
         click.echo(f"marginal value ({c[7:]}): {', '.join(f'{v:,.0f}' for v in df[c].dropna())} {label}")
     if out and "constraints.power_mw" in df and df["constraints.power_mw"].nunique() > 1:
-        line_plot(df, "constraints.power_mw", "throughput_tok_s", "site power budget (MW)", "served output tokens/s",
-                  out / "budget_power.png", "maximum throughput vs power budget")
+        line_plot(df, "constraints.power_mw", "throughput_tok_s", "site power budget (MW)",
+                  "served output tokens/s\n(max-throughput plan)", out / "budget_power.png",
+                  "max-throughput plan per power budget", _case_label(case, sets))
     if out and "constraints.capex_usd" in df and df["constraints.capex_usd"].nunique() > 1:
-        line_plot(df, "constraints.capex_usd", "throughput_tok_s", "capex budget (USD)", "served output tokens/s",
-                  out / "budget_capex.png", "maximum throughput vs capex budget")
+        line_plot(df, "constraints.capex_usd", "throughput_tok_s", "capex budget (USD)",
+                  "served output tokens/s\n(max-throughput plan)", out / "budget_capex.png",
+                  "max-throughput plan per capex budget", _case_label(case, sets))
     if out:
         click.echo(f"wrote {out}/budget.csv")
 
@@ -508,7 +511,9 @@ def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_lim
              resume, quiet, force, time_limit_s, mip_gap, grid, warm_start)
     if tornado:
         png = str(output).rsplit(".", 1)[0] + "_tornado.png"
-        tornado_plot(df, png)
+        tornado_plot(df, png, objective=objective, baseline=_sweep_baseline(df, case, sets, catalogs, objective,
+                                                                             time_limit_s, mip_gap, grid),
+                     case=_case_label(case, sets))
         click.echo(f"wrote {png}")
     varied = [c for c in df.columns if "." in c and not c.startswith(("chips.", "shadow."))][:4]
     click.echo(_summary(df, [*varied, "status", "objective", "usd_per_mtok", "power_mw", "stages"]))
@@ -556,6 +561,32 @@ def breakeven(case, vary, until, rel_tol, objective, fmt, sets, catalogs, time_l
                           if k.startswith("chips.") and k != r["path"] and v and v == v)
         click.echo(f"  at {p.get(r['path'], '?')}: {p.get('status')}; chips: {chips or '-'}; "
                    f"USD/Mtok {p.get('usd_per_mtok') or float('nan'):.4f}; stages: {p.get('stages', '')}")
+
+
+def _case_label(case, sets=()) -> str:
+    """The case's name for chart titles ('default', or the file's name = …), '+ N --set' when overridden."""
+    from .cases import read_case_raw
+
+    try:
+        raw, label = read_case_raw(case)
+        name = str(raw.get("name") or label)
+    except PlannerError:
+        name = str(case or "default")
+    return name + (f" (+{len(sets)} --set)" if sets else "")
+
+
+def _sweep_baseline(df, case, sets, catalogs, objective, time_limit_s, mip_gap, grid):
+    """The base case's objective for the tornado's baseline: read off the sweep when every parameter's
+    points share it (an odd ±% range), else planned once."""
+    from .plots import OBJECTIVE_METRIC, infer_baseline
+    from .studies import Point, evaluate, load_spec
+
+    column = OBJECTIVE_METRIC[objective][0]
+    base = infer_baseline(df, column)
+    if base is None:
+        row = evaluate(load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap, grid), Point(-1, ()))
+        base = row.get(column) if row.get("status") in ("optimal", "feasible", "time_limit") else None
+    return base
 
 
 def run():  # console-script entry point
