@@ -348,26 +348,50 @@ def tornado_plot(df: pd.DataFrame, path: str | Path, metric: str = "objective", 
 
 
 # ------------------------------------------------------------------------------------ plan charts
-def stacked_figure(df: pd.DataFrame, index: str, stack: str, value: str, xlabel: str, title: str, unit: str = ""):
-    """Horizontal stacked bars: one bar per `index` value, segments per `stack` value."""
-    fig, ax = _figure(8, 0.55 * max(df[index].nunique(), 1) + 1.8)
-    pivot = df.pivot_table(index=index, columns=stack, values=value, aggfunc="sum", fill_value=0, sort=False)
+def _stacked_bars(ax, pivot: pd.DataFrame, xlabel: str, unit: str, labels: bool) -> list:
+    handles = []
     left = np.zeros(len(pivot))
     for i, col in enumerate(pivot.columns):
         vals = pivot[col].to_numpy(float)
-        ax.barh(range(len(pivot)), vals, left=left, color=COLORS[i % len(COLORS)], label=str(col),
-                hatch=["", "//", "..", "xx", "\\\\"][i % 5], edgecolor="white", height=0.6)
+        handles.append(ax.barh(range(len(pivot)), vals, left=left, color=COLORS[i % len(COLORS)], label=str(col),
+                               hatch=["", "//", "..", "xx", "\\\\"][i % 5], edgecolor="white", height=0.6))
         left += vals
-    ax.set_yticks(range(len(pivot)), [str(i) for i in pivot.index])
-    ax.invert_yaxis()
-    scale = _axis_scale(0, float(left.max()) if len(left) else 1)
+    ax.set_yticks(range(len(pivot)), [str(i) for i in pivot.index] if labels else [""] * len(pivot))
+    ax.set_ylim(len(pivot) - 0.5, -0.5)
+    top = float(left.max()) if len(left) and left.max() > 0 else 1.0
+    scale = _axis_scale(0, top)
     for i, total in enumerate(left):
         ax.annotate(human(total, scale) + (f" {unit}" if unit else ""), (total, i), xytext=(4, 0),
                     textcoords="offset points", va="center", fontsize=8)
-    ax.set_xlim(0, (float(left.max()) if len(left) and left.max() > 0 else 1) * 1.18)
+    ax.set_xlim(0, top * 1.28)
     _plain_linear(ax.xaxis, ax.get_xlim())
     ax.set_xlabel(xlabel)
-    ax.set_title(title)
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(fontsize=8, title=stack, title_fontsize=8, loc="lower right", framealpha=0.9)
+    return handles
+
+
+def stacked_figure(df: pd.DataFrame, index: str, stack: str, value: str, xlabel: str, title: str, unit: str = ""):
+    """Horizontal stacked bars: one bar per `index` value, segments per `stack` value."""
+    return stacked_panels(df, index, stack, [(value, xlabel, unit)], title, ncols=1)
+
+
+def stacked_panels(df: pd.DataFrame, index: str, stack: str, panels: list[tuple[str, str, str]], title: str,
+                   ncols: int = 2):
+    """Several stacked-bar panels (one per (value, label, unit)) over the same bars and segments, one legend."""
+    from matplotlib.figure import Figure
+
+    n_bars = max(df[index].nunique(), 1)
+    nrows = math.ceil(len(panels) / ncols)
+    width = 9.5 if ncols > 1 else 8
+    fig = Figure(figsize=(width, nrows * (0.5 * n_bars + 1.3) + 1.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    handles = []
+    for k, (value, xlabel, unit) in enumerate(panels):
+        pivot = df.pivot_table(index=index, columns=stack, values=value, aggfunc="sum", fill_value=0, sort=False)
+        handles = _stacked_bars(axes[k], pivot, xlabel, unit, labels=k % ncols == 0)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.legend(handles=handles, title=stack, fontsize=8.5, title_fontsize=8.5, loc="outside lower center",
+               ncols=min(len(handles), 6), frameon=False)
     return fig
