@@ -54,7 +54,7 @@ border-bottom:2px solid var(--line)} h3{font-size:16px;margin:20px 0 8px}
 table{border-collapse:collapse;margin:6px 0 14px;font-size:13.5px;width:auto;max-width:100%}
 .scroll{overflow-x:auto;max-width:100%}
 th,td{border-bottom:1px solid var(--line);padding:5px 10px;vertical-align:top}
-th{background:var(--band);text-align:left;font-weight:600;min-width:4.5em;max-width:11em;line-height:1.25}
+th{background:var(--band);text-align:left;font-weight:600;min-width:4.5em;line-height:1.25}
 td{white-space:nowrap} td.w{white-space:normal;min-width:36em;font-size:12.5px}
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 th.n{text-align:right}
@@ -462,17 +462,20 @@ def study_report(kind: str, csv: Path) -> str:
                  "shadow.capex": "marginal value (tok/s per extra M USD)"}
     else:
         objective = str(rec.get("objective") or "tco")
-        if "varied" in df and df["varied"].notna().any():
-            varied = [str(v) for v in dict.fromkeys(df["varied"].dropna()) if str(v) in df]
+        if "varied" in df and df["varied"].notna().any():  # one at a time: the varied path and its value
+            df = df.assign(value=[r.get(str(p)) if isinstance(p, str) else None
+                                  for p, r in zip(df["varied"], df.to_dict("records"))])
+            varied = ["value"]
         else:
             varied = [c for c in df.columns if "." in c and not c.startswith(("shadow.", "chips."))]
         if "varied" in df and df["varied"].notna().any():
             b.append("<h2>Tornado</h2>")
             b.append(figure_html(plots.tornado_figure(df, objective, rec.get("baseline"), case),
                                  "swing of the objective per parameter, one parameter at a time"))
-        cols = ["point", "varied", *varied, "status", "objective", "tco_usd_per_hour", "usd_per_mtok", "power_mw",
-                "capex_usd", *chip_cols, "stages", "message"]
-        heads = {"objective": f"objective ({objective})"}
+        metric = plots.OBJECTIVE_METRIC.get(objective, ("objective",))[0]  # the objective in user units
+        cols = ["point", "varied", *varied, "status", metric, "tco_usd_per_hour", "usd_per_mtok", "power_mw",
+                "capex_usd", "throughput_tok_s", *chip_cols, "stages", "message"]
+        heads = {"varied": "varied parameter", "value": "its value"}
     b.append("<h2>Points</h2>" + table(df, [c for c in dict.fromkeys(cols) if c in df], heads))
     if rec:
         b.append("<h2>Provenance</h2>" + _kv([(k, v) for k, v in rec.items() if k != "baseline"]))
