@@ -488,13 +488,16 @@ def pareto(case, speeds, families, class_name, out_dir, sets, catalogs, time_lim
     out = Path(out_dir)
     df = run(case, speeds, families.split(",") if families else None, class_name, sets, catalogs, _workers(workers),
              scheduler, out / "pareto.csv", resume, quiet, force, time_limit_s, mip_gap, grid, warm_start)
-    pareto_plot(df, "tok_s_per_mw", "tokens/s per MW (site)", out / "pareto_tok_s_per_mw.png",
-                "throughput per MW vs speed per user")
+    name = _case_label(case, sets)
+    pareto_plot(df, "tok_s_per_mw", "output tokens/s per MW (site)", out / "pareto_tok_s_per_mw.png",
+                "throughput per MW vs speed target", name)
     pareto_plot(df, "usd_per_mtok", "USD per million output tokens", out / "pareto_usd_per_mtok.png",
-                "cost per token vs speed per user")
+                "cost per token vs speed target", name)
     click.echo(_summary(df, ["family", "speed_tok_s_user", "status", "tok_s_per_chip", "tok_s_per_mw",
                              "usd_per_mtok", "stages"]))
-    click.echo(f"wrote {out}/pareto.csv, pareto_tok_s_per_mw.png, pareto_usd_per_mtok.png")
+    _study_record(out / "study.json", "pareto", case, sets, catalogs, {"speeds": speeds, "families": families,
+                  "class": class_name, "objective": "tco", "grid": grid, "mip_gap": mip_gap, "time_limit_s": time_limit_s})
+    click.echo(f"wrote {out}/pareto.csv, pareto_tok_s_per_mw.png, pareto_usd_per_mtok.png, study.json")
 
 
 @main.command()
@@ -533,13 +536,18 @@ def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip
         label = "tokens/s per extra MW" if "power" in c else "tokens/s per extra M USD"
         click.echo(f"marginal value ({c[7:]}): {', '.join(f'{v:,.0f}' for v in df[c].dropna())} {label}")
     if out and "constraints.power_mw" in df and df["constraints.power_mw"].nunique() > 1:
-        line_plot(df, "constraints.power_mw", "throughput_tok_s", "site power budget (MW)", "served output tokens/s",
-                  out / "budget_power.png", "maximum throughput vs power budget")
+        line_plot(df, "constraints.power_mw", "throughput_tok_s", "site power budget (MW)",
+                  "served output tokens/s\n(max-throughput plan)", out / "budget_power.png",
+                  "max-throughput plan per power budget", _case_label(case, sets))
     if out and "constraints.capex_usd" in df and df["constraints.capex_usd"].nunique() > 1:
-        line_plot(df, "constraints.capex_usd", "throughput_tok_s", "capex budget (USD)", "served output tokens/s",
-                  out / "budget_capex.png", "maximum throughput vs capex budget")
+        line_plot(df, "constraints.capex_usd", "throughput_tok_s", "capex budget (USD)",
+                  "served output tokens/s\n(max-throughput plan)", out / "budget_capex.png",
+                  "max-throughput plan per capex budget", _case_label(case, sets))
     if out:
-        click.echo(f"wrote {out}/budget.csv")
+        _study_record(out / "study.json", "budget", case, sets, catalogs, {
+            "power_mw": power_mw, "capex_usd": capex_usd, "objective": "throughput", "grid": grid, "mip_gap": mip_gap,
+            "time_limit_s": time_limit_s})
+        click.echo(f"wrote {out}/budget.csv, study.json")
 
 
 @main.command()
@@ -570,12 +578,19 @@ def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_lim
 
     df = run(case, vary, "oat" if tornado else mode, sets, catalogs, objective, _workers(workers), scheduler, output,
              resume, quiet, force, time_limit_s, mip_gap, grid, warm_start)
+    baseline = None
     if tornado:
         png = str(output).rsplit(".", 1)[0] + "_tornado.png"
-        tornado_plot(df, png)
+        baseline = _sweep_baseline(df, case, sets, catalogs, objective, time_limit_s, mip_gap, grid)
+        tornado_plot(df, png, objective=objective, baseline=baseline, case=_case_label(case, sets))
         click.echo(f"wrote {png}")
     varied = [c for c in df.columns if "." in c and not c.startswith(("chips.", "shadow."))][:4]
     click.echo(_summary(df, [*varied, "status", "objective", "usd_per_mtok", "power_mw", "stages"]))
+    from pathlib import Path
+
+    _study_record(Path(str(output).rsplit(".", 1)[0] + ".study.json"), "sweep", case, sets, catalogs, {
+        "vary": list(vary), "mode": "oat" if tornado else mode, "objective": objective, "grid": grid,
+        "mip_gap": mip_gap, "time_limit_s": time_limit_s}, baseline)
     click.echo(f"wrote {output} ({len(df)} points)")
 
 
@@ -620,6 +635,108 @@ def breakeven(case, vary, until, rel_tol, objective, fmt, sets, catalogs, time_l
                           if k.startswith("chips.") and k != r["path"] and v and v == v)
         click.echo(f"  at {p.get(r['path'], '?')}: {p.get('status')}; chips: {chips or '-'}; "
                    f"USD/Mtok {p.get('usd_per_mtok') or float('nan'):.4f}; stages: {p.get('stages', '')}")
+
+
+@main.command()
+@click.argument("target", metavar="PLAN_DIR|STUDY_DIR|SWEEP_CSV|CASE")
+@click.option("-o", "--output", "out_file", type=click.Path(dir_okay=False), required=True,
+              help="The HTML file to write (one self-contained file: inline CSS and charts, no network).")
+@click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
+@click.option("--grid", type=click.Choice(["fine", "coarse"]), default="fine", show_default=True,
+              help="Candidate grid when TARGET is a case that is planned first.")
+def report(target, out_file, force, grid):
+    """Write one self-contained HTML report of a plan or a study.
+
+    TARGET is a directory from `fleet plan --output`, `fleet pareto --output` or
+    `fleet budget --output`, a `fleet sweep` CSV, or a case (name or path): a case is planned
+    first (objective tco). The page holds the tables (units in the headers), charts of chips, MW
+    and cost by class and stage, binding constraints with their shadow prices in words, the
+    explanation if `fleet explain` stored one, and the provenance (case, --set, catalog versions,
+    inputs hash, package versions).
+
+    \b
+    Examples:
+      fleet plan --output out/plan && fleet report out/plan -o plan.html
+      fleet report out/pareto -o pareto.html
+      fleet report default -o default.html --grid coarse
+    """
+    import tempfile
+    from pathlib import Path
+
+    from .errors import Problem
+    from .report_html import build_report
+    from .reports import write_atomic
+
+    out = Path(out_file)
+    if out.exists() and not force:
+        raise PlannerError(f"{out} exists", [Problem(str(out), "output file exists",
+                                                     "pass --force to overwrite or choose another -o")])
+    path = Path(target)
+    if path.exists() or target.endswith((".csv", "/")) or "/" in target and not target.endswith(".toml"):
+        html = build_report(path)
+    else:  # a case: plan it into a temporary directory, then report that
+        from .cases import case_path
+        from .errors import CaseError
+        from .plan import plan as run_plan, run_record, write_outputs
+
+        try:
+            case_path(target)
+        except CaseError as exc:
+            raise PlannerError(f"{target}: no such plan or study directory, sweep CSV or case", [Problem(
+                target, "not found as a directory, a CSV file or a case", "pass a directory written by "
+                "`fleet plan --output`/`fleet pareto --output`/`fleet budget --output`, a `fleet sweep` CSV, or a "
+                "case name or path (" + (exc.problems[0].fix if exc.problems else "see `fleet cases`") + ")")])
+
+        p = run_plan(target, (), (), "tco", 60.0, 1e-3, None, grid)
+        with tempfile.TemporaryDirectory(prefix="fleet-report-") as tmp:
+            write_outputs(p, tmp, run_record(p, p.problem.case.source, (), (),
+                                             {"objective": "tco", "time_limit_s": 60.0, "mip_gap": 1e-3,
+                                              "grid": grid}), force=True)
+            html = build_report(tmp)
+    write_atomic(out, html, force=True)
+    click.echo(f"wrote {out} ({len(html.encode()) / 1024:,.0f} KB)")
+
+
+def _case_label(case, sets=()) -> str:
+    """The case's name for chart titles ('default', or the file's name = …), '+ N --set' when overridden."""
+    from .cases import read_case_raw
+
+    try:
+        raw, label = read_case_raw(case)
+        name = str(raw.get("name") or label)
+    except PlannerError:
+        name = str(case or "default")
+    return name + (f" (+{len(sets)} --set)" if sets else "")
+
+
+def _study_record(path, study, case, sets, catalogs, options, baseline=None) -> None:
+    """What `fleet report` shows as a study's provenance: the case, overrides, catalogs and options."""
+    import json
+
+    from .cases import load_case
+    from .reports import write_atomic
+
+    c = load_case(case, sets, list(catalogs))
+    rec = {"study": study, "case_name": _case_label(case, sets), "case": c.source, "sets": list(sets),
+           "catalogs": list(catalogs), "catalog_versions": dict(c.catalog_versions),
+           "objective": options.get("objective"), "options": {k: v for k, v in options.items() if v is not None}}
+    if baseline is not None:
+        rec["baseline"] = float(baseline)
+    write_atomic(path, json.dumps(rec, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _sweep_baseline(df, case, sets, catalogs, objective, time_limit_s, mip_gap, grid):
+    """The base case's objective for the tornado's baseline: read off the sweep when every parameter's
+    points share it (an odd ±% range), else planned once."""
+    from .plots import OBJECTIVE_METRIC, infer_baseline
+    from .studies import Point, evaluate, load_spec
+
+    column = OBJECTIVE_METRIC[objective][0]
+    base = infer_baseline(df, column)
+    if base is None:
+        row = evaluate(load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap, grid), Point(-1, ()))
+        base = row.get(column) if row.get("status") in ("optimal", "feasible", "time_limit") else None
+    return base
 
 
 def run():  # console-script entry point
