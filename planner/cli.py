@@ -677,7 +677,7 @@ def report(target, out_file, force, grid):
     else:  # a case: plan it into a temporary directory, then report that
         from .cases import case_path
         from .errors import CaseError
-        from .plan import plan as run_plan, run_record, write_outputs
+        from .planning import plan as run_plan, run_record, write_outputs
 
         try:
             case_path(target)
