@@ -290,8 +290,8 @@ def constraint_words(r: dict, case: Case, types_saving: dict | None = None) -> s
     if family in BUDGETS and not r.get("binding"):
         used = {"power": f"{r['slack'] / 1000:,.3g} MW", "capex": f"{r['slack'] * 1e6:,.0f} USD",
                 "supply": f"{r['slack']:,.0f} chips"}[family]
-        slack_note = (f" (the whole-chip plan leaves {used} unused; the LP with its stage choices fixed "
-                      "is held by this budget)")
+        slack_note = (f" (the whole-chip plan leaves {used} unused, but the LP with its stage choices fixed "
+                      "sits on this budget)")
     if family == "power":
         return (f"constraints.power_mw ({cons.power_mw:,g} MW) binds: one more MW of site power would lower TCO by "
                 f"{v:,.0f} USD/hour{slack_note}")
@@ -459,7 +459,7 @@ def absent_text(ctx: Context, e: dict) -> str:
     cost = (f"forcing it in costs {_usd(f['delta_tco_usd_per_hour'], '+')} USD/hour ({f['delta_pct']:+.1%}"
             + (f", {f['delta_usd_per_mtok']:+.4f} USD/Mtok" if f["delta_usd_per_mtok"] is not None else "") + ")"
             + (" — within the MIP gap: about as cheap" if abs(f["delta_tco_usd_per_hour"]) <= gap else ""))
-    takes = f"it would take {', '.join(f['stages'])} on {f['chips']:,} chips"
+    takes = f"it would take {', '.join(f['stages'])} on {f['chips']:,} chip{'s' if f['chips'] != 1 else ''}"
     shifts = ", ".join(f"{c} {d:+,}" for c, d in f["displaces"].items())
     text = f"{chip}: {cost}; {takes}" + (f" ({shifts})" if shifts else "")
     if b["status"] == "found":
