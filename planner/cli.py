@@ -652,18 +652,20 @@ def explain(target, sets, catalogs, time_limit_s, mip_gap, grid, fmt, output, fo
 
 
 def _check_output_file(path, force):
-    """Refuse an unusable output file before any solving: a directory, an existing file without --force."""
+    """Refuse an unusable output file before any solving: an existing file without --force, no write access."""
+    import os
     from pathlib import Path
 
     from .errors import Problem
 
     out = Path(path)
-    if out.is_dir():
-        raise PlannerError(f"{out} is a directory", [Problem("--output", f"{out} is a directory",
-                                                             "give a file path, e.g. explain.json")])
     if out.exists() and not force:
         raise PlannerError(f"{out} exists", [Problem("--output", "output file exists",
                                                      "pass --force to overwrite or choose another path")])
+    parent = next((p for p in out.absolute().parents if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise PlannerError(f"cannot write {out}", [Problem("--output", f"{parent} is not a writable directory",
+                                                           "choose a path you can write to")])
 
 
 @main.command()
@@ -684,7 +686,7 @@ def diff(a, b, set_a, set_b, catalogs, time_limit_s, mip_gap, grid, fmt):
 
     \b
     Examples:
-      fleet diff out/plan-a out/plan-b
+      fleet diff out/plan-a out/plan-b          (two `fleet plan --output` directories)
       fleet diff default --set-b economics.pue=1.5
       fleet diff default hbm-shortage --format json
     """

@@ -27,7 +27,6 @@ class Side:
     plan: dict
     chips: list[dict]  # the chips table (chips.csv / Plan.chips): chip, chips, systems, system_name, tco …
     run: dict | None = None  # run.json, when read from a plan directory
-    directory: Path | None = None
 
 
 # ------------------------------------------------------------------------------------ reading sides
@@ -45,7 +44,7 @@ def read_plan_dir(path: str | Path) -> Side:
                            f"rewrite it with `fleet plan --output {d} --force`")])
     run = _read_json(d / "run.json", fix) if (d / "run.json").is_file() else None
     chips = _read_chips_csv(d / "chips.csv") if (d / "chips.csv").is_file() else _chips_from_plan(plan)
-    return Side(label=f"plan dir {d}", plan=plan, chips=chips, run=run, directory=d)
+    return Side(label=f"plan dir {d}", plan=plan, chips=chips, run=run)
 
 
 def _read_json(path: Path, fix: str):
@@ -142,7 +141,22 @@ def summary(side: Side) -> dict:
             "systems": {c: int(n) for c, n in sorted(p.get("systems", {}).items()) if int(n)},
             "stages": {j: dict(sorted(s.items())) for j, s in sorted(stages.items())},
             **{m: _metric(p, m) for m in METRICS},
-            "binding": sorted(str(r["name"]) for r in p["constraints"] if r.get("binding"))}
+            "binding": sorted(str(r["name"]) for r in p["constraints"] if limits_plan(r))}
+
+
+BUDGETS = ("power", "capex", "supply")
+
+
+def shadow_price(r: dict) -> float | None:
+    """A constraints row's shadow price (None when the LP gave none)."""
+    v = r.get("shadow_price")
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def limits_plan(r: dict) -> bool:
+    """Binding, or a budget the LP (stage choices fixed) sits on: whole-chip rounding can leave a
+    sliver of a budget unused while it still decides the fleet (positive shadow price)."""
+    return bool(r.get("binding")) or ((shadow_price(r) or 0) > 1e-9 and str(r["name"]).split("[")[0] in BUDGETS)
 
 
 def _metric(plan: dict, name: str):
@@ -201,7 +215,8 @@ def diff_text(r: dict) -> str:
     from .reports import text_table
 
     a, b, d = r["a"], r["b"], r["delta"]
-    lines = [f"A: {a['source']} (case '{a['case']}')", f"B: {b['source']} (case '{b['case']}')", ""]
+    lines = [f"{k}: {s['source']}" + (f" (case '{s['case']}')" if s["source"].startswith("plan dir") else "")
+             for k, s in (("A", a), ("B", b))] + [""]
     if r["identical"]:
         lines.append(f"identical: the same chips, stages, cost, power and binding constraints "
                      f"({_fmt_money(a['tco_usd_per_hour'])} USD/hour, {a['power_mw']:,.2f} MW)")
@@ -220,7 +235,7 @@ def diff_text(r: dict) -> str:
     metric_rows = [{"metric": m, "A": a[m], "B": b[m], "delta (B − A)": d[m],
                     "delta %": None if d[m] is None or not a[m] else f"{d[m] / a[m]:+.1%}"} for m in METRICS]
     lines += ["Cost, power, throughput", text_table(metric_rows), ""]
-    lines.append("Binding constraints")
+    lines.append("Binding constraints (and budgets with a positive shadow price)")
     lines.append(f"  both:      {', '.join(sorted(set(a['binding']) & set(b['binding']))) or '-'}")
     lines.append(f"  only in A: {', '.join(d['binding']['only_a']) or '-'}")
     lines.append(f"  only in B: {', '.join(d['binding']['only_b']) or '-'}")

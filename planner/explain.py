@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .diff import Side, read_plan_dir, solved_side
+from .diff import BUDGETS, Side, limits_plan, read_plan_dir, shadow_price, solved_side
 from .domain import STAGES, Case
 from .errors import InfeasibleError, PlannerError, Problem
 from .solve import DEFAULT_MIP_GAP, SolveOptions
@@ -64,14 +64,16 @@ def load_context(target: str | None, sets=(), catalogs=(), grid: str = "fine", t
         raise PlannerError(f"no plan directory or case at {target}", [Problem(
             target, "no such directory", "give a case (name or .toml path) or a directory written by "
             "`fleet plan --output DIR`")])
-    from .candidates import GRIDS
+    from .candidates import GRIDS, build_candidates
     from .cases import load_case
     from .planning import plan_case
 
     case = load_case(target, sets, list(catalogs))
-    plan = plan_case(case, "tco", opts, GRIDS[grid])
+    units = build_candidates(case, GRIDS[grid])
+    plan = plan_case(case, "tco", opts, GRIDS[grid], units=units)
     return Context(side=solved_side(plan, f"case {target or 'default'}"), case=case, case_ref=case.source,
-                   sets=tuple(sets), catalogs=tuple(catalogs), plan_grid=grid, grid=grid, opts=opts, solves=1)
+                   sets=tuple(sets), catalogs=tuple(catalogs), plan_grid=grid, grid=grid, opts=opts, units=units,
+                   solves=1)
 
 
 def _dir_context(d: Path, sets, catalogs, grid: str, opts: SolveOptions) -> Context:
@@ -246,32 +248,20 @@ def chips_in_plan(side: Side) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------ constraints
-BUDGETS = ("power", "capex", "supply")
-
-
 def binding_constraints(ctx: Context) -> list[dict]:
     """Every constraint that binds, or limits the plan through a positive LP shadow price, in words."""
-    rows = [r for r in ctx.side.plan["constraints"] if _active(r)]
+    rows = [r for r in ctx.side.plan["constraints"] if limits_plan(r)]
     types_rows = [r for r in rows if r["name"].startswith("types_per_stage")]
     types_saving = types_what_if(ctx) if types_rows else None
     return [{"name": r["name"], "binding": bool(r.get("binding")), "slack": r.get("slack"),
-             "shadow_price": _price(r), "unit": r.get("unit"),
+             "shadow_price": shadow_price(r), "unit": r.get("unit"),
              **({"what_if": types_saving} if r in types_rows else {}),
              "text": constraint_words(r, ctx.case, types_saving)} for r in rows]
 
 
-def _price(r: dict) -> float | None:
-    v = r.get("shadow_price")
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-
-
-def _active(r: dict) -> bool:
-    return bool(r.get("binding")) or ((_price(r) or 0) > 1e-9 and r["name"].split("[")[0] in BUDGETS)
-
-
 def constraint_words(r: dict, case: Case, types_saving: dict | None = None) -> str:
     """One constraint's shadow price as a sentence (TCO objective: USD/hour)."""
-    name, v = r["name"], _price(r)
+    name, v = r["name"], shadow_price(r)
     family, inner = name.split("[")[0], name[name.find("[") + 1:-1] if "[" in name else ""
     cons = case.constraints
     if family == "types_per_stage":

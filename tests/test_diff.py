@@ -70,6 +70,16 @@ def test_chips_and_stages_that_change_are_in_the_delta(case):
     assert set(changed["decode_attention"]["a"]) == {"h100-sxm"} and set(changed["decode_attention"]["b"]) == {"b200"}
 
 
+def test_a_power_budget_that_decides_b_is_listed_only_in_b(case):
+    cheap = ["chips.h100-sxm.price_usd=10000", "classes.0.demand_tok_s=2000000"]  # H100: cheap, power-hungry
+    a = diff(case, set_a=cheap, set_b=cheap + ['fleet.chips=["b200"]'])["a"]
+    b200_mw = diff(case, set_a=cheap + ['fleet.chips=["b200"]'], set_b=cheap)["a"]["power_mw"]
+    budget = (a["power_mw"] + b200_mw) / 2  # below the cheapest fleet's draw, above the frugal one's
+    r = diff(case, set_a=cheap, set_b=cheap + [f"constraints.power_mw={budget}"])
+    assert "power" in r["delta"]["binding"]["only_b"] and "power" not in r["a"]["binding"]
+    assert r["b"]["power_mw"] <= budget * (1 + 1e-6) and r["delta"]["tco_usd_per_hour"] > 0
+
+
 @pytest.mark.parametrize("args, names", [
     (["diff", "{empty}", "{case}"], "plan.json"),
     (["diff", "{case}", "no/such/plan"], "no/such/plan"),
