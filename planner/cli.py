@@ -629,8 +629,8 @@ def explain(target, sets, catalogs, time_limit_s, mip_gap, grid, fmt, output, fo
 
     CASE_OR_PLAN_DIR is a case (name or path; default 'default', planned for TCO) or a directory
     written by `fleet plan --output DIR` (its run.json names the case the what-ifs re-solve). Each
-    left-out chip costs about 8 solves (one forced-in plan, a price bisection); --grid sets the
-    what-if grid.
+    left-out chip costs about 9 solves (one forced-in plan, a price bisection of up to 8); --grid
+    sets the what-if grid.
 
     \b
     Examples:
