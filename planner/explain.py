@@ -14,7 +14,6 @@ What-ifs are compared with the cheapest plan on the what-if grid, so grid effect
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
