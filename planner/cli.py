@@ -739,5 +739,87 @@ def _sweep_baseline(df, case, sets, catalogs, objective, time_limit_s, mip_gap, 
     return base
 
 
+@main.command()
+@click.argument("target", metavar="CASE_OR_PLAN_DIR", required=False)
+@set_option
+@catalog_option
+@solve_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), help="Also write the explanation as FILE.json.")
+@click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
+def explain(target, sets, catalogs, time_limit_s, mip_gap, grid, fmt, output, force):
+    """Why the plan is what it is: each chip's role, each binding constraint's value, and for every
+    allowed chip left out, what forcing it in costs and the price that would bring it in.
+
+    CASE_OR_PLAN_DIR is a case (name or path; default 'default', planned for TCO) or a directory
+    written by `fleet plan --output DIR` (its run.json names the case the what-ifs re-solve). Each
+    left-out chip costs about 9 solves (one forced-in plan, a price bisection of up to 8); --grid
+    sets the what-if grid.
+
+    \b
+    Examples:
+      fleet explain
+      fleet explain default --format json --output explain.json
+      fleet plan default --output out/plan && fleet explain out/plan
+    """
+    from .explain import explain as run_explain, explain_text
+    from .reports import to_json, write_atomic
+
+    if output:
+        _check_output_file(output, force)
+    r = run_explain(target, sets, catalogs, grid, time_limit_s, mip_gap)
+    click.echo(to_json(r) if fmt == "json" else explain_text(r), nl=fmt != "json")
+    if output:
+        write_atomic(output, to_json(r))
+        if fmt != "json":
+            click.echo(f"wrote {output}")
+
+
+def _check_output_file(path, force):
+    """Refuse an unusable output file before any solving: an existing file without --force, no write access."""
+    import os
+    from pathlib import Path
+
+    from .errors import Problem
+
+    out = Path(path)
+    if out.exists() and not force:
+        raise PlannerError(f"{out} exists", [Problem("--output", "output file exists",
+                                                     "pass --force to overwrite or choose another path")])
+    parent = next((p for p in out.absolute().parents if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise PlannerError(f"cannot write {out}", [Problem("--output", f"{parent} is not a writable directory",
+                                                           "choose a path you can write to")])
+
+
+@main.command()
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B", required=False)
+@click.option("--set-a", "set_a", multiple=True, metavar="PATH=VALUE", help="Override a field of case A (repeatable).")
+@click.option("--set-b", "set_b", multiple=True, metavar="PATH=VALUE",
+              help="Override a field of case B (repeatable); without B, B is case A.")
+@catalog_option
+@solve_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def diff(a, b, set_a, set_b, catalogs, time_limit_s, mip_gap, grid, fmt):
+    """Two plans side by side: chips, stages per class, cost, MW, throughput, binding constraints.
+
+    A and B are each a plan directory (`fleet plan --output DIR`) or a case (name or path, planned
+    here). With one CASE, --set-a and --set-b compare it under two sets of overrides. Identical
+    plans print 'identical'; the exit code is 0 either way.
+
+    \b
+    Examples:
+      fleet diff out/plan-a out/plan-b          (two `fleet plan --output` directories)
+      fleet diff default --set-b economics.pue=1.5
+      fleet diff default hbm-shortage --format json
+    """
+    from .diff import diff as run_diff, diff_text
+    from .reports import to_json
+
+    r = run_diff(a, b, set_a, set_b, catalogs, grid, time_limit_s, mip_gap)
+    click.echo(to_json(r) if fmt == "json" else diff_text(r), nl=fmt != "json")
+
+
 def run():  # console-script entry point
     sys.exit(main())

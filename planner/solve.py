@@ -78,15 +78,18 @@ def _stats(m) -> dict[str, int]:
             "columns": len(vars_), "integers": sum(1 for v in vars_ if v.is_integer() or v.is_binary())}
 
 
-def solve(p: Problem, opts: SolveOptions | None = None, warm: Outcome | None = None) -> Outcome:
+def solve(p: Problem, opts: SolveOptions | None = None, warm: Outcome | None = None, extra=None) -> Outcome:
     """Solve the fleet MILP; for the throughput objective, a second solve finds the cheapest fleet
     that reaches the best served share (lexicographic: throughput first, then TCO).
 
     `warm` is a previous outcome on the same candidate table (a neighbouring sweep point): its unit
-    counts are handed to HiGHS as a MIP start, so the search begins from a good incumbent."""
+    counts are handed to HiGHS as a MIP start, so the search begins from a good incumbent.
+    `extra(m)` adds a caller's constraints to the built model (explain's "force this chip in")."""
     opts = opts or SolveOptions()
     t0 = time.perf_counter()
     m = build_model(p)
+    if extra is not None:
+        extra(m)
     build_s = time.perf_counter() - t0
     if opts.write_model:
         m.write(opts.write_model, io_options={"symbolic_solver_labels": True})
