@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,9 @@ import pandas as pd
 from .cases import apply_override, build_case, get_path, parse_value, read_case_raw
 from .errors import CaseError, PlannerError, Problem
 from .solve import DEFAULT_MIP_GAP
+from .study_runner import (HASH_COLUMN, CsvAppender, Interrupted, OutputLock, StudyOutputError, _Signalled,
+                           check_output, progress, read_resumable, run_pool, sigterm_raises, signal_number,
+                           study_hash)
 
 CHIP_GROUPS = {"hbm": ("gpu", "asic"), "prefill": ("prefill",), "sram": ("sram", "mram")}
 
@@ -249,45 +253,119 @@ def parse_vary(items: Iterable[str], spec: StudySpec) -> list[tuple[str, list]]:
 # -------------------------------------------------------------------------------------- running
 def run_points(spec: StudySpec, points: list[Point], workers: int | None = None, scheduler: str | None = None,
                output: str | Path | None = None, resume: bool = False, quiet: bool = True,
-               force: bool = False) -> pd.DataFrame:
-    """Evaluate points (locally, in a pool, or on Dask), appending rows to `output` as they finish."""
-    done_rows: list[dict] = []
+               force: bool = False, kind: str = "study") -> pd.DataFrame:
+    """Evaluate points (locally, in a pool, or on Dask), appending rows to `output` as they finish.
+
+    The output is checked and locked before any point runs; a resume continues only a file of this
+    very study (same `study_sha256`)."""
+    points = unique_points(points)
+    sha = study_hash(kind, spec.raw, spec.catalogs, spec.objective, spec.time_limit_s, spec.mip_gap, spec.grid,
+                     spec.families, [p.key for p in points])
     out = Path(output) if output else None
-    if out is not None:
+    if out is None:
+        return _finish(_run(spec, points, workers, scheduler, None, sha, quiet, kind), None)
+    check_output(out)
+    with OutputLock(out):
+        done_rows: list[dict] = []
         if out.exists() and not (resume or force):
             raise PlannerError(f"{out} exists", [Problem(str(out), "output exists",
                                "pass --resume to continue it, --force to overwrite, or another --output")])
         if out.exists() and resume:
-            prev = pd.read_csv(out, dtype={"point_key": str})
-            done_rows = [_unpack(r) for r in prev.to_dict("records")]
-            have = set(prev["point_key"].astype(str))
+            done_rows = resume_rows(out, sha)
+            have = {r["point_key"] for r in done_rows}
             points = [p for p in points if p.key not in have]
         elif out.exists():
             out.unlink()
-    progress = Progress(len(points), quiet)
+        rows = done_rows + _run(spec, points, workers, scheduler, out, sha, quiet, kind)
+        return _finish(rows, out)
+
+
+def unique_points(points: list[Point]) -> list[Point]:
+    """One point per key (a value listed twice is one plan, and one row), renumbered in order."""
+    seen: set[str] = set()
+    out = []
+    for p in points:
+        if p.key not in seen:
+            seen.add(p.key)
+            out.append(replace(p, index=len(out)))
+    return out
+
+
+def resume_rows(out: Path, sha: str) -> list[dict]:
+    """The rows a previous run of this study finished; the file is rewritten without torn rows."""
+    import io
+
+    from .reports import write_atomic
+
+    text, dropped = read_resumable(out, sha)
+    if dropped:
+        sys.stderr.write(f"--resume: dropped {dropped} torn or repeated row(s) from {out}\n")
+    if text != out.read_text(encoding="utf-8", errors="replace"):
+        write_atomic(out, text)
+    prev = pd.read_csv(io.StringIO(text), dtype={"point_key": str, HASH_COLUMN: str})
+    return [_unpack(r) for r in prev.to_dict("records")]
+
+
+def _run(spec: StudySpec, points: list[Point], workers, scheduler, out: Path | None, sha: str, quiet: bool,
+         kind: str) -> list[dict]:
+    """Evaluate the points; Ctrl-C or SIGTERM stops promptly with the finished rows on disk."""
     new_rows: list[dict] = []
     appender = CsvAppender(out) if out is not None else None
+    bar = progress(len(points), quiet, kind)
 
     def finished(row):
-        new_rows.append(row)
+        row[HASH_COLUMN] = sha
         if appender:
             appender.add(row)
-        progress.step()
+        new_rows.append(row)
+        bar.update(1)
 
-    if scheduler:
-        _run_dask(spec, points, scheduler, finished)
-    elif (workers or 1) > 1 and len(points) > 1:
-        _run_pool(spec, points, workers, finished)
-    else:
-        for p in points:
-            finished(evaluate(spec, p))
-    progress.close()
-    rows = done_rows + new_rows
+    try:
+        with sigterm_raises():
+            if scheduler:
+                _run_dask(spec, points, scheduler, finished)
+            elif (workers or 1) > 1 and len(points) > 1:
+                run_pool(evaluate, spec, points, workers, finished)
+            else:
+                for p in points:
+                    finished(evaluate(spec, p))
+    except (KeyboardInterrupt, _Signalled) as exc:
+        signum = signal_number(exc)
+        name = signal.Signals(signum).name
+        where = f"{len(new_rows)} of {len(points)} points finished" + (f" and kept in {out}" if out else "")
+        raise Interrupted(signum, f"interrupted by {name}: {where}", [Problem(
+            "--resume", "the study stopped before its last point",
+            "rerun the same command with --resume to continue" if out else "rerun it")]) from None
+    finally:
+        bar.close()
+        if appender:
+            appender.close()
+    return new_rows
+
+
+def _finish(rows: list[dict], out: Path | None) -> pd.DataFrame:
+    """Tidy the rows, say how many points were invalid, and rewrite the output in point order."""
     df = tidy(pd.DataFrame(rows))
+    invalid = df[df["status"] == "invalid"] if "status" in df else df.iloc[0:0]
+    if len(df) and len(invalid) == len(df):
+        if out is not None:
+            out.unlink(missing_ok=True)  # only invalid rows: nothing worth resuming
+        first = invalid.iloc[0]
+        raise CaseError(f"every point of the study is invalid ({len(df)} point(s))", [Problem(
+            f"point {first['point']}", str(first.get("message", "")),
+            "fix the case or the varied values; `fleet validate CASE --set PATH=VALUE` checks one")])
+    if len(invalid):
+        first = invalid.iloc[0]
+        sys.stderr.write(f"warning: {len(invalid)} of {len(df)} points are invalid "
+                         f"(first, point {first['point']}: {first.get('message', '')})\n")
     if out is not None:
         from .reports import write_atomic
 
-        write_atomic(out, df.to_csv(index=False, lineterminator="\n", float_format="%.10g"))
+        try:
+            write_atomic(out, df.to_csv(index=False, lineterminator="\n", float_format="%.10g"))
+        except OSError as exc:
+            raise StudyOutputError(f"cannot rewrite {out}", [Problem(str(out), exc.strerror or str(exc),
+                                   "free space and rerun with --resume: the rows appended so far are kept")]) from None
     return df
 
 
@@ -300,27 +378,24 @@ def _unpack(row: dict) -> dict:
     return out
 
 
+def is_count_column(name: str) -> bool:
+    """`chips.<id>` (one dot) is a plan's chip count; `chips.<id>.<field>` is a varied catalog figure."""
+    return name.startswith("chips.") and name.count(".") == 1
+
+
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
-    """Point order; identity and status columns first, chips/shadow columns sorted, timing last."""
+    """Point order; identity and status columns first, chips/shadow columns sorted, timing and hash last."""
     if df.empty:
         return df
     df = df.drop(columns=[c for c in ("extra",) if c in df]).sort_values("point", kind="stable").reset_index(drop=True)
     first = [c for c in ("point", "point_key", "family") if c in df]
-    lead = [c for c in df.columns if c not in first and not c.startswith(("chips.", "shadow.")) and c != "wall_s"]
+    last = [c for c in ("wall_s", HASH_COLUMN) if c in df]
+    lead = [c for c in df.columns if c not in first and c not in last and not c.startswith(("chips.", "shadow."))]
     tail = sorted(c for c in df.columns if c.startswith("chips.")) + sorted(
         c for c in df.columns if c.startswith("shadow."))
-    chip_cols = [c for c in df.columns if c.startswith("chips.")]
-    df[chip_cols] = df[chip_cols].fillna(0).astype(int)
-    return df[first + lead + tail + (["wall_s"] if "wall_s" in df else [])]
-
-
-def _run_pool(spec, points, workers, finished):
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(evaluate, spec, p) for p in points]
-        for f in as_completed(futures):
-            finished(f.result())
+    counts = [c for c in df.columns if is_count_column(c)]
+    df[counts] = df[counts].fillna(0).astype(int)
+    return df[first + lead + tail + last]
 
 
 def _run_dask(spec, points, address, finished):
@@ -336,54 +411,12 @@ def _run_dask(spec, points, address, finished):
             "--scheduler", str(exc), "check the address (tcp://host:8786) and that the scheduler runs")])
     with client:
         futures = client.map(evaluate, [spec] * len(points), points, pure=False)
-        for f in as_completed(futures):
-            finished(f.result())
-
-
-class CsvAppender:
-    """Appends rows as they finish; a new column starts a new header block only at the end rewrite,
-    so the partial file stays a valid CSV of the columns first seen (extra fields are kept in `extra`)."""
-
-    def __init__(self, path: Path):
-        self.path, self.columns = path, None
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def add(self, row: dict) -> None:
-        import csv
-
-        if self.columns is None:
-            if self.path.exists() and self.path.stat().st_size:
-                with open(self.path, encoding="utf-8") as fh:
-                    self.columns = next(csv.reader(fh))
-            else:
-                self.columns = list(row) + ["extra"]
-                with open(self.path, "w", encoding="utf-8", newline="") as fh:
-                    csv.writer(fh, lineterminator="\n").writerow(self.columns)
-        extra = {k: v for k, v in row.items() if k not in self.columns}
-        values = [json.dumps(extra, default=str) if c == "extra" else row.get(c, "") for c in self.columns]
-        with open(self.path, "a", encoding="utf-8", newline="") as fh:
-            csv.writer(fh, lineterminator="\n").writerow(["" if v is None else v for v in values])
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-class Progress:
-    """A one-line progress counter on stderr, only when stderr is a terminal and not --quiet."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.total, self.n, self.t0 = total, 0, time.perf_counter()
-        self.on = not quiet and sys.stderr.isatty() and total > 1
-
-    def step(self) -> None:
-        self.n += 1
-        if self.on:
-            rate = self.n / max(time.perf_counter() - self.t0, 1e-9)
-            sys.stderr.write(f"\r{self.n}/{self.total} points ({rate:.1f}/s)")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.on:
-            sys.stderr.write("\n")
+        try:
+            for f in as_completed(futures):
+                finished(f.result())
+        except BaseException:
+            client.cancel(futures)
+            raise
 
 
 # -------------------------------------------------------------------------------------- studies
@@ -422,7 +455,7 @@ def sweep(case: str | None = None, vary: Iterable[str] = (), mode: str = "grid",
     varies = parse_vary(vary, spec)
     if not varies:
         raise CaseError("nothing to vary", [Problem("--vary", "missing", "give --vary PATH=VALUES")])
-    return run_points(spec, sweep_points(varies, mode), workers, scheduler, output, resume, quiet, force)
+    return run_points(spec, sweep_points(varies, mode), workers, scheduler, output, resume, quiet, force, "sweep")
 
 
 def speed_paths(spec: StudySpec, class_name: str | None) -> list[str]:
@@ -464,7 +497,7 @@ def pareto(case: str | None = None, speeds: str = "25:2000:40", families: Iterab
         for s in values:
             points.append(Point(len(points), tuple((p, float(s)) for p in paths),
                                 (("speed_tok_s_user", float(s)),), fam))
-    return run_points(spec, points, workers, scheduler, output, resume, quiet, force)
+    return run_points(spec, points, workers, scheduler, output, resume, quiet, force, "pareto")
 
 
 def budget(case: str | None = None, power_mw: str | None = None, capex_usd: str | None = None, sets=(),
@@ -484,7 +517,7 @@ def budget(case: str | None = None, power_mw: str | None = None, capex_usd: str 
         raise CaseError("a budget study needs a budget", [Problem("--power-mw", "missing",
                         "give --power-mw and/or --capex-usd")])
     points = sweep_points(axes, "grid") if axes else [Point(0, ())]
-    return run_points(spec, points, workers, scheduler, output, resume, quiet, force)
+    return run_points(spec, points, workers, scheduler, output, resume, quiet, force, "budget")
 
 
 # -------------------------------------------------------------------------------------- break-even
