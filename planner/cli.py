@@ -502,13 +502,13 @@ def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_lim
                   --tornado --output out/tornado.csv
     """
     from .plots import tornado_plot
-    from .studies import sweep as run
+    from .studies import sweep as run, tornado_path
 
     df = run(case, vary, "oat" if tornado else mode, sets, catalogs, objective, _workers(workers), scheduler, output,
              resume, quiet, force, time_limit_s, mip_gap, grid, warm_start)
     if tornado:
-        png = str(output).rsplit(".", 1)[0] + "_tornado.png"
-        tornado_plot(df, png)
+        png = tornado_path(output)  # beside the CSV, whatever dots its directories have
+        tornado_plot(df, str(png))
         click.echo(f"wrote {png}")
     varied = [c for c in df.columns if "." in c and not c.startswith(("chips.", "shadow."))][:4]
     click.echo(_summary(df, [*varied, "status", "objective", "usd_per_mtok", "power_mw", "stages"]))

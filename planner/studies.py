@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .cases import apply_override, build_case, get_path, parse_value, read_case_raw
-from .errors import CaseError, PlannerError, Problem
+from .errors import CaseError, PlannerError, Problem, did_you_mean
 from .solve import DEFAULT_MIP_GAP
 from .study_runner import (HASH_COLUMN, CsvAppender, Interrupted, OutputLock, StudyOutputError, _Signalled,
                            check_output, progress, read_resumable, run_pool, sigterm_raises, signal_number,
@@ -191,26 +191,60 @@ def apply_family(raw: dict, fam: dict) -> None:
 # -------------------------------------------------------------------------------------- values
 RANGE = re.compile(r"^(-?[\d.eE+-]+):(-?[\d.eE+-]+):(\d+)$")
 PCT = re.compile(r"^±\s*([\d.]+)%:(\d+)$")
+MAX_VALUES = 100_000  # per axis: a typo like 1:2:1000000000 should not allocate a billion points
+FORMS = "a list 1,2,3, a range start:stop:n, or ±30%:5"
 
 
 def parse_values(text: str, base: Any = None, geometric: bool = False) -> list:
-    """'0.05,0.08' | 'start:stop:n' (linear, or geometric) | '±30%:n' around `base`."""
+    """'0.05,0.08' | 'start:stop:n' (linear, or geometric) | '±30%:n' around `base`.
+
+    Raises ValueError for a malformed range and for non-finite numbers (nan, inf): a point
+    that can only be invalid is refused before anything is solved."""
     text = text.strip()
     m = RANGE.match(text)
+    m_pct = PCT.match(text.replace("+-", "±"))
     if m:
-        a, b, n = float(m.group(1)), float(m.group(2)), int(m.group(3))
-        if n < 1:
-            raise ValueError("n must be ≥ 1")
-        if geometric and a > 0 and b > 0:
-            return [float(v) for v in np.geomspace(a, b, n)]
-        return [float(v) for v in np.linspace(a, b, n)]
-    m = PCT.match(text.replace("+-", "±"))
-    if m:
+        try:
+            a, b = float(m.group(1)), float(m.group(2))
+        except ValueError:
+            raise ValueError(f"'{text}': start and stop must be numbers") from None
+        values = _range_values(a, b, int(m.group(3)), geometric)
+    elif m_pct:
         if not isinstance(base, (int, float)) or isinstance(base, bool):
             raise ValueError("±% needs a numeric case value to vary around")
-        pct, n = float(m.group(1)) / 100, int(m.group(2))
-        return [float(v) for v in np.linspace(base * (1 - pct), base * (1 + pct), n)]
-    return [parse_value(v.strip()) for v in text.split(",") if v.strip()]
+        pct, n = float(m_pct.group(1)) / 100, int(m_pct.group(2))
+        values = _range_values(base * (1 - pct), base * (1 + pct), n, False)
+    else:
+        values = []
+        for item in (v.strip() for v in text.split(",")):
+            if not item:
+                continue
+            if ":" in item or item.startswith(("±", "+-")):
+                raise ValueError(f"'{item}' is not a range: use start:stop:n (n a whole number ≥ 1) or ±PCT%:n")
+            values.append(parse_value(item))
+    bad = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"{bad[0]} is not a finite number")
+    return values
+
+
+def _range_values(a: float, b: float, n: int, geometric: bool) -> list[float]:
+    if not 1 <= n <= MAX_VALUES:
+        raise ValueError(f"n must be from 1 to {MAX_VALUES:,}, got {n}")
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise ValueError(f"{a if not math.isfinite(a) else b} is not a finite number")
+    if geometric and a > 0 and b > 0:
+        return [float(v) for v in np.geomspace(a, b, n)]
+    return [float(v) for v in np.linspace(a, b, n)]
+
+
+def positive_numbers(values: list, option: str, example: str) -> list[float]:
+    """Speeds and budgets: every value a finite number > 0, else one error naming the option."""
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise CaseError(f"{option}: '{v}' is not a number > 0", [Problem(
+                option, f"'{v}' is not a finite number > 0", f"give numbers > 0: {example}")])
+    return list(values)
 
 
 def base_value(spec: StudySpec, path: str):
@@ -226,10 +260,99 @@ def base_value(spec: StudySpec, path: str):
         cat = load_catalog(list(spec.catalogs))
         table = cat.chips if parts[0] == "chips" else cat.models
         key = ".".join(parts[1:-1])
-        entry = table.get(key) or (cat.chip(key) if parts[0] == "chips" else cat.model(key))
+        try:
+            entry = table.get(key) or (cat.chip(key) if parts[0] == "chips" else cat.model(key))
+        except PlannerError:  # an unknown id: check_paths names it with a did-you-mean
+            return None
         if hasattr(entry, parts[-1]):
             return getattr(entry, parts[-1])
     return None
+
+
+def spec_catalog(spec: StudySpec):
+    """The catalog the case sees: shipped + --catalog overlays + the case's inline tables."""
+    from .catalog import load_catalog
+
+    inline = {k: spec.raw[k] for k in ("chips", "models", "arch", "fabric", "software")
+              if isinstance(spec.raw.get(k), dict)}
+    return load_catalog(list(spec.catalogs) + ([(spec.label, inline)] if inline else []))
+
+
+def check_paths(spec: StudySpec, varies: list[tuple[str, list]], option: str = "--vary") -> None:
+    """Every varied path names a case field or catalog figure — checked by building the case with
+    the first value once, so a typo fails now, not as N invalid points. A known path whose first
+    value is out of range is left to its point (other values may be fine)."""
+    for path, values in varies:
+        raw = copy.deepcopy(spec.raw)
+        try:
+            apply_override(raw, path, values[0])
+            build_case(raw, spec.label, spec.catalogs)
+        except PlannerError as exc:
+            if _known_path(spec, path):
+                continue
+            what = exc.problems[0].what if exc.problems else str(exc)
+            fix = path_hint(spec, path) or (exc.problems[0].fix if exc.problems else "") or \
+                "a case field (classes.0.isl, economics.pue, constraints.power_mw …) or a catalog figure chips.ID.FIELD"
+            raise CaseError(f"{option} {path}: no such case field or catalog figure", [Problem(
+                f"{option} {path}", what, fix)]) from None
+
+
+def _known_path(spec: StudySpec, path: str) -> bool:
+    """The path exists in the case, the catalog, or the case schema (a field left at its default)."""
+    try:
+        get_path(spec.raw, path)
+        return True
+    except (KeyError, IndexError, TypeError):
+        pass
+    return base_value(spec, path) is not None or _first_unknown(spec, path) == ()
+
+
+def _first_unknown(spec: StudySpec, path: str) -> tuple | None:
+    """(keys, position, known names there) of the first key the schema does not know; () when the
+    schema knows them all; None for paths the schema here does not describe."""
+    from .cases import CLASS_FIELDS, CONSTRAINT_FIELDS, FLEET_FIELDS, TOP_KEYS, split_path
+    from .catalog import CHIP_FIELDS, ECONOMICS_FIELDS, MODEL_FIELDS
+
+    keys = [str(k) for k in split_path(path)]
+    tables = {"economics": ECONOMICS_FIELDS, "constraints": CONSTRAINT_FIELDS, "fleet": FLEET_FIELDS}
+    if keys[0] not in TOP_KEYS:
+        return keys, 0, list(TOP_KEYS)
+    if keys[0] in ("chips", "models") and len(keys) == 3:
+        cat = spec_catalog(spec)
+        try:
+            (cat.resolve_chip if keys[0] == "chips" else cat.resolve_model)(keys[1])
+        except PlannerError:
+            return keys, 1, list(cat.chips if keys[0] == "chips" else cat.models)
+        fields = CHIP_FIELDS if keys[0] == "chips" else MODEL_FIELDS
+        return () if keys[2] in fields else (keys, 2, list(fields))
+    if keys[0] == "classes" and len(keys) == 3:
+        n = len(spec.raw.get("classes") or [])
+        if not (keys[1].isascii() and keys[1].isdigit() and int(keys[1]) < n):
+            return keys, 1, [str(i) for i in range(n)]
+        return () if keys[2] in CLASS_FIELDS else (keys, 2, list(CLASS_FIELDS))
+    if keys[0] in tables and len(keys) == 2:
+        return () if keys[1] in tables[keys[0]] else (keys, 1, list(tables[keys[0]]))
+    return None
+
+
+def path_hint(spec: StudySpec, path: str) -> str:
+    """'did you mean …?' for the first unknown key of a path, spelled as the whole path."""
+    import difflib
+
+    found = _first_unknown(spec, path)
+    if not found:
+        return ""
+    keys, at, options = found
+    close = difflib.get_close_matches(keys[at], options, n=1, cutoff=0.6)
+    return f"did you mean '{'.'.join(keys[:at] + [close[0]] + keys[at + 1:])}'?" if close else ""
+
+
+def tornado_path(output: str | Path) -> Path:
+    """The tornado PNG beside the sweep CSV: out/t.csv → out/t_tornado.png, run.v1/results →
+    run.v1/results_tornado.png (only a .csv suffix is dropped; dots in directories stay)."""
+    out = Path(output)
+    stem = out.stem if out.suffix.lower() == ".csv" else out.name
+    return out.with_name(f"{stem}_tornado.png")
 
 
 def parse_vary(items: Iterable[str], spec: StudySpec) -> list[tuple[str, list]]:
@@ -242,10 +365,9 @@ def parse_vary(items: Iterable[str], spec: StudySpec) -> list[tuple[str, list]]:
         try:
             values = parse_values(text, base_value(spec, path.strip()))
         except ValueError as exc:
-            raise CaseError(f"--vary {item}: {exc}", [Problem(f"--vary {item}", str(exc),
-                            "use a list 1,2,3, a range start:stop:n, or ±30%:5")])
+            raise CaseError(f"--vary {item}: {exc}", [Problem(f"--vary {item}", str(exc), f"use {FORMS}")])
         if not values:
-            raise CaseError(f"--vary {item}: no values", [Problem(f"--vary {item}", "no values")])
+            raise CaseError(f"--vary {item}: no values", [Problem(f"--vary {item}", "no values", f"use {FORMS}")])
         out.append((path.strip(), values))
     return out
 
@@ -455,6 +577,7 @@ def sweep(case: str | None = None, vary: Iterable[str] = (), mode: str = "grid",
     varies = parse_vary(vary, spec)
     if not varies:
         raise CaseError("nothing to vary", [Problem("--vary", "missing", "give --vary PATH=VALUES")])
+    check_paths(spec, varies)
     return run_points(spec, sweep_points(varies, mode), workers, scheduler, output, resume, quiet, force, "sweep")
 
 
@@ -476,21 +599,19 @@ def pareto(case: str | None = None, speeds: str = "25:2000:40", families: Iterab
            force: bool = False, time_limit_s: float = 60.0, mip_gap: float = DEFAULT_MIP_GAP,
            grid: str = "fine", warm_start: bool = False) -> pd.DataFrame:
     """Best (min-TCO) plan per fleet family and speed target: the TPS/MW-vs-TPS/user frontier."""
-    from .catalog import load_catalog
-
     spec = load_spec(case, sets, catalogs, "tco", time_limit_s, mip_gap, grid, warm_start)
-    cat = load_catalog(list(spec.catalogs) + ([(spec.label, {k: spec.raw[k] for k in ("chips", "models")
-                                                             if k in spec.raw})]))
-    spec.families = case_families(spec.raw, cat)
+    spec.families = case_families(spec.raw, spec_catalog(spec))
     chosen = list(families) if families else list(spec.families)
     unknown = [f for f in chosen if f not in spec.families]
     if unknown:
         raise CaseError(f"unknown family {unknown[0]}", [Problem("--families", f"unknown '{unknown[0]}'",
                         f"families of this case: {', '.join(spec.families)}")])
     try:
-        values = parse_values(speeds, geometric=True)
+        values = parse_values(str(speeds), geometric=True)
     except ValueError as exc:
-        raise CaseError(f"--speeds: {exc}", [Problem("--speeds", str(exc), "e.g. 25:2000:40 or 42,71,100")])
+        raise CaseError(f"--speeds: {exc}", [Problem("--speeds", str(exc),
+                        "tok/s/user > 0 as start:stop:n (geometric) or a list, e.g. 25:2000:40 or 42,71,100")])
+    values = positive_numbers(values, "--speeds", "25:2000:40 or 42,71,100")
     paths = speed_paths(spec, class_name)
     points = []
     for fam in chosen:
@@ -507,12 +628,17 @@ def budget(case: str | None = None, power_mw: str | None = None, capex_usd: str 
     """Maximum served tokens/s inside each budget point, with the marginal value of each budget."""
     spec = load_spec(case, sets, catalogs, "throughput", time_limit_s, mip_gap, grid, warm_start)
     axes = []
-    for path, text in (("constraints.power_mw", power_mw), ("constraints.capex_usd", capex_usd)):
+    for path, option, text in (("constraints.power_mw", "--power-mw", power_mw),
+                               ("constraints.capex_usd", "--capex-usd", capex_usd)):
         if text is not None:
+            form = "a number > 0, a list 50,100 or start:stop:n, e.g. 20:100:5"
             try:
-                axes.append((path, parse_values(str(text))))
+                values = parse_values(str(text))
             except ValueError as exc:
-                raise CaseError(f"{path}: {exc}", [Problem(path, str(exc), "a number, list or start:stop:n")])
+                raise CaseError(f"{option}: {exc}", [Problem(option, str(exc), form)])
+            if not values:
+                raise CaseError(f"{option}: no values", [Problem(option, "no values", form)])
+            axes.append((path, positive_numbers(values, option, form)))
     if not axes and not (spec.raw.get("constraints", {}).get("power_mw") or spec.raw.get("constraints", {}).get("capex_usd")):
         raise CaseError("a budget study needs a budget", [Problem("--power-mw", "missing",
                         "give --power-mw and/or --capex-usd")])
@@ -521,17 +647,20 @@ def budget(case: str | None = None, power_mw: str | None = None, capex_usd: str 
 
 
 # -------------------------------------------------------------------------------------- break-even
-UNTIL = re.compile(r"^\s*(chips\.([\w.\-]+)|stage\.(?:([\w\-]+)\.)?(prefill|decode_attention|decode_ffn))\s*"
+UNTIL = re.compile(r"^\s*(chips\.([\w.\-]+)|stage\.(?:([\w\-]+)\.)?([\w\-]+))\s*"
                    r"(==|!=|>=|<=|>|<)\s*([\w.\-]+)\s*$")
+UNTIL_FORMS = "use 'chips.ID > 0', 'chips.ID == 0' or 'stage.decode_ffn == CHIP' (optionally stage.CLASS.STAGE)"
 
 
-def parse_until(expr: str) -> Callable[[dict], bool]:
+def parse_until(expr: str, case=None, catalog=None) -> Callable[[dict], bool]:
     """A predicate over a plan row: 'chips.ID OP NUMBER' or 'stage[.CLASS].STAGE ==|!= CHIP'.
-    Parsed by a small grammar — never evaluated as code."""
+    Parsed by a small grammar — never evaluated as code. With the case (and its catalog), chip
+    ids (or aliases), classes and stages must be the case's, so a typo fails before any solve."""
+    from .domain import STAGES
+
     m = UNTIL.match(expr or "")
     if not m:
-        raise CaseError(f"cannot read --until '{expr}'", [Problem("--until", f"'{expr}'",
-                        "use 'chips.ID > 0', 'chips.ID == 0' or 'stage.decode_ffn == CHIP' (optionally stage.CLASS.STAGE)")])
+        raise CaseError(f"cannot read --until '{expr}'", [Problem("--until", f"'{expr}'", UNTIL_FORMS)])
     chip_id, cls, stage, op, rhs = m.group(2), m.group(3), m.group(4), m.group(5), m.group(6)
     ops = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">=": lambda a, b: a >= b,
            "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b}
@@ -540,10 +669,22 @@ def parse_until(expr: str) -> Callable[[dict], bool]:
             number = float(rhs)
         except ValueError:
             raise CaseError(f"--until: '{rhs}' is not a number", [Problem("--until", rhs, "compare chip counts to a number")])
+        if not math.isfinite(number):
+            raise CaseError(f"--until: '{rhs}' is not a finite number", [Problem("--until", rhs, "compare chip counts to a number")])
+        chip_id = _case_chip(chip_id, case, catalog)
         return lambda row: row.get("status") in ("optimal", "feasible", "time_limit") and ops[op](
             float(row.get(f"chips.{chip_id}", 0) or 0), number)
     if op not in ("==", "!="):
         raise CaseError("--until: stages compare with == or !=", [Problem("--until", op, "use == or !=")])
+    if stage not in STAGES:
+        raise CaseError(f"--until: no stage '{stage}'", [Problem("--until", f"unknown stage '{stage}'",
+                        did_you_mean(stage, STAGES) or f"stages: {', '.join(STAGES)}")])
+    if case is not None and cls is not None:
+        names = [c.name for c in case.classes]
+        if cls not in names:
+            raise CaseError(f"--until: no class '{cls}'", [Problem("--until", f"unknown class '{cls}'",
+                            did_you_mean(cls, names) or f"classes of this case: {', '.join(names)}")])
+    rhs = _case_chip(rhs, case, catalog)
 
     def stage_pred(row):
         if row.get("status") not in ("optimal", "feasible", "time_limit"):
@@ -555,17 +696,38 @@ def parse_until(expr: str) -> Callable[[dict], bool]:
     return stage_pred
 
 
+def _case_chip(key: str, case, catalog) -> str:
+    """A chip id or alias of the case's fleet, as its catalog id (rows name chips by id)."""
+    if case is None:
+        return key
+    allowed = list(case.fleet.chips)
+    try:
+        chip_id = catalog.resolve_chip(key) if catalog is not None else key
+    except PlannerError:
+        chip_id = None
+    if chip_id not in allowed:
+        raise CaseError(f"--until: '{key}' is not a chip of this case", [Problem(
+            "--until", f"'{key}' is not in the case's fleet",
+            did_you_mean(key, allowed) or f"chips of this case: {', '.join(allowed)}")])
+    return chip_id
+
+
 def breakeven(case: str | None = None, vary: str = "", until: str = "", rel_tol: float = 0.01, sets=(),
               catalogs=(), objective="tco", max_steps: int = 30, time_limit_s: float = 60.0,
               mip_gap: float = DEFAULT_MIP_GAP, grid: str = "fine") -> dict:
     """Bisection over one parameter until the plan changes in the named way."""
     spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap, grid)
     path, _, text = (vary or "").partition("=")
+    path = path.strip()
     try:
         lo, hi = (float(v) for v in text.split(":"))
+        if not (path and math.isfinite(lo) and math.isfinite(hi) and lo != hi):
+            raise ValueError
     except ValueError:
-        raise CaseError("--vary needs PATH=LO:HI", [Problem("--vary", vary, "e.g. chips.groq3-lpu.price_usd=1000:40000")])
-    pred = parse_until(until)
+        raise CaseError("--vary needs PATH=LO:HI", [Problem("--vary", vary, "two different finite numbers, e.g. "
+                        "chips.groq3-lpu.price_usd=1000:40000")]) from None
+    pred = parse_until(until, build_case(spec.raw, spec.label, spec.catalogs), spec_catalog(spec))
+    check_paths(spec, [(path, [lo])])
     at = lambda v, i: evaluate(spec, Point(i, ((path, v),), ((path, v),)))  # noqa: E731
     r_lo, r_hi = at(lo, 0), at(hi, 1)
     p_lo, p_hi = pred(r_lo), pred(r_hi)

@@ -253,3 +253,124 @@ def test_study_says_how_far_it_is(tmp_path):
     assert "sweep: 2/2 points (100%)" in res.stderr and "ETA" in res.stderr
     quiet = fleet(*SWEEP, *PUE2, "--output", str(tmp_path / "q.csv"), "--quiet")
     assert "points" not in quiet.stderr
+
+
+# ------------------------------------------------------------------------------------- input
+def test_varied_catalog_figures_keep_their_floats(tmp_path):
+    out = tmp_path / "f.csv"
+    res = invoke(*SWEEP, "--vary", "chips.rubin.bw_eff=0.55,0.6", "--output", str(out), "--quiet")
+    assert res.exit_code == 0, res.output
+    df = rows(out)
+    assert list(df["chips.rubin.bw_eff"]) == [0.55, 0.6]
+    assert df["chips.rubin"].dtype.kind == "i"  # the plan's chip count stays an integer
+    assert not studies.is_count_column("chips.rubin.price_usd") and studies.is_count_column("chips.rubin")
+    tidy = studies.tidy(pd.DataFrame([{"point": 0, "chips.rubin.price_usd": 66315.79, "chips.rubin": 12.0}]))
+    assert tidy["chips.rubin.price_usd"].iloc[0] == 66315.79 and tidy["chips.rubin"].iloc[0] == 12
+
+
+BAD_VALUES = [
+    (["sweep", "default", "--vary", "economics.pue=nan,1.2"], "--vary"),
+    (["sweep", "default", "--vary", "economics.pue=1.1,inf"], "--vary"),
+    (["sweep", "default", "--vary", "economics.pue=1:2:3:4"], "--vary"),
+    (["sweep", "default", "--vary", "economics.pue=1:2:0"], "--vary"),
+    (["sweep", "default", "--vary", "economics.pue=±30%"], "--vary"),
+    (["budget", "default", "--power-mw", "-5"], "--power-mw"),
+    (["budget", "default", "--power-mw", "0"], "--power-mw"),
+    (["budget", "default", "--power-mw", "nan"], "--power-mw"),
+    (["budget", "default", "--power-mw", "abc"], "--power-mw"),
+    (["budget", "default", "--capex-usd", "0"], "--capex-usd"),
+    (["budget", "default", "--capex-usd", "-1e9,2e9"], "--capex-usd"),
+    (["pareto", "default", "--speeds", "nan"], "--speeds"),
+    (["pareto", "default", "--speeds", "0:100:5"], "--speeds"),
+    (["pareto", "default", "--speeds", "abc"], "--speeds"),
+    (["pareto", "default", "--speeds", "50,-1"], "--speeds"),
+]
+
+
+@pytest.mark.parametrize("args, option", BAD_VALUES)
+def test_bad_study_values_fail_before_any_solve(tmp_path, args, option):
+    out = ["--output", str(tmp_path / ("o.csv" if args[0] == "sweep" else "o"))]
+    res = invoke(*args, *out)
+    assert res.exit_code == 2, res.output
+    assert option in res.output and "Traceback" not in res.output
+    assert "points" not in res.output  # refused before the progress line of the first point
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o" / "pareto.csv").exists()
+
+
+@pytest.mark.parametrize("vary, hint", [
+    ("foo.bar=1,2", "--vary foo.bar"),
+    ("economics.pu=1.1,1.2", "did you mean 'economics.pue'?"),
+    ("chips.rubn.price_usd=5000,6000", "did you mean 'chips.rubin.price_usd'?"),
+    ("chips.rubin.bw_ef=0.5,0.6", "did you mean 'chips.rubin.bw_eff'?"),
+    ("classes.0.min_sped_tok_s_user=50,60", "did you mean 'classes.0.min_speed_tok_s_user'?"),
+    ("constraints.capx_usd=1e9,2e9", "did you mean 'constraints.capex_usd'?"),
+    ("classes.9.isl=100,200", "--vary classes.9.isl"),
+])
+def test_wrong_varied_path_fails_before_any_solve(tmp_path, vary, hint):
+    res = invoke("sweep", "default", "--vary", vary, "--output", str(tmp_path / "o.csv"))
+    assert res.exit_code == 2, res.output
+    assert hint in res.output and "points" not in res.output and "Traceback" not in res.output
+
+
+def test_known_path_with_some_bad_values_warns(tmp_path):
+    out = tmp_path / "w.csv"
+    res = fleet(*SWEEP, "--vary", "economics.pue=0.5,1.2", "--output", str(out), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "warning: 1 of 2 points are invalid" in res.stderr and "economics.pue" in res.stderr
+    res = fleet(*SWEEP, "--vary", "economics.pue=0.5,0.7", "--output", str(tmp_path / "all.csv"), "--quiet")
+    assert res.returncode == 2, res.stderr
+    assert "every point of the study is invalid" in res.stderr and "must be ≥ 1" in res.stderr
+    assert not (tmp_path / "all.csv").exists()
+
+
+@pytest.mark.parametrize("until, hint", [
+    ("chips.cerebas-wse3 > 0", "did you mean 'cerebras-wse3'?"),
+    ("chips.h100-sxm > 0", "not in the case's fleet"),
+    ("chips.rubin-cxp > 0", "did you mean 'rubin-cpx'?"),
+    ("stage.decode_fn == rubin", "did you mean 'decode_ffn'?"),
+    ("stage.chatt.decode_ffn == rubin", "did you mean 'chat'?"),
+    ("stage.decode_ffn == groq3-lp", "did you mean 'groq3-lpu'?"),
+    ("chips.rubin > nan", "finite"),
+])
+def test_breakeven_until_names_the_case(until, hint):
+    res = invoke("breakeven", "default", "--vary", "chips.rubin.price_usd=1000:90000", "--until", until)
+    assert res.exit_code == 2, res.output
+    assert "--until" in res.output and hint in res.output and "Traceback" not in res.output
+
+
+def test_breakeven_until_chip_outside_the_fleet():
+    res = invoke("breakeven", "default", "--set", 'fleet.chips=["rubin","gb300"]', "--vary",
+                 "chips.rubin.price_usd=1000:90000", "--until", "chips.cerebras > 0")
+    assert res.exit_code == 2 and "'cerebras' is not in the case's fleet" in res.output, res.output
+    assert "chips of this case: rubin, gb300" in res.output
+
+
+def test_breakeven_until_resolves_aliases(catalog):
+    from planner.cases import load_case
+
+    case = load_case("default")
+    alias = next(a for a in catalog.chips["cerebras-wse3"].aliases)
+    pred = studies.parse_until(f"chips.{alias} > 0", case, catalog)
+    assert pred({"status": "optimal", "chips.cerebras-wse3": 3}) and not pred({"status": "optimal"})
+
+
+@pytest.mark.parametrize("vary", ["chips.rubn.price_usd=1000:9000", "chips.rubin.price_usd=nan:9000",
+                                  "chips.rubin.price_usd=5:5", "=1:2"])
+def test_breakeven_vary_is_checked(vary):
+    res = invoke("breakeven", "default", "--vary", vary, "--until", "chips.rubin > 0")
+    assert res.exit_code == 2 and "--vary" in res.output and "Traceback" not in res.output, res.output
+
+
+@pytest.mark.parametrize("output, png", [("out/t.csv", "out/t_tornado.png"),
+                                         ("run.v1/results", "run.v1/results_tornado.png"),
+                                         ("t.CSV", "t_tornado.png"), ("a.b/c.d.csv", "a.b/c.d_tornado.png")])
+def test_tornado_png_sits_beside_the_csv(output, png):
+    assert studies.tornado_path(output) == Path(png)
+
+
+def test_tornado_cli_writes_beside_the_csv(tmp_path):
+    out = tmp_path / "run.v1" / "results"
+    res = invoke(*SWEEP, "--vary", "economics.pue=1.1,1.2", "--tornado", "--output", str(out), "--quiet")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "run.v1" / "results_tornado.png").stat().st_size > 1000
+    assert not (tmp_path / "run_tornado.png").exists()
