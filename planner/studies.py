@@ -420,12 +420,36 @@ def resume_rows(out: Path, sha: str) -> list[dict]:
     from .reports import write_atomic
 
     text, dropped = read_resumable(out, sha)
+    try:
+        prev = pd.read_csv(io.StringIO(text), dtype={"point_key": str, HASH_COLUMN: str})
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise PlannerError(f"--resume: cannot continue {out}", [Problem(f"--resume {out}", f"unreadable rows ({exc})",
+                           "use --force (without --resume) to start over, or another --output")]) from None
+    rows = [r for r in (_unpack(r) for r in prev.to_dict("records")) if r is not None]
+    if len(rows) < len(prev):  # a row whose overflow JSON is cut: recompute it
+        dropped += len(prev) - len(rows)
+        text = _only_points(text, {r["point_key"] for r in rows})
     if dropped:
         sys.stderr.write(f"--resume: dropped {dropped} torn or repeated row(s) from {out}\n")
     if text != out.read_text(encoding="utf-8", errors="replace"):
-        write_atomic(out, text)
-    prev = pd.read_csv(io.StringIO(text), dtype={"point_key": str, HASH_COLUMN: str})
-    return [_unpack(r) for r in prev.to_dict("records")]
+        try:
+            write_atomic(out, text)
+        except OSError as exc:
+            raise StudyOutputError(f"cannot rewrite {out}", [Problem(str(out), exc.strerror or str(exc),
+                                   "free space and rerun with --resume")]) from None
+    return rows
+
+
+def _only_points(text: str, keys: set[str]) -> str:
+    """The CSV text with only the rows of these point keys."""
+    import csv
+    import io
+
+    records = list(csv.reader(io.StringIO(text)))
+    ki = records[0].index("point_key")
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([records[0]] + [r for r in records[1:] if r[ki] in keys])
+    return buf.getvalue()
 
 
 def _run(spec: StudySpec, points: list[Point], workers, scheduler, out: Path | None, sha: str, quiet: bool,
@@ -491,12 +515,19 @@ def _finish(rows: list[dict], out: Path | None) -> pd.DataFrame:
     return df
 
 
-def _unpack(row: dict) -> dict:
-    """A row read back from a partial CSV: NaN → missing, the 'extra' JSON back into columns."""
+def _unpack(row: dict) -> dict | None:
+    """A row read back from a partial CSV: NaN → missing, the 'extra' JSON back into columns
+    (None when that JSON is not a whole object)."""
     out = {k: v for k, v in row.items() if k != "extra" and not (isinstance(v, float) and math.isnan(v))}
     extra = row.get("extra")
     if isinstance(extra, str) and extra:
-        out.update(json.loads(extra))
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            return None
+        if not isinstance(extra, dict):
+            return None
+        out.update(extra)
     return out
 
 

@@ -229,6 +229,28 @@ def test_signal_stops_promptly_and_keeps_rows(tmp_path, sig, code):
     assert list(rows(out)["point"]) == list(range(9))
 
 
+@pytest.mark.slow
+def test_workers_die_with_a_killed_parent(tmp_path):
+    """SIGKILL gives the parent no chance to clean up: the workers must still go (PR_SET_PDEATHSIG)."""
+    out = tmp_path / "k.csv"
+    vary = "economics.pue=" + ",".join(f"1.{i}" for i in range(1, 10))
+    proc = subprocess.Popen([sys.executable, "-m", "planner", "sweep", "default", "--grid", "coarse", "--workers", "2",
+                             "--vary", vary, "--output", str(out), "--quiet"],
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: out.exists() and out.read_text().count("\n") >= 2 or proc.poll() is not None,
+                  "the first row")
+        workers = _children(proc.pid)
+        assert workers
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    _wait_for(lambda: not any(_alive(w) for w in workers), "the workers to die with their parent", limit_s=10)
+    assert out.read_bytes().endswith(b"\n") and len(rows(out)) >= 1  # whole rows only, so it resumes
+
+
 # ------------------------------------------------------------------------------------- progress
 def test_progress_off_a_terminal_is_a_line_per_tenth(capsys):
     from planner.study_runner import progress
@@ -374,3 +396,24 @@ def test_tornado_cli_writes_beside_the_csv(tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "run.v1" / "results_tornado.png").stat().st_size > 1000
     assert not (tmp_path / "run_tornado.png").exists()
+
+
+def test_resume_recomputes_a_row_with_cut_overflow_json(tmp_path):
+    """A row whose `extra` JSON is not whole (edited or damaged) is recomputed, not trusted."""
+    res = invoke(*SWEEP, *PUE2, "--output", str(tmp_path / "ref.csv"), "--quiet")
+    assert res.exit_code == 0
+    spec = studies.load_spec("default", grid="coarse")
+    points = studies.sweep_points(studies.parse_vary(["economics.pue=1.1,1.2"], spec))
+    sha = studies.study_hash("sweep", spec.raw, spec.catalogs, spec.objective, spec.time_limit_s, spec.mip_gap,
+                             spec.grid, spec.families, [p.key for p in points])
+    out = tmp_path / "x.csv"
+    appender = studies.CsvAppender(out)
+    for p in points:  # a column first seen in the second row goes to its overflow JSON
+        appender.add({**studies.evaluate(spec, p), "study_sha256": sha, **({"shadow.new[x]": 1.0} if p.index else {})})
+    appender.close()
+    text = out.read_text(encoding="utf-8")
+    out.write_text(text.replace('{""shadow.new[x]"": 1.0}', '{""shadow.new[x]"": 1.'), encoding="utf-8")
+    res = invoke(*SWEEP, *PUE2, "--output", str(out), "--quiet", "--resume")
+    assert res.exit_code == 0, res.output
+    assert "dropped 1" in res.output
+    same_rows(tmp_path / "ref.csv", out)
