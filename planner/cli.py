@@ -371,7 +371,8 @@ def study_options(f):
     f = click.option("--workers", type=click.IntRange(min=1), default=None,
                      help="Local worker processes (default: all cores).")(f)
     f = click.option("--scheduler", metavar="ADDRESS", help="Run points on an existing Dask cluster (tcp://host:8786).")(f)
-    f = click.option("--resume", is_flag=True, help="Skip points already in the output CSV.")(f)
+    f = click.option("--resume", is_flag=True, help="Continue the output CSV of this same study, skipping its finished "
+                                                    "points (refused if the case, --set or options differ).")(f)
     f = click.option("--force", is_flag=True, help="Overwrite existing outputs.")(f)
     f = click.option("--quiet", is_flag=True, help="No progress on stderr.")(f)
     f = click.option("--warm-start", is_flag=True,

@@ -4,8 +4,9 @@ Every study is a list of *points*; a point is a set of overrides (`--set` paths,
 figures `chips.ID.FIELD`) applied to one raw case. Points run in this process, in a local process
 pool (`workers`), or on a Dask distributed cluster (`scheduler`); each finished point becomes one
 tidy row. Rows are appended to the CSV as they finish (a killed run leaves a valid CSV; `resume`
-skips the points already written) and the file is rewritten in point order at the end, so the
-same inputs give the same bytes whatever the worker count.
+skips the points already written, and only for the same study: see study_runner) and the file is
+rewritten in point order at the end, so the same inputs give the same bytes whatever the worker count.
+Bad study values and misspelt paths are refused before any point is solved.
 
 Within a process, candidate tables are cached by what they depend on (classes, fleet, the chips'
 and models' performance figures): points that only move prices, budgets or economics skip
@@ -18,7 +19,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import re
 import signal
 import sys

@@ -108,10 +108,11 @@ class OutputLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
+                holder = os.read(fd, 32).decode(errors="replace").strip()
                 os.close(fd)
                 out = str(self.path)[:-5]
                 raise PlannerError(f"{out} is being written by another study", [Problem(
-                    out, f"locked by another fleet process ({self.path})",
+                    out, f"locked by another fleet process{f' (pid {holder})' if holder else ''} ({self.path})",
                     "wait for it to finish, or choose another --output")]) from None
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
