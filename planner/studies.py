@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .cases import apply_override, build_case, get_path, parse_value, read_case_raw
-from .errors import CaseError, PlannerError, Problem, did_you_mean
+from .errors import CaseError, PlannerError, Problem, SolverError, did_you_mean
 from .solve import DEFAULT_MIP_GAP
 from .study_runner import (HASH_COLUMN, CsvAppender, Interrupted, OutputLock, StudyOutputError, _Signalled,
                            check_output, progress, read_resumable, run_pool, sigterm_raises, signal_number,
@@ -111,7 +111,7 @@ def evaluate(spec: StudySpec, point: Point) -> dict:
         _LAST[key] = p.outcome
         row.update(plan_row(p))
     except PlannerError as exc:
-        row.update({"status": "infeasible" if exc.exit_code == 1 else "invalid",
+        row.update({"status": {1: "infeasible", 3: "solver_error"}.get(exc.exit_code, "invalid"),
                     "message": "; ".join(str(p) for p in exc.problems) or str(exc)})
     row["wall_s"] = time.perf_counter() - t0
     return row
@@ -251,7 +251,7 @@ def base_value(spec: StudySpec, path: str):
     """The case (or catalog) value a ±% range varies around."""
     try:
         return get_path(spec.raw, path)
-    except (KeyError, IndexError, TypeError):
+    except (KeyError, IndexError, TypeError, PlannerError):
         pass
     parts = path.split(".")
     if parts[0] in ("chips", "models") and len(parts) >= 3:
@@ -302,7 +302,7 @@ def _known_path(spec: StudySpec, path: str) -> bool:
     try:
         get_path(spec.raw, path)
         return True
-    except (KeyError, IndexError, TypeError):
+    except (KeyError, IndexError, TypeError, PlannerError):
         pass
     return base_value(spec, path) is not None or _first_unknown(spec, path) == ()
 
@@ -326,9 +326,10 @@ def _first_unknown(spec: StudySpec, path: str) -> tuple | None:
         fields = CHIP_FIELDS if keys[0] == "chips" else MODEL_FIELDS
         return () if keys[2] in fields else (keys, 2, list(fields))
     if keys[0] == "classes" and len(keys) == 3:
-        n = len(spec.raw.get("classes") or [])
-        if not (keys[1].isascii() and keys[1].isdigit() and int(keys[1]) < n):
-            return keys, 1, [str(i) for i in range(n)]
+        classes = spec.raw.get("classes") or []
+        items = [str(i) for i in range(len(classes))] + [str(c.get("name")) for c in classes if isinstance(c, dict)]
+        if keys[1] not in items:  # a class by index, or by name where the case loader allows it
+            return keys, 1, items
         return () if keys[2] in CLASS_FIELDS else (keys, 2, list(CLASS_FIELDS))
     if keys[0] in tables and len(keys) == 2:
         return () if keys[1] in tables[keys[0]] else (keys, 1, list(tables[keys[0]]))
@@ -490,20 +491,27 @@ def _run(spec: StudySpec, points: list[Point], workers, scheduler, out: Path | N
 
 
 def _finish(rows: list[dict], out: Path | None) -> pd.DataFrame:
-    """Tidy the rows, say how many points were invalid, and rewrite the output in point order."""
+    """Tidy the rows, say how many points failed (invalid, solver error), and rewrite the output
+    in point order. A study none of whose points has an answer is an error, not a CSV of reasons."""
     df = tidy(pd.DataFrame(rows))
-    invalid = df[df["status"] == "invalid"] if "status" in df else df.iloc[0:0]
-    if len(df) and len(invalid) == len(df):
+    failed = df[df["status"].isin(("invalid", "solver_error"))] if "status" in df else df.iloc[0:0]
+    if len(df) and len(failed) == len(df):
         if out is not None:
-            out.unlink(missing_ok=True)  # only invalid rows: nothing worth resuming
-        first = invalid.iloc[0]
-        raise CaseError(f"every point of the study is invalid ({len(df)} point(s))", [Problem(
-            f"point {first['point']}", str(first.get("message", "")),
-            "fix the case or the varied values; `fleet validate CASE --set PATH=VALUE` checks one")])
-    if len(invalid):
-        first = invalid.iloc[0]
-        sys.stderr.write(f"warning: {len(invalid)} of {len(df)} points are invalid "
-                         f"(first, point {first['point']}: {first.get('message', '')})\n")
+            out.unlink(missing_ok=True)  # only failed rows: nothing worth resuming
+        first = failed.iloc[0]
+        invalid = first["status"] == "invalid"
+        raise (CaseError if invalid else SolverError)(
+            f"{'every point of the study is invalid' if invalid else 'no point of the study was solved'} "
+            f"({len(df)} point(s))", [Problem(f"point {first['point']}", str(first.get("message", "")),
+                                              "fix the case or the varied values; `fleet validate CASE --set "
+                                              "PATH=VALUE` checks one" if invalid else "")])
+    if len(failed):
+        first = failed.iloc[0]
+        counts = [f"{n} of {len(df)} points {what}" for n, what in (
+            ((failed["status"] == "invalid").sum(), "are invalid"),
+            ((failed["status"] == "solver_error").sum(), "failed to solve")) if n]
+        sys.stderr.write(f"warning: {'; '.join(counts)} (first, point {first['point']}: "
+                         f"{first.get('message', '')})\n")
     if out is not None:
         from .reports import write_atomic
 

@@ -417,3 +417,19 @@ def test_resume_recomputes_a_row_with_cut_overflow_json(tmp_path):
     assert res.exit_code == 0, res.output
     assert "dropped 1" in res.output
     same_rows(tmp_path / "ref.csv", out)
+
+
+def test_points_the_solver_fails_on_are_not_invalid(monkeypatch, tmp_path):
+    """A solver failure is exit 3 'solver_error' (not 'invalid', which means fix your input)."""
+    from planner.errors import SolverError
+
+    def broken(*a, **k):
+        raise SolverError("HiGHS is missing", [])
+
+    monkeypatch.setattr("planner.candidates.build_candidates", broken)
+    monkeypatch.setattr(studies, "_CANDIDATES", {})
+    spec = studies.load_spec("default", grid="coarse")
+    with pytest.raises(SolverError, match="no point of the study was solved"):
+        studies.run_points(spec, studies.sweep_points([("economics.pue", [1.1, 1.2])]))
+    row = studies.evaluate(spec, studies.Point(0, (("economics.pue", 1.1),)))
+    assert row["status"] == "solver_error" and "HiGHS" in row["message"]
