@@ -435,7 +435,8 @@ def study_options(f):
     f = click.option("--workers", type=click.IntRange(min=1), default=None,
                      help="Local worker processes (default: all cores).")(f)
     f = click.option("--scheduler", metavar="ADDRESS", help="Run points on an existing Dask cluster (tcp://host:8786).")(f)
-    f = click.option("--resume", is_flag=True, help="Skip points already in the output CSV.")(f)
+    f = click.option("--resume", is_flag=True, help="Continue the output CSV of this same study, skipping its finished "
+                                                    "points (refused if the case, --set or options differ).")(f)
     f = click.option("--force", is_flag=True, help="Overwrite existing outputs.")(f)
     f = click.option("--quiet", is_flag=True, help="No progress on stderr.")(f)
     f = click.option("--warm-start", is_flag=True,
@@ -574,21 +575,21 @@ def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_lim
                   --tornado --output out/tornado.csv
     """
     from .plots import tornado_plot
-    from .studies import sweep as run
+    from .studies import beside, sweep as run, tornado_path
 
     df = run(case, vary, "oat" if tornado else mode, sets, catalogs, objective, _workers(workers), scheduler, output,
              resume, quiet, force, time_limit_s, mip_gap, grid, warm_start)
     baseline = None
     if tornado:
-        png = str(output).rsplit(".", 1)[0] + "_tornado.png"
+        png = tornado_path(output)  # beside the CSV, whatever dots its directories have
         baseline = _sweep_baseline(df, case, sets, catalogs, objective, time_limit_s, mip_gap, grid)
-        tornado_plot(df, png, objective=objective, baseline=baseline, case=_case_label(case, sets))
+        tornado_plot(df, str(png), objective=objective, baseline=baseline, case=_case_label(case, sets))
         click.echo(f"wrote {png}")
     varied = [c for c in df.columns if "." in c and not c.startswith(("chips.", "shadow."))][:4]
     click.echo(_summary(df, [*varied, "status", "objective", "usd_per_mtok", "power_mw", "stages"]))
     from pathlib import Path
 
-    _study_record(Path(str(output).rsplit(".", 1)[0] + ".study.json"), "sweep", case, sets, catalogs, {
+    _study_record(beside(output, ".study.json"), "sweep", case, sets, catalogs, {
         "vary": list(vary), "mode": "oat" if tornado else mode, "objective": objective, "grid": grid,
         "mip_gap": mip_gap, "time_limit_s": time_limit_s}, baseline)
     click.echo(f"wrote {output} ({len(df)} points)")

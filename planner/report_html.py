@@ -414,7 +414,9 @@ def plan_report(dirpath: Path) -> str:
 def _study_record(csv: Path, kind: str) -> dict:
     """The study's run record if the CLI wrote one next to the CSV (NAME.study.json, or study.json
     of the same kind of study)."""
-    for f in (csv.with_suffix(".study.json"), csv.parent / "study.json"):
+    from .studies import beside
+
+    for f in (beside(csv, ".study.json"), csv.parent / "study.json"):
         if f.is_file():
             try:
                 rec = json.loads(f.read_text(encoding="utf-8"))

@@ -116,9 +116,11 @@ def test_resume_and_worker_counts_give_identical_csv(case, tmp_path):
     part = tmp_path / "part.csv"
     spec = studies.load_spec(case)
     points = studies.sweep_points(studies.parse_vary(vary, spec))
+    sha = studies.study_hash("sweep", spec.raw, spec.catalogs, spec.objective, spec.time_limit_s, spec.mip_gap,
+                             spec.grid, spec.families, [p.key for p in points])
     appender = studies.CsvAppender(part)
     for p in points[:2]:  # a run killed after two points leaves a valid CSV
-        appender.add(studies.evaluate(spec, p))
+        appender.add({**studies.evaluate(spec, p), "study_sha256": sha})
     assert len(pd.read_csv(part)) == 2
     studies.sweep(case, vary, output=part, resume=True)
     two = tmp_path / "two.csv"
