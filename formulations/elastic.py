@@ -13,7 +13,7 @@ import pyomo.environ as pyo
 
 from planner.problem import Problem
 
-from .fleet import build_model, site_power_kw
+from .fleet import bought, build_model, capex_musd, site_power_kw, tco_usd_per_hour
 
 PENALTY = 1e7
 DEMAND_WEIGHT = 1e3
@@ -37,14 +37,13 @@ def build_elastic(p: Problem) -> pyo.ConcreteModel:
     if hasattr(m, "capex"):
         m.capex.deactivate()
         m.over_capex = pyo.Var(within=pyo.NonNegativeReals, doc="capex over budget [M USD]")
-        m.capex_elastic = pyo.Constraint(expr=sum(p.chip_price_usd[c] / 1e6 * m.n[c] for c in m.C)
-                                         - m.over_capex <= p.capex_usd_budget / 1e6)
+        m.capex_elastic = pyo.Constraint(expr=capex_musd(m, p) - m.over_capex <= p.capex_usd_budget / 1e6)
         penalty += m.over_capex / (p.capex_usd_budget / 1e6)
     if hasattr(m, "supply"):
         m.supply.deactivate()
         S = sorted(p.supply)
         m.over_supply = pyo.Var(S, within=pyo.NonNegativeReals, doc="chips over supply cap")
-        m.supply_elastic = pyo.Constraint(S, rule=lambda m, c: m.n[c] - m.over_supply[c] <= p.supply[c])
+        m.supply_elastic = pyo.Constraint(S, rule=lambda m, c: bought(m, c) - m.over_supply[c] <= p.supply[c])
         penalty += sum(m.over_supply[c] / max(p.supply[c], 1) for c in S)
     for u in p.unit_ids:  # the unit bounds came from the budgets; an elastic model may exceed them
         m.x[u].setub(None)
@@ -55,6 +54,6 @@ def build_elastic(p: Problem) -> pyo.ConcreteModel:
                        / max(p.unit_tput_ktok_s[u] or p.unit_prefill_ktok_s[u], 1e-9)) + 1 for u in p.unit_ids}
         m.assign_elastic = pyo.Constraint(range(len(pairs)), rule=lambda m, i: m.x[pairs[i][0]]
                                           <= bigm[pairs[i][0]] * m.y[pairs[i][1], pairs[i][2]])
-    cost = sum(p.chip_hourly_usd[c] * m.n[c] for c in m.C)
+    cost = tco_usd_per_hour(m, p)
     m.obj_elastic = pyo.Objective(expr=PENALTY * penalty + cost, sense=pyo.minimize)
     return m

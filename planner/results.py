@@ -47,6 +47,9 @@ class Plan:
             "throughput_tok_s": self.throughput_tok_s,
             "chips": {r.chip: int(r.chips) for r in self.chips.itertuples()},
             "systems": {r.chip: int(r.systems) for r in self.chips.itertuples() if r.systems},
+            "bought": {r.chip: int(r.bought) for r in self.chips.itertuples()},
+            "owned": {r.chip: {"kept": int(r.owned_kept), "retired": int(r.owned_retired)}
+                      for r in self.chips.itertuples() if r.owned_kept or r.owned_retired},
             "classes": self.classes.to_dict("records"), "stages": self.stages.to_dict("records"),
             "units": self.units.to_dict("records"), "constraints": self.constraints.to_dict("records"),
             "solve": {"solver": o.solver, "status": o.status, "wall_s": o.wall_s, "build_s": o.build_s,
@@ -66,16 +69,25 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
     chips_rows = []
     for c in p.chips:
         n = o.n.get(c, 0)
-        if n <= 0:
+        owned = p.owned.get(c, 0)
+        if n <= 0 and owned <= 0:
             continue
+        kept = o.kept.get(c, 0)
+        new = n - kept
         need = sum(p.unit_chips[u].get(c, 0) * o.x[u] for u in used)
         chip = case.chips[c]
         chips_rows.append({"chip": c, "chips": n, "chips_in_use": need,
                            "systems": n // p.system_size[c] if c in p.system_size else 0,
                            "system_name": chip.system_name, "power_mw": n * chip.power_kw * p.pue / 1000,
-                           "capex_usd": n * chip.price_usd, "tco_usd_per_hour": n * p.chip_hourly_usd[c]})
+                           "capex_usd": new * chip.price_usd,
+                           "tco_usd_per_hour": new * p.chip_capex_usd_per_hour[c] + n * p.chip_running_usd_per_hour[c],
+                           "bought": new, "owned_kept": kept, "owned_retired": owned - kept})
+    for c, owned in sorted(p.owned_idle.items()):  # owned chips no candidate unit can use: all retired
+        chips_rows.append({"chip": c, "chips": 0, "chips_in_use": 0, "systems": 0,
+                           "system_name": case.chips[c].system_name, "power_mw": 0.0, "capex_usd": 0.0,
+                           "tco_usd_per_hour": 0.0, "bought": 0, "owned_kept": 0, "owned_retired": owned})
     chips = pd.DataFrame(chips_rows, columns=["chip", "chips", "chips_in_use", "systems", "system_name", "power_mw",
-                                              "capex_usd", "tco_usd_per_hour"])
+                                              "capex_usd", "tco_usd_per_hour", "bought", "owned_kept", "owned_retired"])
 
     unit_rows = []
     for u in used:
@@ -194,10 +206,15 @@ def plan_text(plan: Plan) -> str:
     lines = [f"fleet plan for case '{case.name}' — status: {o.status} (objective: {plan.problem.objective})", ""]
     chips = plan.chips.assign(**{"systems": [f"{s} × {n}" if s else "-" for s, n in
                                              zip(plan.chips["systems"], plan.chips["system_name"])]})
-    lines += ["Chips to buy", text_table(chips[["chip", "chips", "chips_in_use", "systems", "power_mw", "capex_usd",
-                                                 "tco_usd_per_hour"]].to_dict("records"),
-                                          headers={"power_mw": "MW (site)", "capex_usd": "capex (USD)",
-                                                   "tco_usd_per_hour": "TCO (USD/h)", "chips_in_use": "in use"}), ""]
+    cols = ["chip", "chips", "chips_in_use", "systems", "power_mw", "capex_usd", "tco_usd_per_hour"]
+    owned = bool(plan.problem.owned or plan.problem.owned_idle)
+    if owned:
+        cols[2:2] = ["bought", "owned_kept", "owned_retired"]
+    lines += ["Chips in service (bought new + owned kept; retired owned chips draw no power)" if owned else "Chips to buy",
+              text_table(chips[cols].to_dict("records"),
+                         headers={"power_mw": "MW (site)", "capex_usd": "capex (USD)", "chips": "in service" if owned
+                                  else "chips", "owned_kept": "owned kept", "owned_retired": "owned retired",
+                                  "tco_usd_per_hour": "TCO (USD/h)", "chips_in_use": "in use"}), ""]
     lines += ["Stages (chips per class and stage; 'shared' = the same chips run several stages)",
               text_table(plan.stages.to_dict("records")), ""]
     lines += ["Units", text_table(plan.units.to_dict("records"),

@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 
-from planner.domain import Case, Chip, Constraints, Economics, Fleet, TrafficClass
+from planner.domain import Case, Chip, Constraints, Economics, Fleet, OwnedChips, TrafficClass
 from planner.problem import build_problem
 from planner.solve import SolveOptions, solve
 
@@ -26,12 +26,15 @@ def unit(cls, kind, a, na, tput=0.0, pre=0.0, f=None, nf=0):
             "prefill_tok_s": pre}
 
 
-def toy(chips, units, classes=(("c", 1000.0, 1000, 1000),), objective="tco", **constraints):
-    """classes: (name, demand_tok_s, isl, osl)."""
+def toy(chips, units, classes=(("c", 1000.0, 1000, 1000),), objective="tco", owned=None, buy=None,
+        economics=ECON, **constraints):
+    """classes: (name, demand_tok_s, isl, osl); owned: {chip: count} already in the fleet; buy: chips
+    that may be bought new (None = all)."""
     tcs = tuple(TrafficClass(name=n, model="m", precision="fp8", isl=i, osl=o, demand_tok_s=d,
                              min_speed_tok_s_user=1, ttft_s=1) for n, d, i, o in classes)
-    case = Case(name="toy", description="", economics=ECON, constraints=Constraints(**constraints),
-                fleet=Fleet(chips=tuple(c.id for c in chips)), classes=tcs, chips={c.id: c for c in chips},
+    case = Case(name="toy", description="", economics=economics, constraints=Constraints(**constraints),
+                fleet=Fleet(chips=tuple(c.id for c in chips), owned=tuple(OwnedChips(c, k) for c, k in (owned or {}).items()),
+                            buy=None if buy is None else tuple(buy)), classes=tcs, chips={c.id: c for c in chips},
                 models={})
     return build_problem(case, pd.DataFrame(units), objective)
 
@@ -60,11 +63,15 @@ def brute_force(p, limit=12):
             continue
         n = {c: sum(p.unit_chips[u].get(c, 0) * x[u] for u in U) for c in p.chips}
         n = {c: (math.ceil(v / p.system_size[c]) * p.system_size[c] if c in p.system_size else v) for c, v in n.items()}
+        kept = {c: min(p.owned.get(c, 0), v) for c, v in n.items()}  # an owned chip is never dearer than a new one
+        new = {c: n[c] - kept[c] for c in n}
+        if any(new[c] > 0 for c in p.no_buy):
+            continue
         if p.power_kw_budget is not None and p.pue * sum(p.chip_power_kw[c] * n[c] for c in n) > p.power_kw_budget + 1e-9:
             continue
-        if p.capex_usd_budget is not None and sum(p.chip_price_usd[c] * n[c] for c in n) > p.capex_usd_budget + 1e-6:
+        if p.capex_usd_budget is not None and sum(p.chip_price_usd[c] * new[c] for c in n) > p.capex_usd_budget + 1e-6:
             continue
-        if any(n[c] > cap for c, cap in p.supply.items()):
+        if any(new[c] > cap for c, cap in p.supply.items()):
             continue
         if p.max_types_per_stage is not None:
             used = {}
@@ -74,8 +81,8 @@ def brute_force(p, limit=12):
                         used.setdefault(s, set()).add(c)
             if any(len(v) > p.max_types_per_stage for v in used.values()):
                 continue
-        cost = sum(p.chip_hourly_usd[c] * n[c] for c in n)
-        cost += sum(v for c, v in p.fixed_cost_usd_per_hour.items() if n.get(c, 0) > 0)
+        cost = sum(p.chip_capex_usd_per_hour[c] * new[c] + p.chip_running_usd_per_hour[c] * n[c] for c in n)
+        cost += sum(v for c, v in p.fixed_cost_usd_per_hour.items() if new.get(c, 0) > 0)
         if best is None or cost < best - 1e-9:
             best = cost
     return best

@@ -9,7 +9,8 @@ from planner.cases import load_case, shipped_cases
 from planner.cli import main
 
 CASES = ["default", "rubin-lpx", "cerebras-full-stack", "trainium-cerebras", "speculative-draft",
-         "agent-long-context", "hbm-shortage", "mram-what-if", "datacenter-100mw", "prefill-cpx"]
+         "agent-long-context", "hbm-shortage", "mram-what-if", "datacenter-100mw", "prefill-cpx",
+         "owned-h100"]
 OK = ("optimal", "feasible")
 
 
@@ -107,3 +108,15 @@ def test_the_shortage_case_differs_from_default_only_in_supply_and_never_costs_l
     assert short.constraints.supply
     a, b = planner.plan("hbm-shortage", grid="coarse"), planner.plan("default", grid="coarse")
     assert a.cost["tco_usd_per_hour"] >= b.cost["tco_usd_per_hour"] * (1 - 2e-3)
+
+
+def test_owned_h100s_are_kept_while_cheap_to_run_and_retired_when_energy_is_dear():
+    import planner
+
+    cheap = planner.plan("owned-h100", grid="coarse")
+    assert sum(cheap.to_dict()["bought"].values()) == 0 and cheap.cost["capex_usd"] == 0
+    kept = cheap.to_dict()["owned"]["h100-sxm"]
+    assert kept["kept"] > 0 and kept["kept"] + kept["retired"] == 2048
+    dear = planner.plan("owned-h100", grid="coarse", sets=["economics.electricity_usd_per_kwh=2.0"])
+    assert dear.to_dict()["owned"]["h100-sxm"]["retired"] > kept["retired"]  # energy this dear: new chips win
+    assert sum(dear.to_dict()["bought"].values()) > 0

@@ -5,6 +5,7 @@ import random
 import pytest
 
 from milp_helpers import brute_force, chip, milp, toy, unit
+from planner.results import extract
 
 
 def test_throughput_family():
@@ -104,6 +105,11 @@ def random_problem(rng):
         kw["max_chip_types_per_stage"] = 1
     if rng.random() < 0.2:
         kw["capex_usd"] = 8760 * rng.choice([4, 8])
+    if rng.random() < 0.35:  # an owned stock, in whole systems, sometimes of a chip that cannot be bought
+        c = rng.choice(chips)
+        kw["owned"] = {c.id: c.chips_per_system * rng.choice([1, 2, 3]) if c.sold_by_system else rng.choice([1, 2, 4])}
+        if rng.random() < 0.3:
+            kw["buy"] = [x.id for x in chips if x.id != c.id]
     return toy(chips, units, classes=tuple(classes), **kw)
 
 
@@ -124,3 +130,55 @@ def test_milp_equals_brute_force_on_random_tiny_instances():
             feasible += 1
             assert o.status == "optimal" and o.objective == pytest.approx(truth, rel=1e-6, abs=1e-6)
     assert checked >= 150 and feasible >= 60
+
+
+# --- owned chips: sunk capex, running cost only, retirable -------------------------------------------
+OLD = dict(power_kw=2, price_usd=8760 * 1)  # runs at 0.2 USD/h; new it would cost 1 + 0.2
+NEW = dict(power_kw=0.5, price_usd=8760 * 1)  # 1 + 0.05 USD/h
+OWN_UNITS = [unit("c", "aggregated", "old", 1, tput=250), unit("c", "aggregated", "new", 1, tput=500)]
+
+
+def test_owned_chips_cheaper_to_run_than_new_ones_are_kept_and_nothing_is_bought():
+    base = milp(toy([chip("old", **OLD), chip("new", **NEW)], OWN_UNITS))
+    assert base.n == {"old": 0, "new": 2}  # 2 × 1.05 < 4 × 1.2
+    o = milp(toy([chip("old", **OLD), chip("new", **NEW)], OWN_UNITS, owned={"old": 4}))
+    assert o.kept == {"old": 4} and o.n["new"] == 0 and o.objective == pytest.approx(4 * 0.2)
+
+
+def test_owned_chips_dearer_to_run_than_new_ones_are_retired():
+    hot = dict(power_kw=20, price_usd=8760)  # 2 USD/h of energy each: 4 of them cost 8 > 2 new at 2.1
+    p = toy([chip("old", **hot), chip("new", **NEW)], OWN_UNITS, owned={"old": 4})
+    o = milp(p)
+    assert o.kept == {"old": 0} and o.n == {"old": 0, "new": 2}
+    plan = extract(p, o)
+    row = plan.chips.set_index("chip").loc["old"]
+    assert row.owned_retired == 4 and row.power_mw == 0 and row.tco_usd_per_hour == 0  # retired: no power, no cost
+    assert plan.power_mw == pytest.approx(2 * 0.5 / 1000)
+
+
+def test_part_of_the_owned_stock_is_topped_up_with_new_chips():
+    o = milp(toy([chip("old", **OLD), chip("new", **NEW)], OWN_UNITS, owned={"old": 2}))
+    assert o.kept == {"old": 2} and o.n["new"] == 1  # 2 × 0.2 + 1.05 < 2 × 1.05
+    assert o.objective == pytest.approx(0.4 + 1.05)
+
+
+def test_owned_capex_is_sunk_for_the_capex_budget_and_supply_caps_only_limit_new_chips():
+    p = toy([chip("old", **OLD), chip("new", **NEW)], OWN_UNITS, owned={"old": 4}, capex_usd=1.0, supply={"old": 0})
+    o = milp(p)
+    assert o.status == "optimal" and o.kept == {"old": 4} and o.n["new"] == 0
+
+
+def test_an_owned_only_chip_is_used_but_never_bought():
+    p = toy([chip("old", **OLD), chip("new", power_kw=0.5, price_usd=8760 * 9)], OWN_UNITS, owned={"old": 2},
+            buy=["new"])
+    o = milp(p)
+    assert o.n["old"] == 2 and o.kept == {"old": 2} and o.n["new"] == 1  # buying 2 more old would be cheaper
+
+
+def test_owned_rack_systems_are_kept_or_retired_whole():
+    rack = chip("rack", power_kw=0.1, price_usd=8760, per_system=4, by_system=True)
+    p = toy([rack, chip("new", **NEW)], [unit("c", "aggregated", "rack", 1, tput=200),
+                                         unit("c", "aggregated", "new", 1, tput=500)], owned={"rack": 8})
+    o = milp(p)
+    assert o.kept["rack"] % 4 == 0 and o.n["rack"] % 4 == 0
+    assert o.objective == pytest.approx(brute_force(p), rel=1e-9)
