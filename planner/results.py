@@ -38,6 +38,7 @@ class Plan:
     throughput_tok_s: float
     timings_s: dict
     warnings: list[str] = field(default_factory=list)
+    spares: pd.DataFrame | None = None  # spare groups (only when spares are asked for)
 
     def to_dict(self) -> dict:
         o = self.outcome
@@ -55,6 +56,7 @@ class Plan:
             "solve": {"solver": o.solver, "status": o.status, "wall_s": o.wall_s, "build_s": o.build_s,
                       "gap": o.gap, "bound": o.bound, **{f"milp_{k}": v for k, v in o.stats.items()},
                       "candidates": int(len(self.problem.units))},
+            **({"spares": self.spares.to_dict("records")} if self.spares is not None else {}),
             "warnings": list(self.warnings or []),
             "definitions": METRIC_DEFINITIONS,
             "timings_s": self.timings_s,
@@ -63,7 +65,7 @@ class Plan:
 
 def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
     case = p.case
-    used = [u for u, v in o.x.items() if v > 0]
+    used = [u for u, v in o.x.items() if v > 0 or o.spares.get(u, 0) > 0]
     U = p.units
 
     chips_rows = []
@@ -81,13 +83,16 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
                            "system_name": chip.system_name, "power_mw": n * chip.power_kw * p.pue / 1000,
                            "capex_usd": new * chip.price_usd,
                            "tco_usd_per_hour": new * p.chip_capex_usd_per_hour[c] + n * p.chip_running_usd_per_hour[c],
-                           "bought": new, "owned_kept": kept, "owned_retired": owned - kept})
+                           "bought": new, "owned_kept": kept, "owned_retired": owned - kept,
+                           "spare_chips": sum(p.unit_spare_chips.get(u, {}).get(c, 0) * o.spares.get(u, 0) for u in o.spares)
+                           + o.spare_systems.get(c, 0) * p.system_size.get(c, 0)})
     for c, owned in sorted(p.owned_idle.items()):  # owned chips no candidate unit can use: all retired
         chips_rows.append({"chip": c, "chips": 0, "chips_in_use": 0, "systems": 0,
                            "system_name": case.chips[c].system_name, "power_mw": 0.0, "capex_usd": 0.0,
-                           "tco_usd_per_hour": 0.0, "bought": 0, "owned_kept": 0, "owned_retired": owned})
+                           "tco_usd_per_hour": 0.0, "bought": 0, "owned_kept": 0, "owned_retired": owned, "spare_chips": 0})
     chips = pd.DataFrame(chips_rows, columns=["chip", "chips", "chips_in_use", "systems", "system_name", "power_mw",
-                                              "capex_usd", "tco_usd_per_hour", "bought", "owned_kept", "owned_retired"])
+                                              "capex_usd", "tco_usd_per_hour", "bought", "owned_kept", "owned_retired",
+                                              "spare_chips"])
 
     unit_rows = []
     for u in used:
@@ -97,12 +102,12 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
                           "n_draft": int(r.get("n_draft", 0) or 0), "batch": int(r.batch),
                           "tp": int(r.get("tp", r.n_attn) or 1), "pp": int(r.get("pp", 1) or 1),
                           "ep": int(r.get("ep", 1) or 1), "attn_dp": bool(r.get("attn_dp", False)),
-                          "mtp_tokens": int(r.get("mtp_tokens", 0) or 0), "copies": o.x[u],
+                          "mtp_tokens": int(r.get("mtp_tokens", 0) or 0), "copies": o.x[u], "spares": o.spares.get(u, 0),
                           "speed_tok_s_user": r.speed_tok_s_user, "throughput_tok_s": r.throughput_tok_s * o.x[u],
                           "prefill_tok_s": r.prefill_tok_s * o.x[u], "ttft_s": r.ttft_s})
     units = pd.DataFrame(unit_rows, columns=["class", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn",
                                              "draft_chip", "n_draft", "batch", "tp", "pp", "ep", "attn_dp", "mtp_tokens",
-                                             "copies", "speed_tok_s_user", "throughput_tok_s", "prefill_tok_s",
+                                             "copies", "spares", "speed_tok_s_user", "throughput_tok_s", "prefill_tok_s",
                                              "ttft_s"])
 
     stage_rows: dict[tuple, int] = {}
@@ -152,9 +157,30 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
     power_mw = float(chips["power_mw"].sum())
     from .problem import numerics_warnings
 
+    spares = spare_groups(p, o) if (p.spare_fraction > 0 or p.availability is not None) else None
     return Plan(problem=p, outcome=o, chips=chips, stages=stages, units=units, classes=classes,
                 constraints=constraint_frame(p, o), cost=cost, power_mw=power_mw, throughput_tok_s=served,
-                timings_s=timings or {}, warnings=numerics_warnings(p) + unmeasured_warnings(case, chips))
+                timings_s=timings or {}, warnings=numerics_warnings(p) + unmeasured_warnings(case, chips), spares=spares)
+
+
+def spare_groups(p: Problem, o: Outcome) -> pd.DataFrame:
+    """One row per spare group in use (planner/spares.py): working and spare items, the down probability
+    of one item and the probability that the group's working capacity is there."""
+    from .spares import covered
+
+    rows = []
+    for u, s_u in sorted(o.spares.items()):
+        if o.x.get(u, 0) or s_u:
+            r = p.units.loc[u]
+            label = f"{r['class']} {r.kind} {'+'.join(f'{n}×{c}' for c, n in p.unit_spare_chips[u].items())}"
+            rows.append({"group": label, "domain": "unit", "working": o.x[u], "spares": s_u,
+                         "down_probability": p.unit_down[u], "p_covered": covered(o.x[u], s_u, p.unit_down[u])})
+    for c, sr in sorted(o.spare_systems.items()):
+        w = o.n.get(c, 0) // p.system_size[c] - sr
+        if w or sr:
+            rows.append({"group": f"{c} systems ({p.system_size[c]} chips)", "domain": "system", "working": w,
+                         "spares": sr, "down_probability": p.rack_down[c], "p_covered": covered(w, sr, p.rack_down[c])})
+    return pd.DataFrame(rows, columns=["group", "domain", "working", "spares", "down_probability", "p_covered"])
 
 
 def unmeasured_warnings(case, chips: pd.DataFrame) -> list[str]:
@@ -207,6 +233,8 @@ def plan_text(plan: Plan) -> str:
     chips = plan.chips.assign(**{"systems": [f"{s} × {n}" if s else "-" for s, n in
                                              zip(plan.chips["systems"], plan.chips["system_name"])]})
     cols = ["chip", "chips", "chips_in_use", "systems", "power_mw", "capex_usd", "tco_usd_per_hour"]
+    if plan.problem.spare_fraction > 0 or plan.problem.availability is not None:
+        cols[3:3] = ["spare_chips"]
     owned = bool(plan.problem.owned or plan.problem.owned_idle)
     if owned:
         cols[2:2] = ["bought", "owned_kept", "owned_retired"]
@@ -214,7 +242,7 @@ def plan_text(plan: Plan) -> str:
               text_table(chips[cols].to_dict("records"),
                          headers={"power_mw": "MW (site)", "capex_usd": "capex (USD)", "chips": "in service" if owned
                                   else "chips", "owned_kept": "owned kept", "owned_retired": "owned retired",
-                                  "tco_usd_per_hour": "TCO (USD/h)", "chips_in_use": "in use"}), ""]
+                                  "tco_usd_per_hour": "TCO (USD/h)", "chips_in_use": "in use", "spare_chips": "spares"}), ""]
     lines += ["Stages (chips per class and stage; 'shared' = the same chips run several stages)",
               text_table(plan.stages.to_dict("records")), ""]
     lines += ["Units", text_table(plan.units.to_dict("records"),
@@ -225,6 +253,16 @@ def plan_text(plan: Plan) -> str:
                                                   "min_speed_tok_s_user": "target (tok/s/user)",
                                                   "achieved_speed_tok_s_user": "achieved (tok/s/user)",
                                                   "ttft_s": "TTFT ≤ (s)", "ttft_target_s": "TTFT target (s)"}), ""]
+    if plan.spares is not None and len(plan.spares):
+        pr = plan.problem
+        ask = " and ".join(x for x in (f"availability {pr.availability}" if pr.availability is not None else "",
+                                       f"spare_fraction {pr.spare_fraction}" if pr.spare_fraction else "") if x)
+        lines += [f"Spares ({ask}; N working + k spare per group, binomial over failure domains; a system sold whole "
+                  "is down while any of its chips is)",
+                  text_table(plan.spares.assign(down_probability=plan.spares["down_probability"].map(lambda v: f"{v:.2e}"),
+                                                p_covered=plan.spares["p_covered"].map(lambda v: f"{v:.6f}"))
+                             .to_dict("records"), headers={"down_probability": "P(item down)",
+                                                            "p_covered": "P(working ≥ load)"}), ""]
     c = plan.cost
     lines += [f"Cost: capex {c['capex_usd']:,.0f} USD; TCO {c['tco_usd_per_hour']:,.0f} USD/hour; "
               f"{c['usd_per_mtok']:.4f} USD per million output tokens" if c["usd_per_mtok"] else "Cost: -",

@@ -56,6 +56,8 @@ class Outcome:
     stats: dict[str, int] = field(default_factory=dict)
     served: dict[str, tuple[float, float]] = field(default_factory=dict)  # class → (aggregated, disaggregated) tok/s
     kept: dict[str, int] = field(default_factory=dict)  # owned chips kept in service, per chip type
+    spares: dict[int, int] = field(default_factory=dict)  # spare copies per unit (chips not sold by system)
+    spare_systems: dict[str, int] = field(default_factory=dict)  # spare whole systems per chip sold by system
 
 
 def _highs(opts: SolveOptions) -> Highs:
@@ -128,6 +130,10 @@ def solve(p: Problem, opts: SolveOptions | None = None, warm: Outcome | None = N
                   x={u: int(round(m.x[u].value or 0)) for u in m.U},
                   n={c: int(round(m.n[c].value or 0)) for c in m.C},
                   y={k: int(round(m.y[k].value or 0)) for k in m.SC}, alpha=pyo.value(m.alpha))
+    if hasattr(m, "s"):
+        out.spares = {u: int(round(m.s[u].value or 0)) for u in m.US}
+    if hasattr(m, "sr"):
+        out.spare_systems = {c: int(round(m.sr[c].value or 0)) for c in m.RS}
     if hasattr(m, "k"):
         out.kept = {c: int(round(m.k[c].value or 0)) for c in m.O}
     out.served = {j: (pyo.value(m.served_agg[j]) * 1e3, pyo.value(m.served_dis[j]) * 1e3) for j in m.J}

@@ -56,6 +56,14 @@ def violations(plan) -> list[Problem]:
         size = case.chips[r.chip].chips_per_system
         if case.chips[r.chip].sold_by_system and (r.bought % size or r.owned_kept % size):
             out.append(Problem(f"chips.{r.chip}", f"{r.bought:,} bought / {r.owned_kept:,} kept are not whole systems of {size}"))
+    if plan.spares is not None:
+        pr = plan.problem
+        for r in plan.spares.itertuples():
+            if pr.availability is not None and r.p_covered < pr.availability * (1 - 1e-9):
+                out.append(Problem("constraints.availability", f"group {r.group}: {r.working} working + {r.spares} "
+                                   f"spare cover the load with probability {r.p_covered:.6f}"))
+            if r.spares < pr.spare_fraction * r.working - 1e-9:
+                out.append(Problem("constraints.spare_fraction", f"group {r.group}: {r.spares} spares for {r.working}"))
     return out
 
 

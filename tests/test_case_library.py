@@ -10,7 +10,7 @@ from planner.cli import main
 
 CASES = ["default", "rubin-lpx", "cerebras-full-stack", "trainium-cerebras", "speculative-draft",
          "agent-long-context", "hbm-shortage", "mram-what-if", "datacenter-100mw", "prefill-cpx",
-         "owned-h100"]
+         "owned-h100", "availability-racks"]
 OK = ("optimal", "feasible")
 
 
@@ -120,3 +120,12 @@ def test_owned_h100s_are_kept_while_cheap_to_run_and_retired_when_energy_is_dear
     dear = planner.plan("owned-h100", grid="coarse", sets=["economics.electricity_usd_per_kwh=2.0"])
     assert dear.to_dict()["owned"]["h100-sxm"]["retired"] > kept["retired"]  # energy this dear: new chips win
     assert sum(dear.to_dict()["bought"].values()) > 0
+
+
+def test_availability_never_lowers_cost_and_every_group_meets_it():
+    import planner
+
+    loose = planner.plan("availability-racks", grid="coarse", sets=["constraints.availability=0.5"])
+    tight = planner.plan("availability-racks", grid="coarse")
+    assert tight.cost["tco_usd_per_hour"] >= loose.cost["tco_usd_per_hour"]
+    assert len(tight.spares) and (tight.spares["p_covered"] >= 0.999).all() and tight.spares["spares"].sum() > 0

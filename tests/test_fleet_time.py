@@ -60,3 +60,13 @@ def test_bad_owned_entries_are_named_with_their_fix(tmp_path):
 def test_bad_owned_entry_exits_nonzero_without_a_traceback(tmp_path):
     res = CliRunner().invoke(main, ["plan", write(tmp_path, fleet='[[fleet.owned]]\nchip = "h100"\ncount = -1')])
     assert res.exit_code == 2 and "fleet.owned.0.count" in res.output and "Traceback" not in res.output
+
+
+def test_spares_that_break_the_power_budget_are_diagnosed_in_mw():
+    import planner
+    from planner.errors import InfeasibleError
+
+    base = planner.plan("availability-racks", grid="coarse")
+    with pytest.raises(InfeasibleError) as exc:  # the fleet fits without spares, not with them
+        planner.plan("availability-racks", grid="coarse", sets=[f"constraints.power_mw={base.power_mw * 0.95:.4f}"])
+    assert any(p.where == "constraints.power_mw" and "short by" in p.what for p in exc.value.problems)

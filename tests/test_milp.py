@@ -182,3 +182,61 @@ def test_owned_rack_systems_are_kept_or_retired_whole():
     o = milp(p)
     assert o.kept["rack"] % 4 == 0 and o.n["rack"] % 4 == 0
     assert o.objective == pytest.approx(brute_force(p), rel=1e-9)
+
+
+# --- spares and availability --------------------------------------------------------------------------
+def test_availability_buys_exactly_one_more_unit():
+    # 4 units carry the load; each is down 1 % of the time. 4 alone: P(all up) = 0.961 < 0.99;
+    # 4 + 1: P(≤ 1 of 5 down) = 0.99902 ≥ 0.99 → exactly one spare
+    units = [unit("c", "aggregated", "a", 1, tput=250)]
+    assert milp(toy([chip("a", down=0.01)], units)).x[0] == 4
+    p = toy([chip("a", down=0.01)], units, availability=0.99)
+    o = milp(p)
+    assert o.x[0] == 4 and o.spares == {0: 1} and o.n["a"] == 5
+    plan = extract(p, o)
+    assert plan.spares.iloc[0].p_covered == pytest.approx(0.99 ** 5 + 5 * 0.01 * 0.99 ** 4)
+    assert int(plan.chips.set_index("chip").loc["a", "spare_chips"]) == 1
+    assert milp(toy([chip("a", down=0.01)], units, availability=0.9999)).spares == {0: 2}
+
+
+def test_spare_fraction_rounds_up_per_group():
+    p = toy([chip("a")], [unit("c", "aggregated", "a", 2, tput=100)], spare_fraction=0.05)  # 10 working → 0.5 → 1
+    o = milp(p)
+    assert o.x[0] == 10 and o.spares == {0: 1} and o.n["a"] == 22
+
+
+def test_a_rack_failure_takes_the_whole_rack_so_spares_come_in_racks():
+    rack = chip("r", per_system=4, by_system=True, down=0.001)  # rack down 1 − 0.999⁴ ≈ 0.4 %
+    units = [unit("c", "aggregated", "r", 1, tput=200)]  # 5 units → 2 working racks
+    o = milp(toy([rack], units, availability=0.999))
+    assert o.n["r"] == 12 and o.spare_systems == {"r": 1}  # P(≤1 of 3 racks down) ≥ 0.999 > P(both of 2 up)
+
+
+def test_spares_can_tip_the_choice_to_a_smaller_failure_domain():
+    # big: one 8-chip unit does it all, but it is down whenever any of 8 chips is, so it needs a whole spare unit;
+    # small: 1-chip units, 8 of them, one spare chip is enough
+    big = unit("c", "aggregated", "a", 8, tput=1000)
+    small = unit("c", "aggregated", "a", 1, tput=126)
+    assert milp(toy([chip("a", down=0.002)], [big, small])).n["a"] == 8
+    o = milp(toy([chip("a", down=0.002)], [big, small], availability=0.999))
+    assert o.n["a"] == 9 and o.x[1] == 8 and o.spares.get(1) == 1
+
+
+@pytest.mark.slow
+def test_spares_follow_the_brute_force_oracle():
+    rng = random.Random(7)
+    checked = 0
+    for _ in range(25):
+        p = random_problem(rng)
+        chips = [chip(c, power_kw=p.case.chips[c].power_kw, price_usd=p.case.chips[c].price_usd,
+                      per_system=p.case.chips[c].chips_per_system, by_system=p.case.chips[c].sold_by_system,
+                      down=rng.choice([0.001, 0.01, 0.05])) for c in p.case.chips]
+        kw = rng.choice([{"availability": 0.99}, {"spare_fraction": 0.2}, {"availability": 0.999, "spare_fraction": 0.1}])
+        q = toy(chips, p.units.to_dict("records"), classes=tuple((tc.name, tc.demand_tok_s, tc.isl, tc.osl)
+                                                                  for tc in p.case.classes), **kw)
+        if math.prod((m if m >= 0 else 12) + 1 for m in q.unit_max.values()) > 3000:
+            continue
+        truth, o = brute_force(q), milp(q)
+        checked += 1
+        assert (o.status == "infeasible") if truth is None else o.objective == pytest.approx(truth, rel=1e-6, abs=1e-6)
+    assert checked >= 12
