@@ -29,6 +29,11 @@ def build_elastic(p: Problem) -> pyo.ConcreteModel:
     m.throughput_elastic = pyo.Constraint(m.J, rule=lambda m, j: m.served_agg[j] + m.served_dis[j] + m.short[j]
                                           >= p.demand_ktok_s[j])
     penalty = DEMAND_WEIGHT * sum(m.short[j] / p.demand_ktok_s[j] for j in m.J)
+    if hasattr(m, "slice_throughput"):  # the same shortfall, scaled to each slice's share of the peak
+        m.slice_throughput.deactivate()
+        m.slice_throughput_elastic = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: m.sh_agg[j, h] + m.sh_dis[j, h]
+                                                    + m.short[j] * p.slice_demand_ktok_s[j, h] / p.demand_ktok_s[j]
+                                                    >= p.slice_demand_ktok_s[j, h])
     if hasattr(m, "power"):
         m.power.deactivate()
         m.over_power = pyo.Var(within=pyo.NonNegativeReals, doc="power over budget [kW]")

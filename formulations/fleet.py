@@ -23,6 +23,7 @@ def build_model(p: Problem) -> pyo.ConcreteModel:
     add_variables(m, p)
     add_throughput(m, p)
     add_prefill(m, p)
+    add_slices(m, p)
     add_chip_count(m, p)
     add_systems(m, p)
     add_spares(m, p)
@@ -78,6 +79,42 @@ def add_prefill(m, p: Problem) -> None:
     pools = {j: p.units_of(j, "prefill") for j in p.classes}
     m.prefill = pyo.Constraint(m.J, rule=lambda m, j: sum(p.unit_prefill_ktok_s[u] * m.x[u] for u in pools[j])
                                >= p.isl_per_osl[j] * m.served_dis[j], doc="prefill capacity ≥ input tokens")
+
+
+def add_slices(m, p: Problem) -> None:
+    """Hourly slices h ∈ H = {0 … 23} (a daily demand profile or time-of-use prices): the fleet x is
+    bought once; each slice runs xr_{u,h} ≤ x_u of it:
+        Σ_{u ∈ A_j} tput_u·xr_{u,h} ≥ a_{j,h};  Σ_{u ∈ D_j} tput_u·xr_{u,h} ≥ d_{j,h};  a_{j,h} + d_{j,h} ≥ α·demand_{j,h}
+        Σ_{u ∈ P_j} cap_u·xr_{u,h} ≥ (ISL/OSL)_j·d_{j,h}     ∀ j, h   [k tok/s]
+    The peak slice sizes x through xr ≤ x (add_throughput's constraints at the peak are then implied).
+    Energy is priced per slice in set_objective: running chips at power_kw, the rest of n at idle power."""
+    if not p.slices:
+        return
+    m.H = pyo.Set(initialize=p.slices, doc="hourly slices")
+    m.xr = pyo.Var(m.U, m.H, within=pyo.NonNegativeIntegers, doc="copies of unit u running in slice h")
+    m.run_le_bought = pyo.Constraint(m.U, m.H, rule=lambda m, u, h: m.xr[u, h] <= m.x[u], doc="runs what is bought")
+    agg = {j: p.units_of(j, "aggregated") for j in p.classes}
+    dec = {j: p.units_of(j, "decode") for j in p.classes}
+    pre = {j: p.units_of(j, "prefill") for j in p.classes}
+    m.sh_agg = pyo.Var(m.J, m.H, within=pyo.NonNegativeReals, doc="slice demand served aggregated")
+    m.sh_dis = pyo.Var(m.J, m.H, within=pyo.NonNegativeReals, doc="slice demand served disaggregated")
+    m.slice_agg = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: sum(p.unit_tput_ktok_s[u] * m.xr[u, h] for u in agg[j])
+                                 >= m.sh_agg[j, h])
+    m.slice_dis = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: sum(p.unit_tput_ktok_s[u] * m.xr[u, h] for u in dec[j])
+                                 >= m.sh_dis[j, h])
+    m.slice_throughput = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: m.sh_agg[j, h] + m.sh_dis[j, h]
+                                        >= m.alpha * p.slice_demand_ktok_s[j, h], doc="slice throughput ≥ slice demand")
+    m.slice_prefill = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: sum(
+        p.unit_prefill_ktok_s[u] * m.xr[u, h] for u in pre[j]) >= p.isl_per_osl[j] * m.sh_dis[j, h])
+
+
+def slice_energy_usd_per_hour(m, p: Problem):
+    """(1/|H|)·Σ_h price_h·PUE·[Σ_c idle_c·n_c + Σ_u Σ_c chips_{u,c}·(power_c − idle_c)·xr_{u,h}]   [USD/h]:
+    the day's mean energy bill; a bought chip that runs no unit draws idle power, a retired one nothing."""
+    idle = sum(p.chip_idle_kw[c] * m.n[c] for c in m.C)
+    delta = {u: sum(cnt * (p.chip_power_kw[c] - p.chip_idle_kw[c]) for c, cnt in p.unit_chips[u].items()) for u in p.unit_ids}
+    return sum(p.slice_price_usd_per_kwh[h] * p.pue * (idle + sum(delta[u] * m.xr[u, h] for u in m.U))
+               for h in m.H) / len(p.slices)
 
 
 def add_chip_count(m, p: Problem) -> None:
@@ -185,8 +222,12 @@ def capex_musd(m, p: Problem):
 
 
 def tco_usd_per_hour(m, p: Problem):
-    """Σ_c capex_c·b_c + running_c·n_c + Σ fixed_c·z_c   [USD/h]: amortised price on new chips only."""
+    """Σ_c capex_c·b_c + running_c·n_c + Σ fixed_c·z_c   [USD/h]: amortised price on new chips only
+    (with slices, running_c·n_c becomes facility_c·n_c + slice_energy_usd_per_hour)."""
     fixed = sum(p.fixed_cost_usd_per_hour[c] * m.z[c] for c in m.F) if hasattr(m, "F") else 0
+    if p.slices:  # energy priced per slice on running chips; the facility share on every chip in service
+        return (sum(p.chip_capex_usd_per_hour[c] * bought(m, c) + p.chip_facility_usd_per_hour[c] * m.n[c] for c in m.C)
+                + slice_energy_usd_per_hour(m, p) + fixed)
     return (sum(p.chip_capex_usd_per_hour[c] * bought(m, c) + p.chip_running_usd_per_hour[c] * m.n[c] for c in m.C)
             + fixed)
 

@@ -56,6 +56,11 @@ class Problem:
     unit_spare_steps: dict[int, list[int]] = field(default_factory=dict)  # thresholds N_t of k_u(N) (planner/spares.py)
     rack_down: dict[str, float] = field(default_factory=dict)  # P(a whole system of c is down)
     rack_max: dict[str, int] = field(default_factory=dict)  # bound on working systems of c
+    slices: list[int] = field(default_factory=list)  # hours 0-23 when a profile or time-of-use price is given
+    slice_demand_ktok_s: dict[tuple[str, int], float] = field(default_factory=dict)
+    slice_price_usd_per_kwh: dict[int, float] = field(default_factory=dict)
+    chip_idle_kw: dict[str, float] = field(default_factory=dict)
+    chip_facility_usd_per_hour: dict[str, float] = field(default_factory=dict)
     spare_max: dict[int, int] = field(default_factory=dict)  # bound on working copies the spares step is written to
     rack_spare_steps: dict[str, list[int]] = field(default_factory=dict)
     by_class_kind: dict[tuple[str, str], list[int]] = field(default_factory=dict)
@@ -168,7 +173,22 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
         owned={c: case.fleet.owned_count(c) for c in chips if case.fleet.owned_count(c) > 0},
         owned_idle={o.chip: case.fleet.owned_count(o.chip) for o in case.fleet.owned if o.chip not in chips},
         no_buy={c for c in chips if not case.fleet.buyable(c)},
+        **_slice_params(case, chips),
     )
+
+
+def _slice_params(case: Case, chips: list[str]) -> dict:
+    """Hourly slices, when any class has a demand profile or the economics a time-of-use price."""
+    e = case.economics
+    if not (e.electricity_usd_per_kwh_by_hour or any(tc.demand_profile for tc in case.classes)):
+        return {}
+    hours = list(range(24))
+    return {"slices": hours,
+            "slice_demand_ktok_s": {(tc.name, h): tc.demand_at(h) / 1e3 for tc in case.classes for h in hours},
+            "slice_price_usd_per_kwh": {h: e.price_at(h) for h in hours},
+            "chip_idle_kw": {c: case.chips[c].power_kw * e.idle_power_fraction for c in chips},
+            "chip_facility_usd_per_hour": {c: running_cost_usd(case, c) - case.chips[c].power_kw * e.pue
+                                           * e.electricity_usd_per_kwh for c in chips}}
 
 
 def _spare_params(case: Case, unit_chips: dict, unit_max: dict, wanted: bool) -> dict:

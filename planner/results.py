@@ -39,6 +39,18 @@ class Plan:
     timings_s: dict
     warnings: list[str] = field(default_factory=list)
     spares: pd.DataFrame | None = None  # spare groups (only when spares are asked for)
+    slices: pd.DataFrame | None = None  # hourly slices (only with a demand profile or time-of-use prices)
+    sized_at_average: dict | None = None  # what a fleet sized for the mean demand would have bought
+
+    def profile_summary(self) -> dict | None:
+        """Peak vs average utilisation of the bought fleet per class."""
+        if self.slices is None:
+            return None
+        out = {}
+        for j, d in self.slices.groupby("class"):
+            out[j] = {"peak_utilization": float(d["utilization"].max()), "average_utilization": float(d["utilization"].mean()),
+                      "peak_demand_tok_s": float(d["demand_tok_s"].max()), "average_demand_tok_s": float(d["demand_tok_s"].mean())}
+        return out
 
     def to_dict(self) -> dict:
         o = self.outcome
@@ -57,6 +69,8 @@ class Plan:
                       "gap": o.gap, "bound": o.bound, **{f"milp_{k}": v for k, v in o.stats.items()},
                       "candidates": int(len(self.problem.units))},
             **({"spares": self.spares.to_dict("records")} if self.spares is not None else {}),
+            **({"slices": self.slices.to_dict("records"), "profile": self.profile_summary(),
+                "sized_at_average": self.sized_at_average} if self.slices is not None else {}),
             "warnings": list(self.warnings or []),
             "definitions": METRIC_DEFINITIONS,
             "timings_s": self.timings_s,
@@ -82,7 +96,9 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
                            "systems": n // p.system_size[c] if c in p.system_size else 0,
                            "system_name": chip.system_name, "power_mw": n * chip.power_kw * p.pue / 1000,
                            "capex_usd": new * chip.price_usd,
-                           "tco_usd_per_hour": new * p.chip_capex_usd_per_hour[c] + n * p.chip_running_usd_per_hour[c],
+                           "tco_usd_per_hour": new * p.chip_capex_usd_per_hour[c] + (
+                               n * p.chip_running_usd_per_hour[c] if not p.slices else
+                               n * p.chip_facility_usd_per_hour[c] + chip_energy_usd_per_hour(p, o, c, n)),
                            "bought": new, "owned_kept": kept, "owned_retired": owned - kept,
                            "spare_chips": sum(p.unit_spare_chips.get(u, {}).get(c, 0) * o.spares.get(u, 0) for u in o.spares)
                            + o.spare_systems.get(c, 0) * p.system_size.get(c, 0)})
@@ -160,7 +176,35 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
     spares = spare_groups(p, o) if (p.spare_fraction > 0 or p.availability is not None) else None
     return Plan(problem=p, outcome=o, chips=chips, stages=stages, units=units, classes=classes,
                 constraints=constraint_frame(p, o), cost=cost, power_mw=power_mw, throughput_tok_s=served,
-                timings_s=timings or {}, warnings=numerics_warnings(p) + unmeasured_warnings(case, chips), spares=spares)
+                timings_s=timings or {}, warnings=numerics_warnings(p) + unmeasured_warnings(case, chips), spares=spares,
+                slices=slice_frame(p, o) if p.slices else None)
+
+
+def running_chips(p: Problem, o: Outcome, c: str, h: int) -> int:
+    return sum(p.unit_chips[u].get(c, 0) * k for (u, hh), k in o.running.items() if hh == h)
+
+
+def chip_energy_usd_per_hour(p: Problem, o: Outcome, c: str, n: int) -> float:
+    """The day's mean energy bill of chip type c: running chips at power_kw, the rest of n idle."""
+    return sum(p.slice_price_usd_per_kwh[h] * p.pue * (p.chip_idle_kw[c] * n + (p.chip_power_kw[c] - p.chip_idle_kw[c])
+                                                       * running_chips(p, o, c, h)) for h in p.slices) / len(p.slices)
+
+
+def slice_frame(p: Problem, o: Outcome) -> pd.DataFrame:
+    """One row per (hour, class): demand, capacity of the running units, of the bought fleet, utilisation."""
+    rows = []
+    for h in p.slices:
+        for j in p.classes:
+            serving = [u for u in p.unit_ids if p.units.at[u, "class"] == j and p.units.at[u, "kind"] != "prefill"]
+            running = sum(p.unit_tput_ktok_s[u] * o.running.get((u, h), 0) for u in serving) * 1e3
+            bought = sum(p.unit_tput_ktok_s[u] * o.x.get(u, 0) for u in serving) * 1e3
+            demand = p.slice_demand_ktok_s[j, h] * 1e3 * (o.alpha if p.objective == "throughput" else 1.0)
+            rows.append({"hour": h, "class": j, "demand_tok_s": demand, "running_capacity_tok_s": running,
+                         "fleet_capacity_tok_s": bought, "utilization": demand / bought if bought else 0.0,
+                         "running_chips": sum(running_chips(p, o, c, h) for c in p.chips),
+                         "price_usd_per_kwh": p.slice_price_usd_per_kwh[h]})
+    return pd.DataFrame(rows, columns=["hour", "class", "demand_tok_s", "running_capacity_tok_s", "fleet_capacity_tok_s",
+                                       "utilization", "running_chips", "price_usd_per_kwh"])
 
 
 def spare_groups(p: Problem, o: Outcome) -> pd.DataFrame:
@@ -263,6 +307,24 @@ def plan_text(plan: Plan) -> str:
                                                 p_covered=plan.spares["p_covered"].map(lambda v: f"{v:.6f}"))
                              .to_dict("records"), headers={"down_probability": "P(item down)",
                                                             "p_covered": "P(working ≥ load)"}), ""]
+    if plan.slices is not None:
+        lines += ["Daily profile (24 hourly slices; chips bought once for the peak; a bought chip that runs no unit "
+                  f"draws {plan.problem.case.economics.idle_power_fraction:.0%} of its power)"]
+        for j, v in (plan.profile_summary() or {}).items():
+            lines.append(f"  {j}: demand peak {v['peak_demand_tok_s']:,.0f} / average {v['average_demand_tok_s']:,.0f} tok/s; "
+                         f"utilisation of the fleet peak {v['peak_utilization']:.0%}, average {v['average_utilization']:.0%}")
+        wrong = plan.sized_at_average
+        if wrong:
+            lines.append(f"  sized at the average demand instead: {', '.join(f'{n:,} {c}' for c, n in wrong['chips'].items())} "
+                         f"({wrong['tco_usd_per_hour']:,.0f} USD/hour), serving only "
+                         + "; ".join(f"{j} {v:.0%} of its peak" for j, v in wrong["peak_share_served"].items()))
+        hourly = plan.slices.groupby("hour").agg(demand_tok_s=("demand_tok_s", "sum"),
+                                                 running_capacity_tok_s=("running_capacity_tok_s", "sum"),
+                                                 running_chips=("running_chips", "first"),
+                                                 price_usd_per_kwh=("price_usd_per_kwh", "first")).reset_index()
+        lines += [text_table(hourly.to_dict("records"), headers={"demand_tok_s": "demand (tok/s)",
+                  "running_capacity_tok_s": "running capacity (tok/s)", "running_chips": "chips running",
+                  "price_usd_per_kwh": "USD/kWh"}), ""]
     c = plan.cost
     lines += [f"Cost: capex {c['capex_usd']:,.0f} USD; TCO {c['tco_usd_per_hour']:,.0f} USD/hour; "
               f"{c['usd_per_mtok']:.4f} USD per million output tokens" if c["usd_per_mtok"] else "Cost: -",

@@ -58,6 +58,7 @@ class Outcome:
     kept: dict[str, int] = field(default_factory=dict)  # owned chips kept in service, per chip type
     spares: dict[int, int] = field(default_factory=dict)  # spare copies per unit (chips not sold by system)
     spare_systems: dict[str, int] = field(default_factory=dict)  # spare whole systems per chip sold by system
+    running: dict[tuple[int, int], int] = field(default_factory=dict)  # (unit, hour) → copies running
 
 
 def _highs(opts: SolveOptions) -> Highs:
@@ -130,6 +131,8 @@ def solve(p: Problem, opts: SolveOptions | None = None, warm: Outcome | None = N
                   x={u: int(round(m.x[u].value or 0)) for u in m.U},
                   n={c: int(round(m.n[c].value or 0)) for c in m.C},
                   y={k: int(round(m.y[k].value or 0)) for k in m.SC}, alpha=pyo.value(m.alpha))
+    if hasattr(m, "xr"):
+        out.running = {(u, h): int(round(m.xr[u, h].value or 0)) for u in m.U for h in m.H if (m.xr[u, h].value or 0) > 0.5}
     if hasattr(m, "s"):
         out.spares = {u: int(round(m.s[u].value or 0)) for u in m.US}
     if hasattr(m, "sr"):

@@ -56,6 +56,11 @@ def violations(plan) -> list[Problem]:
         size = case.chips[r.chip].chips_per_system
         if case.chips[r.chip].sold_by_system and (r.bought % size or r.owned_kept % size):
             out.append(Problem(f"chips.{r.chip}", f"{r.bought:,} bought / {r.owned_kept:,} kept are not whole systems of {size}"))
+    if plan.slices is not None:
+        for r in plan.slices.itertuples():
+            if r.running_capacity_tok_s < r.demand_tok_s * (1 - REL_TOL):
+                out.append(Problem(f"classes.{r._2}.demand_profile.{r.hour}", f"the units running serve "
+                                   f"{r.running_capacity_tok_s:,.6g} of {r.demand_tok_s:,.6g} tok/s"))
     if plan.spares is not None:
         pr = plan.problem
         for r in plan.spares.itertuples():

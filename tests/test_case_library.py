@@ -10,7 +10,7 @@ from planner.cli import main
 
 CASES = ["default", "rubin-lpx", "cerebras-full-stack", "trainium-cerebras", "speculative-draft",
          "agent-long-context", "hbm-shortage", "mram-what-if", "datacenter-100mw", "prefill-cpx",
-         "owned-h100", "availability-racks"]
+         "owned-h100", "availability-racks", "diurnal-tou"]
 OK = ("optimal", "feasible")
 
 
@@ -129,3 +129,15 @@ def test_availability_never_lowers_cost_and_every_group_meets_it():
     tight = planner.plan("availability-racks", grid="coarse")
     assert tight.cost["tco_usd_per_hour"] >= loose.cost["tco_usd_per_hour"]
     assert len(tight.spares) and (tight.spares["p_covered"] >= 0.999).all() and tight.spares["spares"].sum() > 0
+
+
+def test_a_diurnal_fleet_is_sized_for_its_peak_and_the_average_sizing_falls_short():
+    import planner
+
+    p = planner.plan("diurnal-tou", grid="coarse")
+    prof = p.to_dict()["profile"]["chat"]
+    assert prof["peak_utilization"] <= 1 + 1e-6 and prof["average_utilization"] < prof["peak_utilization"]
+    assert (p.slices["running_capacity_tok_s"] >= p.slices["demand_tok_s"] * (1 - 1e-6)).all()
+    assert p.slices["running_chips"].min() < p.slices["running_chips"].max()  # off-peak hours run fewer chips
+    avg = p.sized_at_average
+    assert avg["peak_share_served"]["chat"] < 1 and avg["tco_usd_per_hour"] < p.cost["tco_usd_per_hour"]

@@ -70,3 +70,12 @@ def test_spares_that_break_the_power_budget_are_diagnosed_in_mw():
     with pytest.raises(InfeasibleError) as exc:  # the fleet fits without spares, not with them
         planner.plan("availability-racks", grid="coarse", sets=[f"constraints.power_mw={base.power_mw * 0.95:.4f}"])
     assert any(p.where == "constraints.power_mw" and "short by" in p.what for p in exc.value.problems)
+
+
+def test_bad_profiles_and_prices_name_the_field(tmp_path):
+    got = problems(write(tmp_path, cls="demand_profile = [1, 2, 3]",
+                         economics="electricity_usd_per_kwh_by_hour = [" + ", ".join(["-0.1"] + ["0.1"] * 23) + "]"))
+    assert "24 numbers" in got["classes.0.demand_profile"].what
+    assert "≥ 0" in got["economics.electricity_usd_per_kwh_by_hour.0"].what
+    got = problems(write(tmp_path, cls="demand_profile = [" + ", ".join(["0"] * 24) + "]"))
+    assert "every hour is 0" in got["classes.0.demand_profile"].what

@@ -240,3 +240,45 @@ def test_spares_follow_the_brute_force_oracle():
         checked += 1
         assert (o.status == "infeasible") if truth is None else o.objective == pytest.approx(truth, rel=1e-6, abs=1e-6)
     assert checked >= 12
+
+
+# --- daily profile and time-of-use prices ------------------------------------------------------------------
+PEAK = [0.25] * 12 + [1.0] + [0.25] * 11  # one peak hour at noon
+
+
+def profiled(chips, units, profile=PEAK, prices=(), **kw):
+    from dataclasses import replace
+
+    p = toy(chips, units, **kw)
+    case = replace(p.case, classes=tuple(replace(tc, demand_profile=tuple(profile)) for tc in p.case.classes),
+                   economics=replace(p.case.economics, electricity_usd_per_kwh_by_hour=tuple(prices)))
+    from planner.problem import build_problem
+
+    return build_problem(case, p.units, p.objective)
+
+
+def test_the_peak_slice_alone_decides_the_purchase_and_off_peak_runs_less():
+    p = profiled([chip("a")], [unit("c", "aggregated", "a", 1, tput=250)])  # peak 1000 → 4; off-peak 250 → 1
+    o = milp(p)
+    assert o.x[0] == 4 and o.n["a"] == 4
+    assert o.running[(0, 12)] == 4 and all(o.running[(0, h)] == 1 for h in range(24) if h != 12)
+    # capex 4 × 1 + facility 0 + energy: 4 × 0.3 idle kW + (1 − 0.3) kW per running chip, at 0.1 USD/kWh
+    energy = sum(0.1 * (4 * 0.3 + 0.7 * (4 if h == 12 else 1)) for h in range(24)) / 24
+    assert o.objective == pytest.approx(4 + energy)
+    plan = extract(p, o)
+    assert plan.slices["utilization"].max() == pytest.approx(1.0) and plan.slices["utilization"].min() == pytest.approx(0.25)
+
+
+def test_time_of_use_prices_change_which_units_run():
+    hungry = chip("hungry", power_kw=10, price_usd=8760 * 0.5)  # flat: 0.5 + 1.0 USD/h running
+    frugal = chip("frugal", power_kw=1, price_usd=8760 * 2)  # flat: 2 + 0.1
+    units = [unit("c", "aggregated", "hungry", 1, tput=1000), unit("c", "aggregated", "frugal", 1, tput=1000)]
+    flat = milp(profiled([hungry, frugal], units, profile=[1.0] * 24))
+    assert {u for u, h in flat.running} == {0}  # only the hungry unit runs, every hour
+    dear = [0.1] * 17 + [1.0] * 6 + [0.1]  # an evening peak price: mean 0.325 USD/kWh
+    tou = milp(profiled([hungry, frugal], units, profile=[1.0] * 24, prices=dear))
+    assert {u for u, h in tou.running} == {1} and tou.n.get("hungry", 0) == 0
+    # with both bought for a peak, the hungry unit runs only in the cheap hours
+    both = milp(profiled([hungry, frugal], units, profile=[1.0] * 12 + [2.0] + [1.0] * 11, prices=dear))
+    assert both.n == {"hungry": 1, "frugal": 1}
+    assert all((1, h) in both.running for h in range(24)) and {h for u, h in both.running if u == 0} == {12}
