@@ -13,7 +13,7 @@ import pyomo.environ as pyo
 
 from planner.problem import Problem
 
-from .fleet import build_model, site_power_kw
+from .fleet import bought, build_model, capex_musd, site_power_kw, tco_usd_per_hour
 
 PENALTY = 1e7
 DEMAND_WEIGHT = 1e3
@@ -29,6 +29,11 @@ def build_elastic(p: Problem) -> pyo.ConcreteModel:
     m.throughput_elastic = pyo.Constraint(m.J, rule=lambda m, j: m.served_agg[j] + m.served_dis[j] + m.short[j]
                                           >= p.demand_ktok_s[j])
     penalty = DEMAND_WEIGHT * sum(m.short[j] / p.demand_ktok_s[j] for j in m.J)
+    if hasattr(m, "slice_throughput"):  # the same shortfall, scaled to each slice's share of the peak
+        m.slice_throughput.deactivate()
+        m.slice_throughput_elastic = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: m.sh_agg[j, h] + m.sh_dis[j, h]
+                                                    + m.short[j] * p.slice_demand_ktok_s[j, h] / p.demand_ktok_s[j]
+                                                    >= p.slice_demand_ktok_s[j, h])
     if hasattr(m, "power"):
         m.power.deactivate()
         m.over_power = pyo.Var(within=pyo.NonNegativeReals, doc="power over budget [kW]")
@@ -37,14 +42,13 @@ def build_elastic(p: Problem) -> pyo.ConcreteModel:
     if hasattr(m, "capex"):
         m.capex.deactivate()
         m.over_capex = pyo.Var(within=pyo.NonNegativeReals, doc="capex over budget [M USD]")
-        m.capex_elastic = pyo.Constraint(expr=sum(p.chip_price_usd[c] / 1e6 * m.n[c] for c in m.C)
-                                         - m.over_capex <= p.capex_usd_budget / 1e6)
+        m.capex_elastic = pyo.Constraint(expr=capex_musd(m, p) - m.over_capex <= p.capex_usd_budget / 1e6)
         penalty += m.over_capex / (p.capex_usd_budget / 1e6)
     if hasattr(m, "supply"):
         m.supply.deactivate()
         S = sorted(p.supply)
         m.over_supply = pyo.Var(S, within=pyo.NonNegativeReals, doc="chips over supply cap")
-        m.supply_elastic = pyo.Constraint(S, rule=lambda m, c: m.n[c] - m.over_supply[c] <= p.supply[c])
+        m.supply_elastic = pyo.Constraint(S, rule=lambda m, c: bought(m, c) - m.over_supply[c] <= p.supply[c])
         penalty += sum(m.over_supply[c] / max(p.supply[c], 1) for c in S)
     for u in p.unit_ids:  # the unit bounds came from the budgets; an elastic model may exceed them
         m.x[u].setub(None)
@@ -55,6 +59,6 @@ def build_elastic(p: Problem) -> pyo.ConcreteModel:
                        / max(p.unit_tput_ktok_s[u] or p.unit_prefill_ktok_s[u], 1e-9)) + 1 for u in p.unit_ids}
         m.assign_elastic = pyo.Constraint(range(len(pairs)), rule=lambda m, i: m.x[pairs[i][0]]
                                           <= bigm[pairs[i][0]] * m.y[pairs[i][1], pairs[i][2]])
-    cost = sum(p.chip_hourly_usd[c] * m.n[c] for c in m.C)
+    cost = tco_usd_per_hour(m, p)
     m.obj_elastic = pyo.Objective(expr=PENALTY * penalty + cost, sense=pyo.minimize)
     return m

@@ -7,6 +7,7 @@ Variables
     x[u] ∈ ℤ≥0   copies of unit u bought          n[c] ∈ ℤ≥0   chips of type c bought
     r[c] ∈ ℤ≥0   whole systems of c (sold by system)   y[s,c] ∈ {0,1}  stage s runs on chip c
     z[c] ∈ {0,1} chip type c used (fixed cost)          α ≥ 0   served share of demand (throughput objective)
+    b[c], k[c] ∈ ℤ≥0  chips of c bought new / kept from the owned stock (only when chips are owned; else b ≡ n)
 Units: throughput k tokens/s, power kW, cost USD/hour (capex objective: M USD).
 """
 from __future__ import annotations
@@ -22,8 +23,11 @@ def build_model(p: Problem) -> pyo.ConcreteModel:
     add_variables(m, p)
     add_throughput(m, p)
     add_prefill(m, p)
+    add_slices(m, p)
     add_chip_count(m, p)
     add_systems(m, p)
+    add_spares(m, p)
+    add_owned(m, p)
     add_power(m, p)
     add_capex(m, p)
     add_supply(m, p)
@@ -77,6 +81,42 @@ def add_prefill(m, p: Problem) -> None:
                                >= p.isl_per_osl[j] * m.served_dis[j], doc="prefill capacity ≥ input tokens")
 
 
+def add_slices(m, p: Problem) -> None:
+    """Hourly slices h ∈ H = {0 … 23} (a daily demand profile or time-of-use prices): the fleet x is
+    bought once; each slice runs xr_{u,h} ≤ x_u of it:
+        Σ_{u ∈ A_j} tput_u·xr_{u,h} ≥ a_{j,h};  Σ_{u ∈ D_j} tput_u·xr_{u,h} ≥ d_{j,h};  a_{j,h} + d_{j,h} ≥ α·demand_{j,h}
+        Σ_{u ∈ P_j} cap_u·xr_{u,h} ≥ (ISL/OSL)_j·d_{j,h}     ∀ j, h   [k tok/s]
+    The peak slice sizes x through xr ≤ x (add_throughput's constraints at the peak are then implied).
+    Energy is priced per slice in set_objective: running chips at power_kw, the rest of n at idle power."""
+    if not p.slices:
+        return
+    m.H = pyo.Set(initialize=p.slices, doc="hourly slices")
+    m.xr = pyo.Var(m.U, m.H, within=pyo.NonNegativeIntegers, doc="copies of unit u running in slice h")
+    m.run_le_bought = pyo.Constraint(m.U, m.H, rule=lambda m, u, h: m.xr[u, h] <= m.x[u], doc="runs what is bought")
+    agg = {j: p.units_of(j, "aggregated") for j in p.classes}
+    dec = {j: p.units_of(j, "decode") for j in p.classes}
+    pre = {j: p.units_of(j, "prefill") for j in p.classes}
+    m.sh_agg = pyo.Var(m.J, m.H, within=pyo.NonNegativeReals, doc="slice demand served aggregated")
+    m.sh_dis = pyo.Var(m.J, m.H, within=pyo.NonNegativeReals, doc="slice demand served disaggregated")
+    m.slice_agg = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: sum(p.unit_tput_ktok_s[u] * m.xr[u, h] for u in agg[j])
+                                 >= m.sh_agg[j, h])
+    m.slice_dis = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: sum(p.unit_tput_ktok_s[u] * m.xr[u, h] for u in dec[j])
+                                 >= m.sh_dis[j, h])
+    m.slice_throughput = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: m.sh_agg[j, h] + m.sh_dis[j, h]
+                                        >= m.alpha * p.slice_demand_ktok_s[j, h], doc="slice throughput ≥ slice demand")
+    m.slice_prefill = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: sum(
+        p.unit_prefill_ktok_s[u] * m.xr[u, h] for u in pre[j]) >= p.isl_per_osl[j] * m.sh_dis[j, h])
+
+
+def slice_energy_usd_per_hour(m, p: Problem):
+    """(1/|H|)·Σ_h price_h·PUE·[Σ_c idle_c·n_c + Σ_u Σ_c chips_{u,c}·(power_c − idle_c)·xr_{u,h}]   [USD/h]:
+    the day's mean energy bill; a bought chip that runs no unit draws idle power, a retired one nothing."""
+    idle = sum(p.chip_idle_kw[c] * m.n[c] for c in m.C)
+    delta = {u: sum(cnt * (p.chip_power_kw[c] - p.chip_idle_kw[c]) for c, cnt in p.unit_chips[u].items()) for u in p.unit_ids}
+    return sum(p.slice_price_usd_per_kwh[h] * p.pue * (idle + sum(delta[u] * m.xr[u, h] for u in m.U))
+               for h in m.H) / len(p.slices)
+
+
 def add_chip_count(m, p: Problem) -> None:
     """n_c ≥ Σ_u chips_{u,c} · x_u   ∀ c   [chips]."""
     users: dict[str, list[tuple[int, int]]] = {c: [] for c in p.chips}
@@ -87,6 +127,59 @@ def add_chip_count(m, p: Problem) -> None:
                                   doc="chips bought cover the units")
 
 
+def add_spares(m, p: Problem) -> None:
+    """Spare capacity per group (planner/spares.py states the failure model), N working + k spare:
+      units on chips not sold by system: s_u ≥ f·x_u;  s_u ≥ Σ_t δ_{u,t};  x_u ≤ N_{u,t} − 1 + (M_u − N_{u,t} + 1)·δ_{u,t}
+      racks of chip c sold by system:     S_c·w_c ≥ Σ_u chips_{u,c}·x_u;  n_c = S_c·(w_c + sr_c);  sr_c ≥ f·w_c;
+                                          sr_c ≥ Σ_t δ_{c,t};  w_c ≤ N_{c,t} − 1 + (W_c − N_{c,t} + 1)·δ_{c,t}
+    [units, systems]. N_t are the thresholds of the binomial spares step function k(N) (k(N) = #{t: N_t ≤ N}),
+    so Σ_t δ_t ≥ k(x) exactly; M_u, W_c bound the working copies demand can need (data-derived, budgets
+    left out so the elastic model may exceed a budget).
+    Spare copies take chips like working ones: n_c ≥ Σ_u chips_{u,c}·(x_u + s_u) over the unit's chips not
+    sold by system (spares are installed, powered and inside the power budget, ready to take over)."""
+    if not (p.spare_fraction > 0 or p.availability is not None):
+        return
+    f = p.spare_fraction
+    US = sorted(p.unit_spare_chips)
+    m.US = pyo.Set(initialize=US, doc="units with chips not sold by system")
+    m.s = pyo.Var(m.US, within=pyo.NonNegativeIntegers, doc="spare copies of unit u")
+    m.spare_share = pyo.Constraint(m.US, rule=lambda m, u: m.s[u] >= f * m.x[u] if f > 0 else pyo.Constraint.Skip,
+                                   doc="spares ≥ spare_fraction · working copies")
+    steps = [(u, t) for u in US for t in range(len(p.unit_spare_steps.get(u, [])))]
+    m.dU = pyo.Var(steps, within=pyo.Binary, doc="unit u has passed spare threshold t")
+    m.unit_step = pyo.Constraint(steps, rule=lambda m, u, t: m.x[u] <= p.unit_spare_steps[u][t] - 1
+                                 + (p.spare_max[u] - p.unit_spare_steps[u][t] + 1) * m.dU[u, t], doc="threshold passed")
+    m.unit_avail = pyo.Constraint(US, rule=lambda m, u: m.s[u] >= sum(m.dU[u, t] for t in range(
+        len(p.unit_spare_steps[u]))) if p.unit_spare_steps.get(u) else pyo.Constraint.Skip, doc="spares ≥ k_u(x_u)")
+    holders: dict[str, list[tuple[int, int]]] = {}
+    for u in US:
+        for c, cnt in p.unit_spare_chips[u].items():
+            holders.setdefault(c, []).append((u, cnt))
+    m.spare_chips = pyo.Constraint(sorted(holders), rule=lambda m, c: m.n[c] >= sum(
+        cnt * (m.x[u] + m.s[u]) for u, cnt in holders[c]) + sum(
+        cnt * m.x[u] for u, counts in p.unit_chips.items() for cc, cnt in counts.items()
+        if cc == c and u not in p.unit_spare_chips), doc="chips cover working and spare copies")
+    R = sorted(p.rack_down)
+    if not R:
+        return
+    users = {c: [(u, counts[c]) for u, counts in p.unit_chips.items() if c in counts] for c in R}
+    m.RS = pyo.Set(initialize=R, doc="chips sold by system with spares")
+    m.w = pyo.Var(m.RS, within=pyo.NonNegativeIntegers, bounds=lambda _, c: (0, p.rack_max[c]), doc="working systems")
+    m.sr = pyo.Var(m.RS, within=pyo.NonNegativeIntegers, doc="spare systems")
+    m.rack_work = pyo.Constraint(m.RS, rule=lambda m, c: p.system_size[c] * m.w[c] >= sum(
+        cnt * m.x[u] for u, cnt in users[c]), doc="working systems hold the units")
+    m.rack_total = pyo.Constraint(m.RS, rule=lambda m, c: m.n[c] == p.system_size[c] * (m.w[c] + m.sr[c]),
+                                  doc="chips = working + spare systems")
+    m.rack_share = pyo.Constraint(m.RS, rule=lambda m, c: m.sr[c] >= f * m.w[c] if f > 0 else pyo.Constraint.Skip,
+                                  doc="spare systems ≥ spare_fraction · working")
+    rsteps = [(c, t) for c in R for t in range(len(p.rack_spare_steps.get(c, [])))]
+    m.dR = pyo.Var(rsteps, within=pyo.Binary, doc="chip c's systems passed spare threshold t")
+    m.rack_step = pyo.Constraint(rsteps, rule=lambda m, c, t: m.w[c] <= p.rack_spare_steps[c][t] - 1
+                                 + (p.rack_max[c] - p.rack_spare_steps[c][t] + 1) * m.dR[c, t], doc="threshold passed")
+    m.rack_avail = pyo.Constraint(m.RS, rule=lambda m, c: m.sr[c] >= sum(m.dR[c, t] for t in range(
+        len(p.rack_spare_steps[c]))) if p.rack_spare_steps.get(c) else pyo.Constraint.Skip, doc="spare systems ≥ k_c(w_c)")
+
+
 def add_systems(m, p: Problem) -> None:
     """n_c = size_c · r_c   ∀ c sold only as whole systems (72-GPU racks, 256-LPU LPX racks)."""
     if not p.system_size:
@@ -95,6 +188,48 @@ def add_systems(m, p: Problem) -> None:
     m.r = pyo.Var(m.R, within=pyo.NonNegativeIntegers, doc="whole systems bought")
     m.systems = pyo.Constraint(m.R, rule=lambda m, c: m.n[c] == p.system_size[c] * m.r[c],
                                doc="whole systems")
+
+
+def add_owned(m, p: Problem) -> None:
+    """n_c = b_c + k_c,  0 ≤ k_c ≤ owned_c  ∀ c   [chips];  k_c = size_c · rk_c for chips sold by system;
+    b_c = 0 for chips only owned (not in fleet.chips).
+    Chips in service n_c are the new ones b_c plus the owned ones kept k_c; owned_c − k_c are retired:
+    they draw no power and cost nothing (capex is sunk, no resale value is counted). Capex, its budget,
+    supply caps and fixed platform costs apply to b_c only; power and running cost to all of n_c."""
+    if not p.owned and not p.no_buy:
+        return
+    m.b = pyo.Var(m.C, within=pyo.NonNegativeIntegers, doc="chips bought new")
+    m.O = pyo.Set(initialize=sorted(p.owned), doc="chip types owned")
+    m.k = pyo.Var(m.O, within=pyo.NonNegativeIntegers, bounds=lambda _, c: (0, p.owned[c]), doc="owned chips kept")
+    for c in p.no_buy:
+        m.b[c].fix(0)
+    m.fleet_split = pyo.Constraint(m.C, rule=lambda m, c: m.n[c] == m.b[c] + (m.k[c] if c in p.owned else 0),
+                                   doc="chips in service = bought + kept")
+    whole = sorted(c for c in p.owned if c in p.system_size)
+    if whole:
+        m.rk = pyo.Var(whole, within=pyo.NonNegativeIntegers, doc="owned systems kept")
+        m.owned_systems = pyo.Constraint(whole, rule=lambda m, c: m.k[c] == p.system_size[c] * m.rk[c],
+                                         doc="owned chips kept in whole systems")
+
+
+def bought(m, c):
+    """Chips of type c bought new (n_c when nothing is owned)."""
+    return m.b[c] if hasattr(m, "b") else m.n[c]
+
+
+def capex_musd(m, p: Problem):
+    return sum(p.chip_price_usd[c] / 1e6 * bought(m, c) for c in m.C)
+
+
+def tco_usd_per_hour(m, p: Problem):
+    """Σ_c capex_c·b_c + running_c·n_c + Σ fixed_c·z_c   [USD/h]: amortised price on new chips only
+    (with slices, running_c·n_c becomes facility_c·n_c + slice_energy_usd_per_hour)."""
+    fixed = sum(p.fixed_cost_usd_per_hour[c] * m.z[c] for c in m.F) if hasattr(m, "F") else 0
+    if p.slices:  # energy priced per slice on running chips; the facility share on every chip in service
+        return (sum(p.chip_capex_usd_per_hour[c] * bought(m, c) + p.chip_facility_usd_per_hour[c] * m.n[c] for c in m.C)
+                + slice_energy_usd_per_hour(m, p) + fixed)
+    return (sum(p.chip_capex_usd_per_hour[c] * bought(m, c) + p.chip_running_usd_per_hour[c] * m.n[c] for c in m.C)
+            + fixed)
 
 
 def site_power_kw(m, p: Problem):
@@ -109,18 +244,17 @@ def add_power(m, p: Problem) -> None:
 
 
 def add_capex(m, p: Problem) -> None:
-    """Σ_c price_c · n_c ≤ capex budget   [M USD]."""
+    """Σ_c price_c · b_c ≤ capex budget   [M USD] (b = chips bought new; owned chips are sunk)."""
     if p.capex_usd_budget is None:
         return
-    m.capex = pyo.Constraint(expr=sum(p.chip_price_usd[c] / 1e6 * m.n[c] for c in m.C)
-                             <= p.capex_usd_budget / 1e6, doc="capex budget")
+    m.capex = pyo.Constraint(expr=capex_musd(m, p) <= p.capex_usd_budget / 1e6, doc="capex budget")
 
 
 def add_supply(m, p: Problem) -> None:
-    """n_c ≤ supply cap_c   ∀ c with a cap   [chips]."""
+    """b_c ≤ supply cap_c   ∀ c with a cap   [chips bought new]."""
     if not p.supply:
         return
-    m.supply = pyo.Constraint(sorted(p.supply), rule=lambda m, c: m.n[c] <= p.supply[c], doc="supply cap")
+    m.supply = pyo.Constraint(sorted(p.supply), rule=lambda m, c: bought(m, c) <= p.supply[c], doc="supply cap")
 
 
 def add_assignment(m, p: Problem) -> None:
@@ -139,7 +273,8 @@ def add_assignment(m, p: Problem) -> None:
 
 
 def add_fixed_cost(m, p: Problem) -> None:
-    """n_c ≤ M_c · z_c  ∀ c with a fixed platform cost; M_c = Σ_u chips_{u,c} · M_u (or the supply cap)."""
+    """b_c ≤ M_c · z_c  ∀ c with a fixed platform cost; M_c = Σ_u chips_{u,c} · M_u (or the supply cap).
+    The platform cost comes with buying a chip type; an owned type has already paid it."""
     F = [c for c in p.chips if p.fixed_cost_usd_per_hour.get(c)]
     if not F:
         return
@@ -151,17 +286,15 @@ def add_fixed_cost(m, p: Problem) -> None:
         raise ValueError("fixed cost needs a bounded chip count")
     m.F = pyo.Set(initialize=F)
     m.z = pyo.Var(m.F, within=pyo.Binary, doc="chip type used")
-    m.fixed = pyo.Constraint(m.F, rule=lambda m, c: m.n[c] <= bigm[c] * m.z[c], doc="fixed cost switch")
+    m.fixed = pyo.Constraint(m.F, rule=lambda m, c: bought(m, c) <= bigm[c] * m.z[c], doc="fixed cost switch")
 
 
 def set_objective(m, p: Problem) -> None:
-    """tco: Σ_c hourly_c·n_c + Σ fixed_c·z_c [USD/h]; capex [M USD]; power [kW]; throughput: max α."""
-    fixed = sum(p.fixed_cost_usd_per_hour[c] * m.z[c] for c in m.F) if hasattr(m, "F") else 0
+    """tco: tco_usd_per_hour [USD/h]; capex: Σ price·b [M USD]; power [kW]; throughput: max α."""
     if p.objective == "tco":
-        expr = sum(p.chip_hourly_usd[c] * m.n[c] for c in m.C) + fixed
-        m.obj = pyo.Objective(expr=expr, sense=pyo.minimize)
+        m.obj = pyo.Objective(expr=tco_usd_per_hour(m, p), sense=pyo.minimize)
     elif p.objective == "capex":
-        m.obj = pyo.Objective(expr=sum(p.chip_price_usd[c] / 1e6 * m.n[c] for c in m.C), sense=pyo.minimize)
+        m.obj = pyo.Objective(expr=capex_musd(m, p), sense=pyo.minimize)
     elif p.objective == "power":
         m.obj = pyo.Objective(expr=site_power_kw(m, p), sense=pyo.minimize)
     else:  # planner/solve.py re-solves at the best α for the cheapest fleet that reaches it

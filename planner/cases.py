@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import ECONOMICS_FIELDS, PHYSICAL_RANGES, Catalog, check_fields, check_range, check_value, load_catalog
-from .domain import STAGES, Case, Constraints, Economics, Fleet, TrafficClass
+from .domain import STAGES, Case, Constraints, Economics, Fleet, OwnedChips, TrafficClass
 from .errors import CaseError, CatalogError, Problem, did_you_mean
 from .units import PRECISION_ALIASES, PRECISIONS, canonical_precision
 
@@ -48,6 +48,8 @@ CONSTRAINT_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "max_chip_types_per_stage": ("int", False, ">0", "max distinct chip types per stage"),
     "supply": ("table", False, None, "per-chip caps, e.g. {rubin = 20000}"),
     "fixed_cost_usd": ("table", False, None, "per-chip-type fixed platform cost (USD)"),
+    "spare_fraction": ("float", False, ">=0", "spare units per group as a fraction of the working ones, e.g. 0.05"),
+    "availability": ("float", False, ">0", "probability that each group's working capacity covers its load, e.g. 0.999"),
 }
 CASE_RANGES: dict[str, tuple[float, float, str]] = {
     # A case figure outside these is a typo or a units slip, not a scenario (see catalog.PHYSICAL_RANGES).
@@ -66,9 +68,22 @@ CASE_RANGES: dict[str, tuple[float, float, str]] = {
     "max_chip_types_per_stage": (1, 1_000, "types"),
     "supply": (0, 1e8, "chips"),
     "fixed_cost_usd": (0, 1e12, "USD"),
+    "spare_fraction": (0, 1, "(spare units per working unit)"),
+    "availability": (0.5, 0.999999, "(probability; 0.999999 = six nines)"),
+    "demand_profile": (0, 100, "× demand_tok_s"),
+    "electricity_usd_per_kwh_by_hour": (0, 10, "USD/kWh"),
+    "count": (0, 1e8, "chips"),
+    "age_years": (0, 30, "years"),
     **PHYSICAL_RANGES,
 }
-FLEET_FIELDS = ("chips", "stages", "modes")
+FLEET_FIELDS = ("chips", "stages", "modes", "owned")
+OWNED_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
+    "chip": ("str", True, None, "a chip id (see `fleet catalog list chips`)"),
+    "count": ("int", True, ">=0", "chips owned (whole systems for chips sold by system)"),
+    "age_years": ("float", False, ">=0", "years since the chips went into service"),
+}
+HOURS = 24
+"""A daily profile has one slice per hour."""
 MODES = ("aggregated", "disaggregated")
 
 
@@ -267,7 +282,11 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
         problems.append(P("economics", "must be a table"))
     else:
         problems += [Problem(f"{label}: {p.where}", p.what, p.fix)
-                     for p in check_fields(econ, ECONOMICS_FIELDS, "economics", partial=True, ranges=CASE_RANGES)]
+                     for p in check_fields({k: v for k, v in econ.items() if k != "electricity_usd_per_kwh_by_hour"},
+                                           ECONOMICS_FIELDS, "economics", partial=True, ranges=CASE_RANGES)]
+        if "electricity_usd_per_kwh_by_hour" in econ:
+            problems += _check_hourly(econ["electricity_usd_per_kwh_by_hour"], "economics.electricity_usd_per_kwh_by_hour",
+                                      P, "24 prices in USD/kWh, hour 0 first", allow_all_zero=True)
 
     fleet = raw.get("fleet")
     fleet_chips: list[str] = []
@@ -291,6 +310,7 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
             dupes = sorted(c for c, k in collections.Counter(fleet_chips).items() if k > 1)
             if dupes:
                 problems.append(P("fleet.chips", f"listed twice: {', '.join(dupes)}", "list each chip once"))
+        problems += _check_owned(fleet.get("owned", []), catalog, P)
         modes = fleet.get("modes", list(MODES))
         if not isinstance(modes, list) or not modes or any(m not in MODES for m in modes):
             problems.append(P("fleet.modes", f"must be a non-empty list drawn from {', '.join(MODES)}"))
@@ -312,7 +332,7 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                     except CatalogError as exc:
                         problems += [P(f"fleet.stages.{stage}", p.what, p.fix) for p in exc.problems]
                         continue
-                    if fleet_chips and cid not in fleet_chips:
+                    if fleet_chips and cid not in fleet_chips and cid not in _owned_ids(fleet, catalog):
                         problems.append(P(f"fleet.stages.{stage}", f"'{c}' is not in fleet.chips",
                                           "add it to fleet.chips or remove it here"))
 
@@ -383,7 +403,11 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
             problems.append(P(where, "must be a table"))
             continue
         problems += [Problem(f"{label}: {p.where}", p.what, p.fix)
-                     for p in check_fields(cls, CLASS_FIELDS, where, partial=False, ranges=CASE_RANGES)]
+                     for p in check_fields({k: v for k, v in cls.items() if k != "demand_profile"}, CLASS_FIELDS, where,
+                                           partial=False, ranges=CASE_RANGES)]
+        if "demand_profile" in cls:
+            problems += _check_hourly(cls["demand_profile"], f"{where}.demand_profile", P,
+                                      "24 hourly factors on demand_tok_s, hour 0 first, e.g. [0.4, 0.35, …, 1.0, …]")
         names.append(cls.get("name"))
         if isinstance(cls.get("model"), str):
             try:
@@ -431,11 +455,68 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
     return problems
 
 
+def _check_hourly(values, where: str, P, fix: str, allow_all_zero: bool = False) -> list[Problem]:
+    """A list of 24 finite numbers ≥ 0 within range (a demand profile also needs one above 0)."""
+    if not isinstance(values, list) or len(values) != HOURS or not all(_number(v) for v in values):
+        got = f"{len(values)} item(s)" if isinstance(values, list) else type(values).__name__
+        return [P(where, f"must be a list of {HOURS} numbers, got {got}", fix)]
+    out = []
+    for h, v in enumerate(values):
+        why = ("must be ≥ 0, got " + repr(v)) if v < 0 else check_range(where.rsplit(".", 1)[-1], v, CASE_RANGES)
+        if why:
+            out.append(P(f"{where}.{h}", why, fix))
+    if not out and not allow_all_zero and max(values) <= 0:
+        out.append(P(where, "every hour is 0", "give at least one hour a factor above 0"))
+    return out
+
+
+def _owned_ids(fleet: dict, catalog: Catalog) -> set[str]:
+    out = set()
+    for o in fleet.get("owned", []) if isinstance(fleet.get("owned", []), list) else []:
+        with contextlib.suppress(CatalogError, TypeError, AttributeError):
+            out.add(catalog.resolve_chip(o["chip"]))
+    return out
+
+
+def _check_owned(owned, catalog: Catalog, P) -> list[Problem]:
+    """[[fleet.owned]] chip, count, age_years: known chips, whole systems where sold by system."""
+    if not isinstance(owned, list) or not all(isinstance(o, dict) for o in owned):
+        return [P("fleet.owned", "must be a list of [[fleet.owned]] tables", 'e.g. [[fleet.owned]] chip = "h100", count = 1024')]
+    out = []
+    for i, o in enumerate(owned):
+        where = f"fleet.owned.{i}"
+        errs = check_fields(o, OWNED_FIELDS, where, partial=False, ranges=CASE_RANGES)
+        out += [P(e.where, e.what, e.fix) for e in errs]
+        if not isinstance(o.get("chip"), str):
+            continue
+        try:
+            cid = catalog.resolve_chip(o["chip"])
+        except CatalogError as exc:
+            out += [P(f"{where}.chip", p.what, p.fix) for p in exc.problems]
+            continue
+        chip, count = catalog.chips[cid], o.get("count")
+        if chip.sold_by_system and _number(count) and count % chip.chips_per_system:
+            k = chip.chips_per_system
+            out.append(P(f"{where}.count", f"{cid} is sold as whole {chip.system_name} systems of {k} chips; "
+                         f"{count:g} is not a multiple of {k}",
+                         f"use {int(count // k) * k} or {int(count // k + 1) * k} ({int(count // k)} or {int(count // k) + 1} systems)"))
+    return out
+
+
 def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
-    econ = {**catalog.economics.__dict__, **{k: float(v) for k, v in raw.get("economics", {}).items()}}
+    raw_econ = raw.get("economics", {})
+    econ = {**catalog.economics.__dict__,
+            **{k: float(v) for k, v in raw_econ.items() if k != "electricity_usd_per_kwh_by_hour"}}
+    if "electricity_usd_per_kwh_by_hour" in raw_econ:
+        econ["electricity_usd_per_kwh_by_hour"] = tuple(float(v) for v in raw_econ["electricity_usd_per_kwh_by_hour"])
     cons = raw.get("constraints", {})
     fleet = raw["fleet"]
     chips = tuple(catalog.resolve_chip(c) for c in fleet["chips"])
+    owned = tuple(OwnedChips(chip=catalog.resolve_chip(o["chip"]), count=int(o["count"]),
+                             age_years=float(o.get("age_years", 0.0))) for o in fleet.get("owned", []))
+    extra = tuple(dict.fromkeys(o.chip for o in owned if o.chip not in chips))  # owned, used, not bought new
+    buy = chips if extra else None
+    chips = chips + extra
     stages = {s: tuple(catalog.resolve_chip(c) for c in lst) for s, lst in fleet.get("stages", {}).items()}
     classes = tuple(
         TrafficClass(
@@ -447,7 +528,8 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
             draft_model=catalog.resolve_model(c["draft_model"]) if c.get("draft_model") else None,
             draft_tokens=int(c.get("draft_tokens", 4)),
             accepted_tokens_per_step=float(c.get("accepted_tokens_per_step", 1.0)),
-            mtp_tokens=int(c.get("mtp_tokens", 0)))
+            mtp_tokens=int(c.get("mtp_tokens", 0)),
+            demand_profile=tuple(float(v) for v in c.get("demand_profile", ())))
         for c in raw["classes"])
     used_models = {c.model for c in classes} | {c.draft_model for c in classes if c.draft_model}
     return Case(
@@ -459,8 +541,9 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
             max_chip_types_per_stage=None if cons.get("max_chip_types_per_stage") is None
             else int(cons["max_chip_types_per_stage"]),
             supply={catalog.resolve_chip(k): int(v) for k, v in cons.get("supply", {}).items()},
-            fixed_cost_usd={catalog.resolve_chip(k): float(v) for k, v in cons.get("fixed_cost_usd", {}).items()}),
-        fleet=Fleet(chips=chips, stages=stages, modes=tuple(fleet.get("modes", MODES))),
+            fixed_cost_usd={catalog.resolve_chip(k): float(v) for k, v in cons.get("fixed_cost_usd", {}).items()},
+            spare_fraction=float(cons.get("spare_fraction", 0.0)), availability=_opt(cons.get("availability"))),
+        fleet=Fleet(chips=chips, stages=stages, modes=tuple(fleet.get("modes", MODES)), owned=owned, buy=buy),
         classes=classes,
         chips={c: catalog.chips[c] for c in chips},
         models={m: catalog.models[m] for m in used_models},

@@ -55,6 +55,8 @@ CHIP_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "fp4_eff": ("float", False, "frac", "multiplier on bw_eff and flop_eff at fp4"),
     "moe_layer_extra": ("float", False, ">=0", "extra fixed time of an MoE layer, × t_layer_us"),
     "mla_layer_extra": ("float", False, ">=0", "extra fixed time of an MLA layer, × t_layer_us"),
+    "annual_failure_rate": ("float", False, ">0", "failures per chip-year, all-in (chip, HBM, host and network share)"),
+    "mttr_hours": ("float", False, ">0", "hours from a failure until the chip serves again"),
 }
 TOPOLOGIES = ("switch", "mesh", "direct")
 
@@ -132,6 +134,9 @@ ECONOMICS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "amortization_years": ("float", True, ">0", "chip amortisation (years)"),
     "facility_capex_usd_per_mw": ("float", True, ">=0", "datacenter build cost (USD per MW IT)"),
     "facility_amortization_years": ("float", True, ">0", "facility amortisation (years)"),
+    "idle_power_fraction": ("float", False, ">=0", "share of power_kw a bought chip draws while it runs no unit"),
+    "annual_failure_rate": ("float", False, ">0", "failures per chip-year for chips that give none"),
+    "mttr_hours": ("float", False, ">0", "repair time (hours) for chips that give none"),
 }
 
 
@@ -173,6 +178,9 @@ PHYSICAL_RANGES: dict[str, tuple[float, float, str]] = {
     "amortization_years": (0.1, 50, "years"),
     "facility_capex_usd_per_mw": (0, 1_000_000_000, "USD per MW"),
     "facility_amortization_years": (0.1, 100, "years"),
+    "idle_power_fraction": (0, 1, "of power_kw"),
+    "annual_failure_rate": (1e-4, 10, "failures per chip-year"),
+    "mttr_hours": (0.01, 10_000, "hours"),
 }
 
 

@@ -67,6 +67,8 @@ class Chip:
     link_eff: float = 1.0  # achieved fraction of scale-up link bandwidth in collectives
     scaleout_alpha_us: float = -1.0  # latency of one scale-out message; < 0 = hop_latency_us
     topology: str = ""  # switch | mesh | direct; "" = switch for gpu/prefill, direct otherwise
+    annual_failure_rate: float = 0.0  # failures per chip-year; 0 = the economics default
+    mttr_hours: float = 0.0  # repair time; 0 = the economics default
     aliases: tuple[str, ...] = ()
     provenance: Mapping[str, Provenance] = field(default_factory=dict, compare=False, repr=False)
 
@@ -132,6 +134,15 @@ class Economics:
     amortization_years: float
     facility_capex_usd_per_mw: float
     facility_amortization_years: float
+    idle_power_fraction: float = 0.3  # a bought chip that runs no unit in a slice draws this share of power_kw
+    annual_failure_rate: float = 0.173  # per chip-year, when the chip gives none (family default)
+    mttr_hours: float = 72.0  # hours from failure to back in service, when the chip gives none
+    electricity_usd_per_kwh_by_hour: tuple[float, ...] = ()  # 24 time-of-use prices; () = flat price
+
+    def price_at(self, hour: int) -> float:
+        """Electricity price in slice `hour` (USD/kWh): the time-of-use price, else the flat one."""
+        return self.electricity_usd_per_kwh_by_hour[hour] if self.electricity_usd_per_kwh_by_hour \
+            else self.electricity_usd_per_kwh
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,8 @@ class Constraints:
     max_chip_types_per_stage: int | None = None
     supply: Mapping[str, int] = field(default_factory=dict)
     fixed_cost_usd: Mapping[str, float] = field(default_factory=dict)
+    spare_fraction: float = 0.0  # spare units per group: s ≥ spare_fraction · working units
+    availability: float | None = None  # P(working capacity ≥ demand) per group, binomial over failure domains
 
 
 @dataclass(frozen=True)
@@ -164,6 +177,15 @@ class TrafficClass:
     draft_tokens: int = 4
     accepted_tokens_per_step: float = 1.0
     mtp_tokens: int = 0  # tokens the model's own multi-token-prediction head drafts per step (0 = off)
+    demand_profile: tuple[float, ...] = ()  # 24 hourly factors on demand_tok_s; () = flat
+
+    def demand_at(self, hour: int) -> float:
+        """Demanded output tok/s in hourly slice `hour`."""
+        return self.demand_tok_s * (self.demand_profile[hour] if self.demand_profile else 1.0)
+
+    @property
+    def peak_demand_tok_s(self) -> float:
+        return self.demand_tok_s * (max(self.demand_profile) if self.demand_profile else 1.0)
 
     @property
     def new_isl(self) -> int:
@@ -171,12 +193,29 @@ class TrafficClass:
 
 
 @dataclass(frozen=True)
+class OwnedChips:
+    """Chips already in the fleet: sunk capex, running cost only, retirable."""
+
+    chip: str
+    count: int
+    age_years: float = 0.0
+
+
+@dataclass(frozen=True)
 class Fleet:
-    """Which chips may be bought, and optionally which chips may run each stage."""
+    """Which chips may be used (bought or owned), and optionally which chips may run each stage."""
 
     chips: tuple[str, ...]
     stages: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     modes: tuple[str, ...] = ("aggregated", "disaggregated")
+    owned: tuple[OwnedChips, ...] = ()
+    buy: tuple[str, ...] | None = None  # chips that may be bought new; None = every chip in `chips`
+
+    def owned_count(self, chip: str) -> int:
+        return sum(o.count for o in self.owned if o.chip == chip)
+
+    def buyable(self, chip: str) -> bool:
+        return self.buy is None or chip in self.buy
 
     def allowed(self, stage: str) -> tuple[str, ...]:
         return tuple(self.stages.get(stage, self.chips))
@@ -203,6 +242,6 @@ class Case:
 
 
 __all__ = [
-    "Chip", "Model", "Economics", "Constraints", "TrafficClass", "Fleet", "Case", "Provenance",
+    "Chip", "Model", "Economics", "Constraints", "TrafficClass", "Fleet", "OwnedChips", "Case", "Provenance",
     "CHIP_CLASSES", "STAGES", "CONFIDENCES", "replace",
 ]

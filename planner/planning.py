@@ -65,7 +65,32 @@ def plan_case(case: Case, objective: str | None = None, solve_opts: SolveOptions
     plan = extract(problem, outcome, timings)
     verify.check(plan)
     timings["extract_s"] = time.perf_counter() - t
+    if any(tc.demand_profile for tc in case.classes) and objective != "throughput":
+        plan.sized_at_average = _sized_at_average(case, objective, solve_opts, deadline, units)
     return plan
+
+
+def _sized_at_average(case: Case, objective: str, solve_opts: SolveOptions, deadline: float, units) -> dict | None:
+    """What a fleet bought for each class's mean demand (flat) would have been, and how much of the peak
+    it serves: the purchase a planner working from averages would have made."""
+    flat = replace(case, classes=tuple(replace(tc, demand_tok_s=tc.demand_tok_s * (sum(tc.demand_profile) / 24
+                                                                                    if tc.demand_profile else 1.0),
+                                               demand_profile=()) for tc in case.classes))
+    problem = build_problem(flat, units, objective)
+    try:
+        o = solve(problem, _remaining(solve_opts, deadline, "sizing at the average demand"))
+    except TimeLimitError:
+        return None
+    if o.status not in ("optimal", "feasible", "time_limit") or not o.x:
+        return None
+    avg = extract(problem, o)
+    share = {}
+    for tc in case.classes:
+        cap = float(avg.classes.set_index("name").loc[tc.name, "capacity_tok_s"])
+        share[tc.name] = cap / tc.peak_demand_tok_s
+    return {"chips": {r.chip: int(r.chips) for r in avg.chips.itertuples() if r.chips},
+            "tco_usd_per_hour": avg.cost["tco_usd_per_hour"], "capex_usd": avg.cost["capex_usd"],
+            "peak_share_served": share}
 
 
 def _remaining(opts: SolveOptions, deadline: float, doing: str) -> SolveOptions:

@@ -44,6 +44,25 @@ class Problem:
     max_types_per_stage: int | None
     fixed_cost_usd_per_hour: dict[str, float]
     pue: float
+    chip_capex_usd_per_hour: dict[str, float] = field(default_factory=dict)  # amortised price (bought chips only)
+    chip_running_usd_per_hour: dict[str, float] = field(default_factory=dict)  # energy × PUE + facility share
+    owned: dict[str, int] = field(default_factory=dict)  # chips already owned, per type in C
+    owned_idle: dict[str, int] = field(default_factory=dict)  # owned chips no candidate unit can use (retired)
+    no_buy: set[str] = field(default_factory=set)  # chips used only from the owned stock
+    spare_fraction: float = 0.0
+    availability: float | None = None
+    unit_spare_chips: dict[int, dict[str, int]] = field(default_factory=dict)  # unit → its chips not sold by system
+    unit_down: dict[int, float] = field(default_factory=dict)  # P(a copy of u is down), over those chips
+    unit_spare_steps: dict[int, list[int]] = field(default_factory=dict)  # thresholds N_t of k_u(N) (planner/spares.py)
+    rack_down: dict[str, float] = field(default_factory=dict)  # P(a whole system of c is down)
+    rack_max: dict[str, int] = field(default_factory=dict)  # bound on working systems of c
+    slices: list[int] = field(default_factory=list)  # hours 0-23 when a profile or time-of-use price is given
+    slice_demand_ktok_s: dict[tuple[str, int], float] = field(default_factory=dict)
+    slice_price_usd_per_kwh: dict[int, float] = field(default_factory=dict)
+    chip_idle_kw: dict[str, float] = field(default_factory=dict)
+    chip_facility_usd_per_hour: dict[str, float] = field(default_factory=dict)
+    spare_max: dict[int, int] = field(default_factory=dict)  # bound on working copies the spares step is written to
+    rack_spare_steps: dict[str, list[int]] = field(default_factory=dict)
     by_class_kind: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     def units_of(self, j: str, kind: str) -> list[int]:
@@ -57,12 +76,22 @@ class Problem:
 
 def hourly_cost_usd(case: Case, chip_id: str) -> float:
     """Amortised capex + energy (× PUE) + facility share, per chip-hour."""
+    return capex_cost_usd(case, chip_id) + running_cost_usd(case, chip_id)
+
+
+def capex_cost_usd(case: Case, chip_id: str) -> float:
+    """The chip's price amortised per hour: what a bought chip pays and an owned one does not (sunk)."""
+    return case.chips[chip_id].price_usd / (case.economics.amortization_years * HOURS_PER_YEAR)
+
+
+def running_cost_usd(case: Case, chip_id: str) -> float:
+    """Energy at full power (× PUE) + the facility's capex per MW, per chip-hour: what every chip in
+    service pays, bought or owned. A retired chip pays neither."""
     e, c = case.economics, case.chips[chip_id]
-    capex = c.price_usd / (e.amortization_years * HOURS_PER_YEAR)
     site_kw = c.power_kw * e.pue
     energy = site_kw * e.electricity_usd_per_kwh
     facility = site_kw / 1000 * e.facility_capex_usd_per_mw / (e.facility_amortization_years * HOURS_PER_YEAR)
-    return capex + energy + facility
+    return energy + facility
 
 
 def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Problem:
@@ -88,7 +117,7 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
                 unit_stages[u].append(("decode_draft", draft))
     chips = sorted({c for cc in unit_chips.values() for c in cc})
     cons = case.constraints
-    demand = {tc.name: tc.demand_tok_s / 1e3 for tc in case.classes}
+    demand = {tc.name: tc.peak_demand_tok_s / 1e3 for tc in case.classes}  # the peak slice when a profile is given
     tput = dict(enumerate(units["throughput_tok_s"].to_numpy(float) / 1e3))
     pre = dict(enumerate(units["prefill_tok_s"].to_numpy(float) / 1e3))
     ratio = {tc.name: tc.new_isl / tc.osl for tc in case.classes}  # prompt tokens prefill computes per output token
@@ -103,24 +132,31 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
         site_kw = sum(n * power[c] for c, n in unit_chips[u].items()) * case.economics.pue
         if budget_kw:
             bounds.append(budget_kw / site_kw)
-        if cons.capex_usd:
+        if cons.capex_usd and not any(case.fleet.owned_count(c) for c in unit_chips[u]):
             bounds.append(cons.capex_usd / sum(n * price[c] for c, n in unit_chips[u].items()))
         for c, n in unit_chips[u].items():
-            if c in cons.supply:
-                bounds.append(cons.supply[c] / n)
+            if c in cons.supply or not case.fleet.buyable(c):
+                bounds.append((cons.supply.get(c, 0 if not case.fleet.buyable(c) else math.inf)
+                               + case.fleet.owned_count(c)) / n)
         return min(bounds)
 
-    unit_max = {}
+    unit_max, need_max = {}, {}
     for u, (j, kind) in enumerate(zip(units["class"], units["kind"])):
         if objective == "throughput":
-            bound = budget_bound(u)
+            need = math.inf
         elif kind == "prefill":
             # prefill serves at most the class's whole input demand
-            bound = min(budget_bound(u), math.ceil(demand[j] * ratio[j] / pre[u]))
+            need = math.ceil(demand[j] * ratio[j] / pre[u])
         else:
-            bound = min(budget_bound(u), math.ceil(demand[j] / tput[u]))
+            need = math.ceil(demand[j] / tput[u])
+        bound = min(budget_bound(u), need)
         unit_max[u] = int(math.floor(bound)) if math.isfinite(bound) else -1
+        # the spares' step functions are written up to what demand needs, not what budgets allow, so the
+        # elastic model (budgets relaxed) keeps them valid
+        need_max[u] = int(need) if math.isfinite(need) else unit_max[u]
+    spare = _spare_params(case, unit_chips, need_max, cons.spare_fraction > 0 or cons.availability is not None)
     return Problem(
+        **spare, spare_fraction=cons.spare_fraction, availability=cons.availability,
         case=case, units=units, objective=objective, chips=chips, classes=[tc.name for tc in case.classes],
         demand_ktok_s=demand, isl_per_osl=ratio, unit_chips=unit_chips, unit_stages=unit_stages,
         unit_tput_ktok_s=tput, unit_prefill_ktok_s=pre, unit_max=unit_max,
@@ -132,7 +168,59 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
         fixed_cost_usd_per_hour={c: v / (case.economics.amortization_years * HOURS_PER_YEAR)
                                  for c, v in cons.fixed_cost_usd.items() if c in chips},
         pue=case.economics.pue, by_class_kind=by_class_kind,
+        chip_capex_usd_per_hour={c: capex_cost_usd(case, c) for c in chips},
+        chip_running_usd_per_hour={c: running_cost_usd(case, c) for c in chips},
+        owned={c: case.fleet.owned_count(c) for c in chips if case.fleet.owned_count(c) > 0},
+        owned_idle={o.chip: case.fleet.owned_count(o.chip) for o in case.fleet.owned if o.chip not in chips},
+        no_buy={c for c in chips if not case.fleet.buyable(c)},
+        **_slice_params(case, chips),
     )
+
+
+def _slice_params(case: Case, chips: list[str]) -> dict:
+    """Hourly slices, when any class has a demand profile or the economics a time-of-use price."""
+    e = case.economics
+    if not (e.electricity_usd_per_kwh_by_hour or any(tc.demand_profile for tc in case.classes)):
+        return {}
+    hours = list(range(24))
+    return {"slices": hours,
+            "slice_demand_ktok_s": {(tc.name, h): tc.demand_at(h) / 1e3 for tc in case.classes for h in hours},
+            "slice_price_usd_per_kwh": {h: e.price_at(h) for h in hours},
+            "chip_idle_kw": {c: case.chips[c].power_kw * e.idle_power_fraction for c in chips},
+            "chip_facility_usd_per_hour": {c: running_cost_usd(case, c) - case.chips[c].power_kw * e.pue
+                                           * e.electricity_usd_per_kwh for c in chips}}
+
+
+def _spare_params(case: Case, unit_chips: dict, unit_max: dict, wanted: bool) -> dict:
+    """Spare groups (planner/spares.py): per unit its chips not sold by system, per rack chip its systems;
+    down probabilities and the thresholds of the spares step function up to each group's bound."""
+    if not wanted:
+        return {}
+    from .spares import chip_unavailability, down_probability, thresholds
+
+    racks = {c for counts in unit_chips.values() for c in counts if case.chips[c].sold_by_system}
+    A = case.constraints.availability
+    q = {c: chip_unavailability(case, c) for counts in unit_chips.values() for c in counts}
+    out = {"unit_spare_chips": {}, "unit_down": {}, "unit_spare_steps": {}, "rack_down": {}, "rack_max": {},
+           "rack_spare_steps": {}, "spare_max": dict(unit_max)}
+    unbounded = [u for u in unit_chips if unit_max[u] < 0]
+    if unbounded:
+        raise ValueError("spares need a bound on every unit's copies (a budget under the throughput objective)")
+    for u, counts in unit_chips.items():
+        mine = {c: n for c, n in counts.items() if c not in racks}
+        if not mine:
+            continue
+        out["unit_spare_chips"][u] = mine
+        down = 1.0 - math.prod((1.0 - q[c]) ** n for c, n in mine.items())
+        out["unit_down"][u] = down
+        out["unit_spare_steps"][u] = thresholds(down, A, unit_max[u]) if A is not None else []
+    for c in sorted(racks):
+        size = case.chips[c].chips_per_system
+        bound = math.ceil(sum(counts.get(c, 0) * unit_max[u] for u, counts in unit_chips.items()) / size)
+        out["rack_down"][c] = down_probability(q[c], size)
+        out["rack_max"][c] = bound
+        out["rack_spare_steps"][c] = thresholds(out["rack_down"][c], A, bound) if A is not None else []
+    return out
 
 
 __all__ = ["Problem", "build_problem", "hourly_cost_usd", "OBJECTIVES"]

@@ -38,6 +38,19 @@ class Plan:
     throughput_tok_s: float
     timings_s: dict
     warnings: list[str] = field(default_factory=list)
+    spares: pd.DataFrame | None = None  # spare groups (only when spares are asked for)
+    slices: pd.DataFrame | None = None  # hourly slices (only with a demand profile or time-of-use prices)
+    sized_at_average: dict | None = None  # what a fleet sized for the mean demand would have bought
+
+    def profile_summary(self) -> dict | None:
+        """Peak vs average utilisation of the bought fleet per class."""
+        if self.slices is None:
+            return None
+        out = {}
+        for j, d in self.slices.groupby("class"):
+            out[j] = {"peak_utilization": float(d["utilization"].max()), "average_utilization": float(d["utilization"].mean()),
+                      "peak_demand_tok_s": float(d["demand_tok_s"].max()), "average_demand_tok_s": float(d["demand_tok_s"].mean())}
+        return out
 
     def to_dict(self) -> dict:
         o = self.outcome
@@ -47,11 +60,17 @@ class Plan:
             "throughput_tok_s": self.throughput_tok_s,
             "chips": {r.chip: int(r.chips) for r in self.chips.itertuples()},
             "systems": {r.chip: int(r.systems) for r in self.chips.itertuples() if r.systems},
+            "bought": {r.chip: int(r.bought) for r in self.chips.itertuples()},
+            "owned": {r.chip: {"kept": int(r.owned_kept), "retired": int(r.owned_retired)}
+                      for r in self.chips.itertuples() if r.owned_kept or r.owned_retired},
             "classes": self.classes.to_dict("records"), "stages": self.stages.to_dict("records"),
             "units": self.units.to_dict("records"), "constraints": self.constraints.to_dict("records"),
             "solve": {"solver": o.solver, "status": o.status, "wall_s": o.wall_s, "build_s": o.build_s,
                       "gap": o.gap, "bound": o.bound, **{f"milp_{k}": v for k, v in o.stats.items()},
                       "candidates": int(len(self.problem.units))},
+            **({"spares": self.spares.to_dict("records")} if self.spares is not None else {}),
+            **({"slices": self.slices.to_dict("records"), "profile": self.profile_summary(),
+                "sized_at_average": self.sized_at_average} if self.slices is not None else {}),
             "warnings": list(self.warnings or []),
             "definitions": METRIC_DEFINITIONS,
             "timings_s": self.timings_s,
@@ -60,22 +79,36 @@ class Plan:
 
 def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
     case = p.case
-    used = [u for u, v in o.x.items() if v > 0]
+    used = [u for u, v in o.x.items() if v > 0 or o.spares.get(u, 0) > 0]
     U = p.units
 
     chips_rows = []
     for c in p.chips:
         n = o.n.get(c, 0)
-        if n <= 0:
+        owned = p.owned.get(c, 0)
+        if n <= 0 and owned <= 0:
             continue
+        kept = o.kept.get(c, 0)
+        new = n - kept
         need = sum(p.unit_chips[u].get(c, 0) * o.x[u] for u in used)
         chip = case.chips[c]
         chips_rows.append({"chip": c, "chips": n, "chips_in_use": need,
                            "systems": n // p.system_size[c] if c in p.system_size else 0,
                            "system_name": chip.system_name, "power_mw": n * chip.power_kw * p.pue / 1000,
-                           "capex_usd": n * chip.price_usd, "tco_usd_per_hour": n * p.chip_hourly_usd[c]})
+                           "capex_usd": new * chip.price_usd,
+                           "tco_usd_per_hour": new * p.chip_capex_usd_per_hour[c] + (
+                               n * p.chip_running_usd_per_hour[c] if not p.slices else
+                               n * p.chip_facility_usd_per_hour[c] + chip_energy_usd_per_hour(p, o, c, n)),
+                           "bought": new, "owned_kept": kept, "owned_retired": owned - kept,
+                           "spare_chips": sum(p.unit_spare_chips.get(u, {}).get(c, 0) * o.spares.get(u, 0) for u in o.spares)
+                           + o.spare_systems.get(c, 0) * p.system_size.get(c, 0)})
+    for c, owned in sorted(p.owned_idle.items()):  # owned chips no candidate unit can use: all retired
+        chips_rows.append({"chip": c, "chips": 0, "chips_in_use": 0, "systems": 0,
+                           "system_name": case.chips[c].system_name, "power_mw": 0.0, "capex_usd": 0.0,
+                           "tco_usd_per_hour": 0.0, "bought": 0, "owned_kept": 0, "owned_retired": owned, "spare_chips": 0})
     chips = pd.DataFrame(chips_rows, columns=["chip", "chips", "chips_in_use", "systems", "system_name", "power_mw",
-                                              "capex_usd", "tco_usd_per_hour"])
+                                              "capex_usd", "tco_usd_per_hour", "bought", "owned_kept", "owned_retired",
+                                              "spare_chips"])
 
     unit_rows = []
     for u in used:
@@ -85,12 +118,12 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
                           "n_draft": int(r.get("n_draft", 0) or 0), "batch": int(r.batch),
                           "tp": int(r.get("tp", r.n_attn) or 1), "pp": int(r.get("pp", 1) or 1),
                           "ep": int(r.get("ep", 1) or 1), "attn_dp": bool(r.get("attn_dp", False)),
-                          "mtp_tokens": int(r.get("mtp_tokens", 0) or 0), "copies": o.x[u],
+                          "mtp_tokens": int(r.get("mtp_tokens", 0) or 0), "copies": o.x[u], "spares": o.spares.get(u, 0),
                           "speed_tok_s_user": r.speed_tok_s_user, "throughput_tok_s": r.throughput_tok_s * o.x[u],
                           "prefill_tok_s": r.prefill_tok_s * o.x[u], "ttft_s": r.ttft_s})
     units = pd.DataFrame(unit_rows, columns=["class", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn",
                                              "draft_chip", "n_draft", "batch", "tp", "pp", "ep", "attn_dp", "mtp_tokens",
-                                             "copies", "speed_tok_s_user", "throughput_tok_s", "prefill_tok_s",
+                                             "copies", "spares", "speed_tok_s_user", "throughput_tok_s", "prefill_tok_s",
                                              "ttft_s"])
 
     stage_rows: dict[tuple, int] = {}
@@ -140,9 +173,58 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
     power_mw = float(chips["power_mw"].sum())
     from .problem import numerics_warnings
 
+    spares = spare_groups(p, o) if (p.spare_fraction > 0 or p.availability is not None) else None
     return Plan(problem=p, outcome=o, chips=chips, stages=stages, units=units, classes=classes,
                 constraints=constraint_frame(p, o), cost=cost, power_mw=power_mw, throughput_tok_s=served,
-                timings_s=timings or {}, warnings=numerics_warnings(p) + unmeasured_warnings(case, chips))
+                timings_s=timings or {}, warnings=numerics_warnings(p) + unmeasured_warnings(case, chips), spares=spares,
+                slices=slice_frame(p, o) if p.slices else None)
+
+
+def running_chips(p: Problem, o: Outcome, c: str, h: int) -> int:
+    return sum(p.unit_chips[u].get(c, 0) * k for (u, hh), k in o.running.items() if hh == h)
+
+
+def chip_energy_usd_per_hour(p: Problem, o: Outcome, c: str, n: int) -> float:
+    """The day's mean energy bill of chip type c: running chips at power_kw, the rest of n idle."""
+    return sum(p.slice_price_usd_per_kwh[h] * p.pue * (p.chip_idle_kw[c] * n + (p.chip_power_kw[c] - p.chip_idle_kw[c])
+                                                       * running_chips(p, o, c, h)) for h in p.slices) / len(p.slices)
+
+
+def slice_frame(p: Problem, o: Outcome) -> pd.DataFrame:
+    """One row per (hour, class): demand, capacity of the running units, of the bought fleet, utilisation."""
+    rows = []
+    for h in p.slices:
+        for j in p.classes:
+            serving = [u for u in p.unit_ids if p.units.at[u, "class"] == j and p.units.at[u, "kind"] != "prefill"]
+            running = sum(p.unit_tput_ktok_s[u] * o.running.get((u, h), 0) for u in serving) * 1e3
+            bought = sum(p.unit_tput_ktok_s[u] * o.x.get(u, 0) for u in serving) * 1e3
+            demand = p.slice_demand_ktok_s[j, h] * 1e3 * (o.alpha if p.objective == "throughput" else 1.0)
+            rows.append({"hour": h, "class": j, "demand_tok_s": demand, "running_capacity_tok_s": running,
+                         "fleet_capacity_tok_s": bought, "utilization": demand / bought if bought else 0.0,
+                         "running_chips": sum(running_chips(p, o, c, h) for c in p.chips),
+                         "price_usd_per_kwh": p.slice_price_usd_per_kwh[h]})
+    return pd.DataFrame(rows, columns=["hour", "class", "demand_tok_s", "running_capacity_tok_s", "fleet_capacity_tok_s",
+                                       "utilization", "running_chips", "price_usd_per_kwh"])
+
+
+def spare_groups(p: Problem, o: Outcome) -> pd.DataFrame:
+    """One row per spare group in use (planner/spares.py): working and spare items, the down probability
+    of one item and the probability that the group's working capacity is there."""
+    from .spares import covered
+
+    rows = []
+    for u, s_u in sorted(o.spares.items()):
+        if o.x.get(u, 0) or s_u:
+            r = p.units.loc[u]
+            label = f"{r['class']} {r.kind} {'+'.join(f'{n}×{c}' for c, n in p.unit_spare_chips[u].items())}"
+            rows.append({"group": label, "domain": "unit", "working": o.x[u], "spares": s_u,
+                         "down_probability": p.unit_down[u], "p_covered": covered(o.x[u], s_u, p.unit_down[u])})
+    for c, sr in sorted(o.spare_systems.items()):
+        w = o.n.get(c, 0) // p.system_size[c] - sr
+        if w or sr:
+            rows.append({"group": f"{c} systems ({p.system_size[c]} chips)", "domain": "system", "working": w,
+                         "spares": sr, "down_probability": p.rack_down[c], "p_covered": covered(w, sr, p.rack_down[c])})
+    return pd.DataFrame(rows, columns=["group", "domain", "working", "spares", "down_probability", "p_covered"])
 
 
 def unmeasured_warnings(case, chips: pd.DataFrame) -> list[str]:
@@ -194,10 +276,17 @@ def plan_text(plan: Plan) -> str:
     lines = [f"fleet plan for case '{case.name}' — status: {o.status} (objective: {plan.problem.objective})", ""]
     chips = plan.chips.assign(**{"systems": [f"{s} × {n}" if s else "-" for s, n in
                                              zip(plan.chips["systems"], plan.chips["system_name"])]})
-    lines += ["Chips to buy", text_table(chips[["chip", "chips", "chips_in_use", "systems", "power_mw", "capex_usd",
-                                                 "tco_usd_per_hour"]].to_dict("records"),
-                                          headers={"power_mw": "MW (site)", "capex_usd": "capex (USD)",
-                                                   "tco_usd_per_hour": "TCO (USD/h)", "chips_in_use": "in use"}), ""]
+    cols = ["chip", "chips", "chips_in_use", "systems", "power_mw", "capex_usd", "tco_usd_per_hour"]
+    if plan.problem.spare_fraction > 0 or plan.problem.availability is not None:
+        cols[3:3] = ["spare_chips"]
+    owned = bool(plan.problem.owned or plan.problem.owned_idle)
+    if owned:
+        cols[2:2] = ["bought", "owned_kept", "owned_retired"]
+    lines += ["Chips in service (bought new + owned kept; retired owned chips draw no power)" if owned else "Chips to buy",
+              text_table(chips[cols].to_dict("records"),
+                         headers={"power_mw": "MW (site)", "capex_usd": "capex (USD)", "chips": "in service" if owned
+                                  else "chips", "owned_kept": "owned kept", "owned_retired": "owned retired",
+                                  "tco_usd_per_hour": "TCO (USD/h)", "chips_in_use": "in use", "spare_chips": "spares"}), ""]
     lines += ["Stages (chips per class and stage; 'shared' = the same chips run several stages)",
               text_table(plan.stages.to_dict("records")), ""]
     lines += ["Units", text_table(plan.units.to_dict("records"),
@@ -208,6 +297,34 @@ def plan_text(plan: Plan) -> str:
                                                   "min_speed_tok_s_user": "target (tok/s/user)",
                                                   "achieved_speed_tok_s_user": "achieved (tok/s/user)",
                                                   "ttft_s": "TTFT ≤ (s)", "ttft_target_s": "TTFT target (s)"}), ""]
+    if plan.spares is not None and len(plan.spares):
+        pr = plan.problem
+        ask = " and ".join(x for x in (f"availability {pr.availability}" if pr.availability is not None else "",
+                                       f"spare_fraction {pr.spare_fraction}" if pr.spare_fraction else "") if x)
+        lines += [f"Spares ({ask}; N working + k spare per group, binomial over failure domains; a system sold whole "
+                  "is down while any of its chips is)",
+                  text_table(plan.spares.assign(down_probability=plan.spares["down_probability"].map(lambda v: f"{v:.2e}"),
+                                                p_covered=plan.spares["p_covered"].map(lambda v: f"{v:.6f}"))
+                             .to_dict("records"), headers={"down_probability": "P(item down)",
+                                                            "p_covered": "P(working ≥ load)"}), ""]
+    if plan.slices is not None:
+        lines += ["Daily profile (24 hourly slices; chips bought once for the peak; a bought chip that runs no unit "
+                  f"draws {plan.problem.case.economics.idle_power_fraction:.0%} of its power)"]
+        for j, v in (plan.profile_summary() or {}).items():
+            lines.append(f"  {j}: demand peak {v['peak_demand_tok_s']:,.0f} / average {v['average_demand_tok_s']:,.0f} tok/s; "
+                         f"utilisation of the fleet peak {v['peak_utilization']:.0%}, average {v['average_utilization']:.0%}")
+        wrong = plan.sized_at_average
+        if wrong:
+            lines.append(f"  sized at the average demand instead: {', '.join(f'{n:,} {c}' for c, n in wrong['chips'].items())} "
+                         f"({wrong['tco_usd_per_hour']:,.0f} USD/hour), serving only "
+                         + "; ".join(f"{j} {v:.0%} of its peak" for j, v in wrong["peak_share_served"].items()))
+        hourly = plan.slices.groupby("hour").agg(demand_tok_s=("demand_tok_s", "sum"),
+                                                 running_capacity_tok_s=("running_capacity_tok_s", "sum"),
+                                                 running_chips=("running_chips", "first"),
+                                                 price_usd_per_kwh=("price_usd_per_kwh", "first")).reset_index()
+        lines += [text_table(hourly.to_dict("records"), headers={"demand_tok_s": "demand (tok/s)",
+                  "running_capacity_tok_s": "running capacity (tok/s)", "running_chips": "chips running",
+                  "price_usd_per_kwh": "USD/kWh"}), ""]
     c = plan.cost
     lines += [f"Cost: capex {c['capex_usd']:,.0f} USD; TCO {c['tco_usd_per_hour']:,.0f} USD/hour; "
               f"{c['usd_per_mtok']:.4f} USD per million output tokens" if c["usd_per_mtok"] else "Cost: -",

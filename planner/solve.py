@@ -14,7 +14,7 @@ import pyomo.environ as pyo
 from pyomo.contrib.appsi.solvers import Highs
 
 from formulations.elastic import build_elastic
-from formulations.fleet import build_model
+from formulations.fleet import build_model, tco_usd_per_hour
 
 from .errors import SolverError
 from .problem import Problem
@@ -55,6 +55,10 @@ class Outcome:
     slacks: dict[str, float] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
     served: dict[str, tuple[float, float]] = field(default_factory=dict)  # class → (aggregated, disaggregated) tok/s
+    kept: dict[str, int] = field(default_factory=dict)  # owned chips kept in service, per chip type
+    spares: dict[int, int] = field(default_factory=dict)  # spare copies per unit (chips not sold by system)
+    spare_systems: dict[str, int] = field(default_factory=dict)  # spare whole systems per chip sold by system
+    running: dict[tuple[int, int], int] = field(default_factory=dict)  # (unit, hour) → copies running
 
 
 def _highs(opts: SolveOptions) -> Highs:
@@ -111,7 +115,7 @@ def solve(p: Problem, opts: SolveOptions | None = None, warm: Outcome | None = N
         best_alpha = pyo.value(m.alpha)
         m.alpha.setlb(best_alpha * (1 - 1e-6))
         m.obj.deactivate()
-        m.obj_cost = pyo.Objective(expr=sum(p.chip_hourly_usd[c] * m.n[c] for c in m.C))
+        m.obj_cost = pyo.Objective(expr=tco_usd_per_hour(m, p))
         opt.config.time_limit = max(0.1, opts.time_limit_s - (time.perf_counter() - t1))  # one limit for both solves
         res2 = opt.solve(m)
         if res2.best_feasible_objective is not None:
@@ -130,6 +134,14 @@ def solve(p: Problem, opts: SolveOptions | None = None, warm: Outcome | None = N
                   x={u: int(round(m.x[u].value or 0)) for u in m.U},
                   n={c: int(round(m.n[c].value or 0)) for c in m.C},
                   y={k: int(round(m.y[k].value or 0)) for k in m.SC}, alpha=pyo.value(m.alpha))
+    if hasattr(m, "xr"):
+        out.running = {(u, h): int(round(m.xr[u, h].value or 0)) for u in m.U for h in m.H if (m.xr[u, h].value or 0) > 0.5}
+    if hasattr(m, "s"):
+        out.spares = {u: int(round(m.s[u].value or 0)) for u in m.US}
+    if hasattr(m, "sr"):
+        out.spare_systems = {c: int(round(m.sr[c].value or 0)) for c in m.RS}
+    if hasattr(m, "k"):
+        out.kept = {c: int(round(m.k[c].value or 0)) for c in m.O}
     out.served = {j: (pyo.value(m.served_agg[j]) * 1e3, pyo.value(m.served_dis[j]) * 1e3) for j in m.J}
     out.slacks = _slacks(m)
     out.duals = _shadow_prices(m, p, opt)
@@ -151,6 +163,15 @@ def _load_start(m, p: Problem, warm: Outcome) -> None:
             m.r[c].set_value(systems, skip_validation=True)
             need = systems * p.system_size[c]
         m.n[c].set_value(int(need), skip_validation=True)
+        if hasattr(m, "b"):
+            keep = min(p.owned.get(c, 0), int(need))
+            if c in p.system_size and c in p.owned:
+                keep = keep // p.system_size[c] * p.system_size[c]
+                m.rk[c].set_value(keep // p.system_size[c], skip_validation=True)
+            if c in p.owned:
+                m.k[c].set_value(keep, skip_validation=True)
+            if not m.b[c].fixed:
+                m.b[c].set_value(int(need) - keep, skip_validation=True)
     for k in m.SC:
         if not m.y[k].fixed:
             m.y[k].set_value(warm.y.get(k, 1), skip_validation=True)

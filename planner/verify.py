@@ -37,14 +37,38 @@ def violations(plan) -> list[Problem]:
         out.append(Problem("constraints.power_mw", f"the plan draws {plan.power_mw:,.6g} MW"))
     if cons.capex_usd and plan.cost["capex_usd"] > cons.capex_usd * (1 + REL_TOL):
         out.append(Problem("constraints.capex_usd", f"the plan costs {plan.cost['capex_usd']:,.0f} USD"))
-    bought = dict(zip(plan.chips["chip"], plan.chips["chips"]))
+    service = dict(zip(plan.chips["chip"], plan.chips["chips"]))
+    new = dict(zip(plan.chips["chip"], plan.chips["bought"]))
     in_use = dict(zip(plan.chips["chip"], plan.chips["chips_in_use"]))
     for chip, cap in cons.supply.items():
-        if bought.get(chip, 0) > cap:
-            out.append(Problem(f"constraints.supply.{chip}", f"the plan buys {bought[chip]:,}"))
+        if new.get(chip, 0) > cap:
+            out.append(Problem(f"constraints.supply.{chip}", f"the plan buys {new[chip]:,}"))
     for chip, n in in_use.items():
-        if n > bought.get(chip, 0):
-            out.append(Problem(f"chips.{chip}", f"the units use {n:,} chips but only {bought.get(chip, 0):,} are bought"))
+        if n > service.get(chip, 0):
+            out.append(Problem(f"chips.{chip}", f"the units use {n:,} chips but only {service.get(chip, 0):,} are in service"))
+    for r in plan.chips.itertuples():
+        owned = case.fleet.owned_count(r.chip)
+        if r.owned_kept > owned or r.owned_kept + r.owned_retired != owned or r.bought + r.owned_kept != r.chips:
+            out.append(Problem(f"fleet.owned.{r.chip}", f"{r.owned_kept:,} kept + {r.owned_retired:,} retired of "
+                               f"{owned:,} owned, {r.bought:,} bought, {r.chips:,} in service do not add up"))
+        if r.bought > 0 and not case.fleet.buyable(r.chip):
+            out.append(Problem(f"fleet.chips.{r.chip}", f"the plan buys {r.bought:,} new but the chip is only owned"))
+        size = case.chips[r.chip].chips_per_system
+        if case.chips[r.chip].sold_by_system and (r.bought % size or r.owned_kept % size):
+            out.append(Problem(f"chips.{r.chip}", f"{r.bought:,} bought / {r.owned_kept:,} kept are not whole systems of {size}"))
+    if plan.slices is not None:
+        for r in plan.slices.itertuples():
+            if r.running_capacity_tok_s < r.demand_tok_s * (1 - REL_TOL):
+                out.append(Problem(f"classes.{r._2}.demand_profile.{r.hour}", f"the units running serve "
+                                   f"{r.running_capacity_tok_s:,.6g} of {r.demand_tok_s:,.6g} tok/s"))
+    if plan.spares is not None:
+        pr = plan.problem
+        for r in plan.spares.itertuples():
+            if pr.availability is not None and r.p_covered < pr.availability * (1 - 1e-9):
+                out.append(Problem("constraints.availability", f"group {r.group}: {r.working} working + {r.spares} "
+                                   f"spare cover the load with probability {r.p_covered:.6f}"))
+            if r.spares < pr.spare_fraction * r.working - 1e-9:
+                out.append(Problem("constraints.spare_fraction", f"group {r.group}: {r.spares} spares for {r.working}"))
     return out
 
 

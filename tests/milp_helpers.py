@@ -4,17 +4,20 @@ import math
 
 import pandas as pd
 
-from planner.domain import Case, Chip, Constraints, Economics, Fleet, TrafficClass
+from planner.domain import Case, Chip, Constraints, Economics, Fleet, OwnedChips, TrafficClass
 from planner.problem import build_problem
 from planner.solve import SolveOptions, solve
+from planner.spares import spares_needed
 
 ECON = Economics(electricity_usd_per_kwh=0.1, pue=1.0, amortization_years=1.0, facility_capex_usd_per_mw=0.0,
                  facility_amortization_years=1.0)
 
 
-def chip(cid, power_kw=1.0, price_usd=8760.0, per_system=1, by_system=False):
-    """price 8760 USD over 1 year = 1 USD/hour of capex; energy 0.1 USD/kWh."""
-    return Chip(id=cid, name=cid, vendor="t", chip_class="gpu", system_name="s", chips_per_system=per_system,
+def chip(cid, power_kw=1.0, price_usd=8760.0, per_system=1, by_system=False, down=0.0):
+    """price 8760 USD over 1 year = 1 USD/hour of capex; energy 0.1 USD/kWh; `down` = the fraction of
+    time one chip is down (one failure a year, MTTR chosen to give it)."""
+    extra = {"annual_failure_rate": 1.0, "mttr_hours": down * 8760 / (1 - down)} if down else {}
+    return Chip(**extra,id=cid, name=cid, vendor="t", chip_class="gpu", system_name="s", chips_per_system=per_system,
                 sold_by_system=by_system, mem_gb=100, mem_bw_tbs=1, power_kw=power_kw, price_usd=price_usd,
                 scaleup_domain_chips=8, scaleup_bw_gbs=100, scaleout_bw_gbs=10, bw_eff=1, flop_eff=1,
                 t_layer_us=0, hop_latency_us=0, fp8_tflops=1)
@@ -26,12 +29,15 @@ def unit(cls, kind, a, na, tput=0.0, pre=0.0, f=None, nf=0):
             "prefill_tok_s": pre}
 
 
-def toy(chips, units, classes=(("c", 1000.0, 1000, 1000),), objective="tco", **constraints):
-    """classes: (name, demand_tok_s, isl, osl)."""
+def toy(chips, units, classes=(("c", 1000.0, 1000, 1000),), objective="tco", owned=None, buy=None,
+        economics=ECON, **constraints):
+    """classes: (name, demand_tok_s, isl, osl); owned: {chip: count} already in the fleet; buy: chips
+    that may be bought new (None = all)."""
     tcs = tuple(TrafficClass(name=n, model="m", precision="fp8", isl=i, osl=o, demand_tok_s=d,
                              min_speed_tok_s_user=1, ttft_s=1) for n, d, i, o in classes)
-    case = Case(name="toy", description="", economics=ECON, constraints=Constraints(**constraints),
-                fleet=Fleet(chips=tuple(c.id for c in chips)), classes=tcs, chips={c.id: c for c in chips},
+    case = Case(name="toy", description="", economics=economics, constraints=Constraints(**constraints),
+                fleet=Fleet(chips=tuple(c.id for c in chips), owned=tuple(OwnedChips(c, k) for c, k in (owned or {}).items()),
+                            buy=None if buy is None else tuple(buy)), classes=tcs, chips={c.id: c for c in chips},
                 models={})
     return build_problem(case, pd.DataFrame(units), objective)
 
@@ -44,6 +50,12 @@ def brute_force(p, limit=12):
     """Enumerate copies of every unit (0..bound) and return the cheapest feasible TCO (or None)."""
     U = p.unit_ids
     ranges = [range(0, (p.unit_max[u] if p.unit_max[u] >= 0 else limit) + 1) for u in U]
+    spares_on = p.spare_fraction > 0 or p.availability is not None
+
+    def spares(n_work, q):
+        k = spares_needed(n_work, q, p.availability) if p.availability is not None else 0
+        return max(k, math.ceil(p.spare_fraction * n_work - 1e-9))
+
     best = None
     for xs in itertools.product(*ranges):
         x = dict(zip(U, xs))
@@ -59,12 +71,23 @@ def brute_force(p, limit=12):
         if not ok:
             continue
         n = {c: sum(p.unit_chips[u].get(c, 0) * x[u] for u in U) for c in p.chips}
+        if spares_on:  # spare copies of units (their chips not sold by system), spare whole systems
+            for u in p.unit_spare_chips:
+                for c, cnt in p.unit_spare_chips[u].items():
+                    n[c] += cnt * spares(x[u], p.unit_down[u])
+            for c in p.rack_down:
+                w = math.ceil(n[c] / p.system_size[c])
+                n[c] = (w + spares(w, p.rack_down[c])) * p.system_size[c]
         n = {c: (math.ceil(v / p.system_size[c]) * p.system_size[c] if c in p.system_size else v) for c, v in n.items()}
+        kept = {c: min(p.owned.get(c, 0), v) for c, v in n.items()}  # an owned chip is never dearer than a new one
+        new = {c: n[c] - kept[c] for c in n}
+        if any(new[c] > 0 for c in p.no_buy):
+            continue
         if p.power_kw_budget is not None and p.pue * sum(p.chip_power_kw[c] * n[c] for c in n) > p.power_kw_budget + 1e-9:
             continue
-        if p.capex_usd_budget is not None and sum(p.chip_price_usd[c] * n[c] for c in n) > p.capex_usd_budget + 1e-6:
+        if p.capex_usd_budget is not None and sum(p.chip_price_usd[c] * new[c] for c in n) > p.capex_usd_budget + 1e-6:
             continue
-        if any(n[c] > cap for c, cap in p.supply.items()):
+        if any(new[c] > cap for c, cap in p.supply.items()):
             continue
         if p.max_types_per_stage is not None:
             used = {}
@@ -74,8 +97,8 @@ def brute_force(p, limit=12):
                         used.setdefault(s, set()).add(c)
             if any(len(v) > p.max_types_per_stage for v in used.values()):
                 continue
-        cost = sum(p.chip_hourly_usd[c] * n[c] for c in n)
-        cost += sum(v for c, v in p.fixed_cost_usd_per_hour.items() if n.get(c, 0) > 0)
+        cost = sum(p.chip_capex_usd_per_hour[c] * new[c] + p.chip_running_usd_per_hour[c] * n[c] for c in n)
+        cost += sum(v for c, v in p.fixed_cost_usd_per_hour.items() if new.get(c, 0) > 0)
         if best is None or cost < best - 1e-9:
             best = cost
     return best

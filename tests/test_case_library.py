@@ -9,7 +9,8 @@ from planner.cases import load_case, shipped_cases
 from planner.cli import main
 
 CASES = ["default", "rubin-lpx", "cerebras-full-stack", "trainium-cerebras", "speculative-draft",
-         "agent-long-context", "hbm-shortage", "mram-what-if", "datacenter-100mw", "prefill-cpx"]
+         "agent-long-context", "hbm-shortage", "mram-what-if", "datacenter-100mw", "prefill-cpx",
+         "owned-h100", "availability-racks", "diurnal-tou"]
 OK = ("optimal", "feasible")
 
 
@@ -107,3 +108,36 @@ def test_the_shortage_case_differs_from_default_only_in_supply_and_never_costs_l
     assert short.constraints.supply
     a, b = planner.plan("hbm-shortage", grid="coarse"), planner.plan("default", grid="coarse")
     assert a.cost["tco_usd_per_hour"] >= b.cost["tco_usd_per_hour"] * (1 - 2e-3)
+
+
+def test_owned_h100s_are_kept_while_cheap_to_run_and_retired_when_energy_is_dear():
+    import planner
+
+    cheap = planner.plan("owned-h100", grid="coarse")
+    assert sum(cheap.to_dict()["bought"].values()) == 0 and cheap.cost["capex_usd"] == 0
+    kept = cheap.to_dict()["owned"]["h100-sxm"]
+    assert kept["kept"] > 0 and kept["kept"] + kept["retired"] == 2048
+    dear = planner.plan("owned-h100", grid="coarse", sets=["economics.electricity_usd_per_kwh=2.0"])
+    assert dear.to_dict()["owned"]["h100-sxm"]["retired"] > kept["retired"]  # energy this dear: new chips win
+    assert sum(dear.to_dict()["bought"].values()) > 0
+
+
+def test_availability_never_lowers_cost_and_every_group_meets_it():
+    import planner
+
+    loose = planner.plan("availability-racks", grid="coarse", sets=["constraints.availability=0.5"])
+    tight = planner.plan("availability-racks", grid="coarse")
+    assert tight.cost["tco_usd_per_hour"] >= loose.cost["tco_usd_per_hour"]
+    assert len(tight.spares) and (tight.spares["p_covered"] >= 0.999).all() and tight.spares["spares"].sum() > 0
+
+
+def test_a_diurnal_fleet_is_sized_for_its_peak_and_the_average_sizing_falls_short():
+    import planner
+
+    p = planner.plan("diurnal-tou", grid="coarse")
+    prof = p.to_dict()["profile"]["chat"]
+    assert prof["peak_utilization"] <= 1 + 1e-6 and prof["average_utilization"] < prof["peak_utilization"]
+    assert (p.slices["running_capacity_tok_s"] >= p.slices["demand_tok_s"] * (1 - 1e-6)).all()
+    assert p.slices["running_chips"].min() < p.slices["running_chips"].max()  # off-peak hours run fewer chips
+    avg = p.sized_at_average
+    assert avg["peak_share_served"]["chat"] < 1 and avg["tco_usd_per_hour"] < p.cost["tco_usd_per_hour"]

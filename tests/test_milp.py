@@ -5,6 +5,7 @@ import random
 import pytest
 
 from milp_helpers import brute_force, chip, milp, toy, unit
+from planner.results import extract
 
 
 def test_throughput_family():
@@ -104,6 +105,11 @@ def random_problem(rng):
         kw["max_chip_types_per_stage"] = 1
     if rng.random() < 0.2:
         kw["capex_usd"] = 8760 * rng.choice([4, 8])
+    if rng.random() < 0.35:  # an owned stock, in whole systems, sometimes of a chip that cannot be bought
+        c = rng.choice(chips)
+        kw["owned"] = {c.id: c.chips_per_system * rng.choice([1, 2, 3]) if c.sold_by_system else rng.choice([1, 2, 4])}
+        if rng.random() < 0.3:
+            kw["buy"] = [x.id for x in chips if x.id != c.id]
     return toy(chips, units, classes=tuple(classes), **kw)
 
 
@@ -124,3 +130,155 @@ def test_milp_equals_brute_force_on_random_tiny_instances():
             feasible += 1
             assert o.status == "optimal" and o.objective == pytest.approx(truth, rel=1e-6, abs=1e-6)
     assert checked >= 150 and feasible >= 60
+
+
+# --- owned chips: sunk capex, running cost only, retirable -------------------------------------------
+OLD = dict(power_kw=2, price_usd=8760 * 1)  # runs at 0.2 USD/h; new it would cost 1 + 0.2
+NEW = dict(power_kw=0.5, price_usd=8760 * 1)  # 1 + 0.05 USD/h
+OWN_UNITS = [unit("c", "aggregated", "old", 1, tput=250), unit("c", "aggregated", "new", 1, tput=500)]
+
+
+def test_owned_chips_cheaper_to_run_than_new_ones_are_kept_and_nothing_is_bought():
+    base = milp(toy([chip("old", **OLD), chip("new", **NEW)], OWN_UNITS))
+    assert base.n == {"old": 0, "new": 2}  # 2 × 1.05 < 4 × 1.2
+    o = milp(toy([chip("old", **OLD), chip("new", **NEW)], OWN_UNITS, owned={"old": 4}))
+    assert o.kept == {"old": 4} and o.n["new"] == 0 and o.objective == pytest.approx(4 * 0.2)
+
+
+def test_owned_chips_dearer_to_run_than_new_ones_are_retired():
+    hot = dict(power_kw=20, price_usd=8760)  # 2 USD/h of energy each: 4 of them cost 8 > 2 new at 2.1
+    p = toy([chip("old", **hot), chip("new", **NEW)], OWN_UNITS, owned={"old": 4})
+    o = milp(p)
+    assert o.kept == {"old": 0} and o.n == {"old": 0, "new": 2}
+    plan = extract(p, o)
+    row = plan.chips.set_index("chip").loc["old"]
+    assert row.owned_retired == 4 and row.power_mw == 0 and row.tco_usd_per_hour == 0  # retired: no power, no cost
+    assert plan.power_mw == pytest.approx(2 * 0.5 / 1000)
+
+
+def test_part_of_the_owned_stock_is_topped_up_with_new_chips():
+    o = milp(toy([chip("old", **OLD), chip("new", **NEW)], OWN_UNITS, owned={"old": 2}))
+    assert o.kept == {"old": 2} and o.n["new"] == 1  # 2 × 0.2 + 1.05 < 2 × 1.05
+    assert o.objective == pytest.approx(0.4 + 1.05)
+
+
+def test_owned_capex_is_sunk_for_the_capex_budget_and_supply_caps_only_limit_new_chips():
+    p = toy([chip("old", **OLD), chip("new", **NEW)], OWN_UNITS, owned={"old": 4}, capex_usd=1.0, supply={"old": 0})
+    o = milp(p)
+    assert o.status == "optimal" and o.kept == {"old": 4} and o.n["new"] == 0
+
+
+def test_an_owned_only_chip_is_used_but_never_bought():
+    p = toy([chip("old", **OLD), chip("new", power_kw=0.5, price_usd=8760 * 9)], OWN_UNITS, owned={"old": 2},
+            buy=["new"])
+    o = milp(p)
+    assert o.n["old"] == 2 and o.kept == {"old": 2} and o.n["new"] == 1  # buying 2 more old would be cheaper
+
+
+def test_owned_rack_systems_are_kept_or_retired_whole():
+    rack = chip("rack", power_kw=0.1, price_usd=8760, per_system=4, by_system=True)
+    p = toy([rack, chip("new", **NEW)], [unit("c", "aggregated", "rack", 1, tput=200),
+                                         unit("c", "aggregated", "new", 1, tput=500)], owned={"rack": 8})
+    o = milp(p)
+    assert o.kept["rack"] % 4 == 0 and o.n["rack"] % 4 == 0
+    assert o.objective == pytest.approx(brute_force(p), rel=1e-9)
+
+
+# --- spares and availability --------------------------------------------------------------------------
+def test_availability_buys_exactly_one_more_unit():
+    # 4 units carry the load; each is down 1 % of the time. 4 alone: P(all up) = 0.961 < 0.99;
+    # 4 + 1: P(≤ 1 of 5 down) = 0.99902 ≥ 0.99 → exactly one spare
+    units = [unit("c", "aggregated", "a", 1, tput=250)]
+    assert milp(toy([chip("a", down=0.01)], units)).x[0] == 4
+    p = toy([chip("a", down=0.01)], units, availability=0.99)
+    o = milp(p)
+    assert o.x[0] == 4 and o.spares == {0: 1} and o.n["a"] == 5
+    plan = extract(p, o)
+    assert plan.spares.iloc[0].p_covered == pytest.approx(0.99 ** 5 + 5 * 0.01 * 0.99 ** 4)
+    assert int(plan.chips.set_index("chip").loc["a", "spare_chips"]) == 1
+    assert milp(toy([chip("a", down=0.01)], units, availability=0.9999)).spares == {0: 2}
+
+
+def test_spare_fraction_rounds_up_per_group():
+    p = toy([chip("a")], [unit("c", "aggregated", "a", 2, tput=100)], spare_fraction=0.05)  # 10 working → 0.5 → 1
+    o = milp(p)
+    assert o.x[0] == 10 and o.spares == {0: 1} and o.n["a"] == 22
+
+
+def test_a_rack_failure_takes_the_whole_rack_so_spares_come_in_racks():
+    rack = chip("r", per_system=4, by_system=True, down=0.001)  # rack down 1 − 0.999⁴ ≈ 0.4 %
+    units = [unit("c", "aggregated", "r", 1, tput=200)]  # 5 units → 2 working racks
+    o = milp(toy([rack], units, availability=0.999))
+    assert o.n["r"] == 12 and o.spare_systems == {"r": 1}  # P(≤1 of 3 racks down) ≥ 0.999 > P(both of 2 up)
+
+
+def test_spares_can_tip_the_choice_to_a_smaller_failure_domain():
+    # big: one 8-chip unit does it all, but it is down whenever any of 8 chips is, so it needs a whole spare unit;
+    # small: 1-chip units, 8 of them, one spare chip is enough
+    big = unit("c", "aggregated", "a", 8, tput=1000)
+    small = unit("c", "aggregated", "a", 1, tput=126)
+    assert milp(toy([chip("a", down=0.002)], [big, small])).n["a"] == 8
+    o = milp(toy([chip("a", down=0.002)], [big, small], availability=0.999))
+    assert o.n["a"] == 9 and o.x[1] == 8 and o.spares.get(1) == 1
+
+
+@pytest.mark.slow
+def test_spares_follow_the_brute_force_oracle():
+    rng = random.Random(7)
+    checked = 0
+    for _ in range(25):
+        p = random_problem(rng)
+        chips = [chip(c, power_kw=p.case.chips[c].power_kw, price_usd=p.case.chips[c].price_usd,
+                      per_system=p.case.chips[c].chips_per_system, by_system=p.case.chips[c].sold_by_system,
+                      down=rng.choice([0.001, 0.01, 0.05])) for c in p.case.chips]
+        kw = rng.choice([{"availability": 0.99}, {"spare_fraction": 0.2}, {"availability": 0.999, "spare_fraction": 0.1}])
+        q = toy(chips, p.units.to_dict("records"), classes=tuple((tc.name, tc.demand_tok_s, tc.isl, tc.osl)
+                                                                  for tc in p.case.classes), **kw)
+        if math.prod((m if m >= 0 else 12) + 1 for m in q.unit_max.values()) > 3000:
+            continue
+        truth, o = brute_force(q), milp(q)
+        checked += 1
+        assert (o.status == "infeasible") if truth is None else o.objective == pytest.approx(truth, rel=1e-6, abs=1e-6)
+    assert checked >= 12
+
+
+# --- daily profile and time-of-use prices ------------------------------------------------------------------
+PEAK = [0.25] * 12 + [1.0] + [0.25] * 11  # one peak hour at noon
+
+
+def profiled(chips, units, profile=PEAK, prices=(), **kw):
+    from dataclasses import replace
+
+    p = toy(chips, units, **kw)
+    case = replace(p.case, classes=tuple(replace(tc, demand_profile=tuple(profile)) for tc in p.case.classes),
+                   economics=replace(p.case.economics, electricity_usd_per_kwh_by_hour=tuple(prices)))
+    from planner.problem import build_problem
+
+    return build_problem(case, p.units, p.objective)
+
+
+def test_the_peak_slice_alone_decides_the_purchase_and_off_peak_runs_less():
+    p = profiled([chip("a")], [unit("c", "aggregated", "a", 1, tput=250)])  # peak 1000 → 4; off-peak 250 → 1
+    o = milp(p)
+    assert o.x[0] == 4 and o.n["a"] == 4
+    assert o.running[(0, 12)] == 4 and all(o.running[(0, h)] == 1 for h in range(24) if h != 12)
+    # capex 4 × 1 + facility 0 + energy: 4 × 0.3 idle kW + (1 − 0.3) kW per running chip, at 0.1 USD/kWh
+    energy = sum(0.1 * (4 * 0.3 + 0.7 * (4 if h == 12 else 1)) for h in range(24)) / 24
+    assert o.objective == pytest.approx(4 + energy)
+    plan = extract(p, o)
+    assert plan.slices["utilization"].max() == pytest.approx(1.0) and plan.slices["utilization"].min() == pytest.approx(0.25)
+
+
+def test_time_of_use_prices_change_which_units_run():
+    hungry = chip("hungry", power_kw=10, price_usd=8760 * 0.5)  # flat: 0.5 + 1.0 USD/h running
+    frugal = chip("frugal", power_kw=1, price_usd=8760 * 2)  # flat: 2 + 0.1
+    units = [unit("c", "aggregated", "hungry", 1, tput=1000), unit("c", "aggregated", "frugal", 1, tput=1000)]
+    flat = milp(profiled([hungry, frugal], units, profile=[1.0] * 24))
+    assert {u for u, h in flat.running} == {0}  # only the hungry unit runs, every hour
+    dear = [0.1] * 17 + [1.0] * 6 + [0.1]  # an evening peak price: mean 0.325 USD/kWh
+    tou = milp(profiled([hungry, frugal], units, profile=[1.0] * 24, prices=dear))
+    assert {u for u, h in tou.running} == {1} and tou.n.get("hungry", 0) == 0
+    # with both bought for a peak, the hungry unit runs only in the cheap hours
+    both = milp(profiled([hungry, frugal], units, profile=[1.0] * 12 + [2.0] + [1.0] * 11, prices=dear))
+    assert both.n == {"hungry": 1, "frugal": 1}
+    assert all((1, h) in both.running for h in range(24)) and {h for u, h in both.running if u == 0} == {12}

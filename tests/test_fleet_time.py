@@ -1,0 +1,81 @@
+"""Load over time and real fleets (issue #14): owned chips, spares and availability, daily profiles —
+validation with named fixes, and the plan on catalog chips."""
+import pytest
+from click.testing import CliRunner
+
+from planner.cases import load_case
+from planner.cli import main
+from planner.errors import CaseError
+
+CASE = """name = "t"
+[fleet]
+chips = ["b200"]
+{fleet}
+[constraints]
+{constraints}
+[economics]
+{economics}
+[[classes]]
+name = "chat"
+model = "gpt-oss-120b"
+precision = "fp8"
+isl = 2000
+osl = 500
+demand_tok_s = 10000
+min_speed_tok_s_user = 100
+ttft_s = 2.0
+{cls}
+"""
+
+
+def write(tmp_path, fleet="", constraints="", economics="", cls=""):
+    p = tmp_path / "case.toml"
+    p.write_text(CASE.format(fleet=fleet, constraints=constraints, economics=economics, cls=cls), encoding="utf-8")
+    return str(p)
+
+
+def problems(path):
+    with pytest.raises(CaseError) as exc:
+        load_case(path)
+    return {p.where.split(": ", 1)[1]: p for p in exc.value.problems}
+
+
+def test_owned_chips_load_and_join_the_fleet_without_being_buyable(tmp_path):
+    case = load_case(write(tmp_path, fleet='[[fleet.owned]]\nchip = "h100"\ncount = 16\nage_years = 2'))
+    assert case.fleet.chips == ("b200", "h100-sxm") and case.fleet.owned_count("h100-sxm") == 16
+    assert case.fleet.buyable("b200") and not case.fleet.buyable("h100-sxm")
+    assert case.fleet.owned[0].age_years == 2
+
+
+def test_bad_owned_entries_are_named_with_their_fix(tmp_path):
+    fleet = ('[[fleet.owned]]\nchip = "h9000"\ncount = 8\n[[fleet.owned]]\nchip = "h100"\ncount = -8\n'
+             '[[fleet.owned]]\nchip = "gb300"\ncount = 100\n[[fleet.owned]]\ncount = 3')
+    got = problems(write(tmp_path, fleet=fleet))
+    assert "unknown chip" in got["fleet.owned.0.chip"].what and "h200" in got["fleet.owned.0.chip"].fix
+    assert "≥ 0" in got["fleet.owned.1.count"].what
+    assert "multiple of 72" in got["fleet.owned.2.count"].what and "72 or 144" in got["fleet.owned.2.count"].fix
+    assert "missing" in got["fleet.owned.3.chip"].what
+
+
+def test_bad_owned_entry_exits_nonzero_without_a_traceback(tmp_path):
+    res = CliRunner().invoke(main, ["plan", write(tmp_path, fleet='[[fleet.owned]]\nchip = "h100"\ncount = -1')])
+    assert res.exit_code == 2 and "fleet.owned.0.count" in res.output and "Traceback" not in res.output
+
+
+def test_spares_that_break_the_power_budget_are_diagnosed_in_mw():
+    import planner
+    from planner.errors import InfeasibleError
+
+    base = planner.plan("availability-racks", grid="coarse")
+    with pytest.raises(InfeasibleError) as exc:  # the fleet fits without spares, not with them
+        planner.plan("availability-racks", grid="coarse", sets=[f"constraints.power_mw={base.power_mw * 0.95:.4f}"])
+    assert any(p.where == "constraints.power_mw" and "short by" in p.what for p in exc.value.problems)
+
+
+def test_bad_profiles_and_prices_name_the_field(tmp_path):
+    got = problems(write(tmp_path, cls="demand_profile = [1, 2, 3]",
+                         economics="electricity_usd_per_kwh_by_hour = [" + ", ".join(["-0.1"] + ["0.1"] * 23) + "]"))
+    assert "24 numbers" in got["classes.0.demand_profile"].what
+    assert "≥ 0" in got["economics.electricity_usd_per_kwh_by_hour.0"].what
+    got = problems(write(tmp_path, cls="demand_profile = [" + ", ".join(["0"] * 24) + "]"))
+    assert "every hour is 0" in got["classes.0.demand_profile"].what
