@@ -55,6 +55,7 @@ class Outcome:
     slacks: dict[str, float] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
     served: dict[str, tuple[float, float]] = field(default_factory=dict)  # class → (aggregated, disaggregated) tok/s
+    shares: dict[tuple[int, str], float] = field(default_factory=dict)  # (shared unit, bucket) → tok/s it serves
 
 
 def _highs(opts: SolveOptions) -> Highs:
@@ -128,6 +129,7 @@ def solve(p: Problem, opts: SolveOptions | None = None, warm: Outcome | None = N
                   n={c: int(round(m.n[c].value or 0)) for c in m.C},
                   y={k: int(round(m.y[k].value or 0)) for k in m.SC}, alpha=pyo.value(m.alpha))
     out.served = {j: (pyo.value(m.served_agg[j]) * 1e3, pyo.value(m.served_dis[j]) * 1e3) for j in m.J}
+    out.shares = {k: (m.share[k].value or 0.0) * 1e3 for k in m.S if out.x.get(k[0], 0) > 0}
     out.slacks = _slacks(m)
     out.duals = _shadow_prices(m, p, opt)
     return out

@@ -112,7 +112,10 @@ def load_trace(path: str | Path, where: str) -> pd.DataFrame:
     from .inputs import read_bytes
 
     p = Path(path)
-    data = read_bytes(p, "a trace file (CSV or Parquet)", CaseError)
+    try:
+        data = read_bytes(p, "a trace file (CSV or Parquet)", CaseError)
+    except CaseError as exc:
+        raise CaseError(str(exc.args[0]), [Problem(where, f"{pr.where}: {pr.what}", pr.fix) for pr in exc.problems])
     if p.suffix.lower() in (".parquet", ".pq"):
         try:
             import pyarrow  # noqa: F401
