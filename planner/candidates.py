@@ -261,7 +261,8 @@ def build_candidates(case: Case, opts: GridOptions | None = None, deadline: floa
     if opts.prune:
         df = prune(df)
     df = df.assign(serves=None)
-    shared = [shared_candidates(sh, [full[b] for b in sh.buckets], opts.prune) for sh in case.shapes.values()
+    shared = [shared_candidates(sh, [full[b] for b in sh.buckets], opts.prune, sh.merge_span)
+              for sh in case.shapes.values()
               if sh.merge_buckets and len(sh.buckets) > 1]
     shared = [d for d in shared if len(d)]
     if shared:
@@ -277,7 +278,7 @@ CONFIG = ["kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "batch", "draft_ch
 """What makes two buckets' grid points the same deployment (same chips, layout and batch)."""
 
 
-def shared_candidates(shape, tables: list[pd.DataFrame], prune_: bool = True) -> pd.DataFrame:
+def shared_candidates(shape, tables: list[pd.DataFrame], prune_: bool = True, max_span: int | None = None) -> pd.DataFrame:
     """Units that serve a contiguous range of a class's buckets (shortest first), sized for the
     longest they serve: a deployment (chips, layout, batch) is a shared unit of buckets s..e when it
     is a candidate of every one of them — so its KV fits the longest bucket's sequences, and it
@@ -287,11 +288,12 @@ def shared_candidates(shape, tables: list[pd.DataFrame], prune_: bool = True) ->
     per chip set, the batches whose per-bucket throughputs no other batch beats on every bucket."""
     out = []
     n = len(tables)
+    max_span = max_span or n
     value = [t.assign(_v=np.where(t["kind"] == "prefill", t["prefill_tok_s"], t["throughput_tok_s"]))
              [CONFIG + ["_v", "speed_tok_s_user", "ttft_s", "class_index"]] for t in tables]
     for s in range(n):
         acc = value[s].rename(columns={"_v": "_v0", "speed_tok_s_user": "_s0", "ttft_s": "_t0"})
-        for e in range(s + 1, n):
+        for e in range(s + 1, min(n, s + max_span)):
             k = e - s
             acc = acc.merge(value[e].drop(columns="class_index").rename(
                 columns={"_v": f"_v{k}", "speed_tok_s_user": f"_s{k}", "ttft_s": f"_t{k}"}), on=CONFIG)
@@ -299,6 +301,8 @@ def shared_candidates(shape, tables: list[pd.DataFrame], prune_: bool = True) ->
                 break
             v = acc[[f"_v{i}" for i in range(k + 1)]].to_numpy(float)
             keep = _pareto(acc, v) if prune_ else np.ones(len(acc), dtype=bool)
+            if prune_:
+                keep &= _not_covered(acc, v, keep)
             sel = acc[keep]
             vs = v[keep]
             names = shape.buckets[s:e + 1]
@@ -317,6 +321,29 @@ def shared_candidates(shape, tables: list[pd.DataFrame], prune_: bool = True) ->
         return pd.DataFrame(columns=COLUMNS + ["serves"])
     df = pd.concat(out, ignore_index=True)
     return df[COLUMNS + ["serves"]]
+
+
+def _not_covered(df: pd.DataFrame, v: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """The exact pruning of `prune` for shared units: drop a unit when whole copies of another of the
+    same chip types use no more chips and serve at least as much of every bucket."""
+    keep = alive.copy()
+    key = df[["kind", "attn_chip", "ffn_chip", "draft_chip"]].astype(str).agg("|".join, axis=1).to_numpy()
+    na, nf, nd = (df[c].to_numpy() for c in ("n_attn", "n_ffn", "n_draft"))
+    for _, idx in pd.Series(range(len(df))).groupby(key, sort=False).indices.items():
+        idx = idx[alive[idx]]
+        idx = idx[np.argsort(-v[idx].sum(axis=1), kind="stable")]
+        kept: list[int] = []
+        for i in idx:
+            for k in kept:
+                a = na[i] // na[k]
+                if nf[k]:
+                    a = min(a, nf[i] // nf[k])
+                if a >= 1 and (a * v[k] >= v[i] - 1e-9).all() and _fits_in(nd[k], nd[i], na[k], na[i]):
+                    keep[i] = False
+                    break
+            else:
+                kept.append(i)
+    return keep
 
 
 def _pareto(df: pd.DataFrame, v: np.ndarray) -> np.ndarray:

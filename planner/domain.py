@@ -190,6 +190,7 @@ class Shape:
     max_error: float = 0.0  # the bucketing's error bound (planner/workload.py)
     mean_pair_error: float = 0.0  # the same error had one mean pair stood for the whole class
     merge_buckets: bool = True  # units may serve a contiguous range of buckets
+    merge_span: int = 0  # at most this many buckets per shared unit (0 = any range)
     source: str = ""  # trace path or "lengths"
     rows: int = 0
 

@@ -371,5 +371,87 @@ def mixture_comparison(bucketing: Bucketing, model, chip, precision: str = "fp8"
             "tok_s_error": (mean["tok_s_per_chip"] - tput_mix) / tput_mix if tput_mix else None}
 
 
+# ---- `fleet workload` ---------------------------------------------------------------------------
+
+def workload_report(path: str, max_buckets: int = DEFAULT_MAX_BUCKETS, tolerance: float = DEFAULT_TOLERANCE,
+                    chip: str = "b200", model: str = "llama-3.1-70b", precision: str = "fp8",
+                    batch: int | None = None, catalogs=()) -> dict:
+    """What `fleet workload TRACE` prints: the buckets and the error of one mean pair instead."""
+    from .catalog import load_catalog
+
+    if max_buckets < 1:
+        raise CaseError("--buckets must be at least 1", [Problem("--buckets", f"got {max_buckets}", "give 1 to 64")])
+    points = load_trace(path, "TRACE")
+    b = bucketize(points, max_buckets, tolerance)
+    cat = load_catalog(list(catalogs))
+    chip_id, model_id = cat.resolve_chip(chip), cat.resolve_model(model)
+    if not cat.chips[chip_id].supports(precision):
+        raise CaseError(f"{chip_id} does not run {precision}", [Problem("--precision", precision, "pick bf16, fp8 or fp4")])
+    cmp = mixture_comparison(b, cat.models[model_id], cat.chips[chip_id], precision, batch)
+    rows = []
+    for name, k, ref in zip(b.labels("bucket"), b.buckets, cmp["buckets"]):
+        rows.append({"bucket": name.removeprefix("bucket"), "isl_min": k.isl_min, "isl_max": k.isl_max,
+                     "osl_min": k.osl_min, "osl_max": k.osl_max, "isl_mean": k.isl, "osl_mean": k.osl,
+                     "cached_isl_mean": k.cached_isl, "request_share": k.request_share, "token_share": k.token_share,
+                     "kv_error": k.kv_error, "speed_error": k.speed_error, "prefill_error": k.prefill_error,
+                     "ref_batch": ref["batch"], "ref_kv_gb_per_seq": ref["kv_bytes_per_seq"] / 1e9,
+                     "ref_tok_s_per_chip": ref["tok_s_per_chip"]})
+    m = b.mean_pair
+    return {"trace": str(path), "rows": b.rows, "max_buckets": max_buckets, "tolerance": tolerance,
+            "buckets": rows, "max_bucket_error": b.max_error,
+            "mean_pair": {"isl_mean": m.isl, "osl_mean": m.osl, "cached_isl_mean": m.cached_isl,
+                          "error": m.error, "kv_error": m.kv_error, "speed_error": m.speed_error,
+                          "prefill_error": m.prefill_error},
+            "reference": {"chip": chip_id, "model": model_id, "precision": precision,
+                          "chips": cmp["mean_pair"]["chips"], "batch": batch or "largest that fits (≤ 1024)",
+                          "mean_pair": {"batch": cmp["mean_pair"]["batch"],
+                                        "kv_gb_per_seq": cmp["mean_pair"]["kv_bytes_per_seq"] / 1e9,
+                                        "tok_s_per_chip": cmp["mean_pair"]["tok_s_per_chip"]},
+                          "mixture": {"kv_gb_per_seq": cmp["mixture"]["kv_bytes_per_seq"] / 1e9,
+                                      "tok_s_per_chip": cmp["mixture"]["tok_s_per_chip"]},
+                          "kv_error": cmp["kv_error"], "tok_s_error": cmp["tok_s_error"]},
+            "definitions": {
+                "request_share": "share of the trace's requests in the bucket",
+                "token_share": "share of its output tokens: a bucket's share of a class's demand (tok/s)",
+                "kv_error": "|ISL̄+OSL̄ − K*|/K*, K* = Σ osl·(isl+osl)/Σ osl: KV a running sequence's slot holds",
+                "speed_error": "|ISL̄+OSL̄/2 − C*|/C*, C* = Σ osl·(isl+osl/2)/Σ osl: context a decode step reads",
+                "prefill_error": "|ISL̄ − I*|/I*, I* = Σ isl²/Σ isl: the prompt an input token belongs to",
+                "mixture kv_gb_per_seq": "Σ_b token_share_b · KV(ISL̄_b + OSL̄_b): per running sequence",
+                "mixture tok_s_per_chip": "Σ τ_b / Σ (τ_b / tput_b): each bucket at its own largest batch that fits",
+            }}
+
+
+def workload_text(r: dict) -> str:
+    from .reports import text_table
+
+    ref, m = r["reference"], r["mean_pair"]
+    rows = [{"bucket": b["bucket"], "ISL range": f"{b['isl_min']:,}-{b['isl_max']:,}",
+             "OSL range": f"{b['osl_min']:,}-{b['osl_max']:,}", "mean ISL": round(b["isl_mean"]),
+             "mean OSL": round(b["osl_mean"]), "cached": round(b["cached_isl_mean"]),
+             "requests": f"{b['request_share']:.1%}", "out tokens": f"{b['token_share']:.1%}",
+             "error": f"{max(b['kv_error'], b['speed_error'], b['prefill_error']):.1%}",
+             "KV GB/seq": round(b["ref_kv_gb_per_seq"], 2), "batch": b["ref_batch"],
+             "tok/s/chip": round(b["ref_tok_s_per_chip"])} for b in r["buckets"]]
+    mp, mx = ref["mean_pair"], ref["mixture"]
+
+    def pct(x):
+        return "-" if x is None else f"{x:+.0%}"
+
+    lines = [f"{r['trace']}: {r['rows']:,} requests in {len(r['buckets'])} length buckets "
+             f"(≤ {r['max_buckets']}, merging stops above {r['tolerance']:.0%} error)", "",
+             text_table(rows), "",
+             f"Bucketing error (largest over buckets; KV, decode-context and prefill proxies): {r['max_bucket_error']:.1%}; "
+             f"one mean pair (ISL {m['isl_mean']:,.0f}, OSL {m['osl_mean']:,.0f}) instead: {m['error']:.1%} "
+             f"(KV {m['kv_error']:.1%}, decode {m['speed_error']:.1%}, prefill {m['prefill_error']:.1%})", "",
+             f"On {ref['chips']} × {ref['chip']} running {ref['model']} ({ref['precision']}), each pair at the largest "
+             f"batch that fits (≤ 1024)" if not isinstance(ref["batch"], int) else
+             f"On {ref['chips']} × {ref['chip']} running {ref['model']} ({ref['precision']}) at batch {ref['batch']}",
+             f"  KV per running sequence: mean pair {mp['kv_gb_per_seq']:.2f} GB, bucket mixture {mx['kv_gb_per_seq']:.2f} GB "
+             f"(mean pair {pct(ref['kv_error'])})",
+             f"  decode tok/s/chip:       mean pair {mp['tok_s_per_chip']:,.0f} (batch {mp['batch']}), "
+             f"bucket mixture {mx['tok_s_per_chip']:,.0f} (mean pair {pct(ref['tok_s_error'])})"]
+    return "\n".join(lines) + "\n"
+
+
 __all__ = ["Bucket", "Bucketing", "bucketize", "load_trace", "check_lengths", "lengths_frame", "required_buckets",
            "mixture_comparison", "DEFAULT_MAX_BUCKETS", "DEFAULT_TOLERANCE"]
