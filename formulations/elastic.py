@@ -55,7 +55,7 @@ def build_elastic(p: Problem) -> pyo.ConcreteModel:
     if hasattr(m, "assign"):
         m.assign.deactivate()
         pairs = [(u, s, c) for u in p.unit_ids for (s, c) in p.unit_stages[u]]
-        bigm = {u: int(2 * p.demand_ktok_s[p.units.at[u, "class"]] * max(p.isl_per_osl.values(), default=1)
+        bigm = {u: int(2 * p.unit_demand_ktok_s(u) * max(p.isl_per_osl.values(), default=1)
                        / max(p.unit_tput_ktok_s[u] or p.unit_prefill_ktok_s[u], 1e-9)) + 1 for u in p.unit_ids}
         m.assign_elastic = pyo.Constraint(range(len(pairs)), rule=lambda m, i: m.x[pairs[i][0]]
                                           <= bigm[pairs[i][0]] * m.y[pairs[i][1], pairs[i][2]])

@@ -8,6 +8,7 @@ Variables
     r[c] ∈ ℤ≥0   whole systems of c (sold by system)   y[s,c] ∈ {0,1}  stage s runs on chip c
     z[c] ∈ {0,1} chip type c used (fixed cost)          α ≥ 0   served share of demand (throughput objective)
     b[c], k[c] ∈ ℤ≥0  chips of c bought new / kept from the owned stock (only when chips are owned; else b ≡ n)
+    s[u,j] ≥ 0   k tokens/s of length bucket j that the copies of shared unit u serve
 Units: throughput k tokens/s, power kW, cost USD/hour (capex objective: M USD).
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ def build_model(p: Problem) -> pyo.ConcreteModel:
     add_throughput(m, p)
     add_prefill(m, p)
     add_slices(m, p)
+    add_sharing(m, p)
     add_chip_count(m, p)
     add_systems(m, p)
     add_spares(m, p)
@@ -52,6 +54,9 @@ def add_variables(m, p: Problem) -> None:
     m.n = pyo.Var(m.C, within=pyo.NonNegativeIntegers, doc="chips bought of type c")
     m.y = pyo.Var(m.SC, within=pyo.Binary, doc="stage s may run on chip c")
     m.alpha = pyo.Var(within=pyo.NonNegativeReals, bounds=(0, None), doc="served share of demand")
+    m.S = pyo.Set(initialize=[(u, j) for u, sv in sorted(p.unit_serves.items()) for j in sv], dimen=2,
+                  doc="(shared unit, bucket it may serve)")
+    m.share = pyo.Var(m.S, within=pyo.NonNegativeReals, doc="bucket j's k tok/s on shared unit u")
     if p.objective != "throughput":
         m.alpha.fix(1.0)
 
@@ -62,12 +67,16 @@ def add_throughput(m, p: Problem) -> None:
     [k output tokens/s]. The split lets spare decode capacity go without prefill (see add_prefill)."""
     agg = {j: p.units_of(j, "aggregated") for j in p.classes}
     dec = {j: p.units_of(j, "decode") for j in p.classes}
+    sh_agg = {j: p.shared_of(j, "aggregated") for j in p.classes}
+    sh_dec = {j: p.shared_of(j, "decode") for j in p.classes}
     m.served_agg = pyo.Var(m.J, within=pyo.NonNegativeReals, doc="demand served by aggregated units")
     m.served_dis = pyo.Var(m.J, within=pyo.NonNegativeReals, doc="demand served by disaggregated decode")
     m.cover_agg = pyo.Constraint(m.J, rule=lambda m, j: sum(p.unit_tput_ktok_s[u] * m.x[u] for u in agg[j])
-                                 >= m.served_agg[j], doc="aggregated capacity ≥ its share")
+                                 + sum(m.share[u, j] for u in sh_agg[j]) >= m.served_agg[j],
+                                 doc="aggregated capacity ≥ its share")
     m.cover_dis = pyo.Constraint(m.J, rule=lambda m, j: sum(p.unit_tput_ktok_s[u] * m.x[u] for u in dec[j])
-                                 >= m.served_dis[j], doc="decode capacity ≥ its share")
+                                 + sum(m.share[u, j] for u in sh_dec[j]) >= m.served_dis[j],
+                                 doc="decode capacity ≥ its share")
     m.throughput = pyo.Constraint(m.J, rule=lambda m, j: m.served_agg[j] + m.served_dis[j]
                                   >= m.alpha * p.demand_ktok_s[j], doc="output throughput ≥ demand")
 
@@ -77,7 +86,9 @@ def add_prefill(m, p: Problem) -> None:
     the disaggregated decode serves (not for its spare capacity); cap_u already holds the utilisation
     the TTFT target allows. Aggregated units prefill on their own chips."""
     pools = {j: p.units_of(j, "prefill") for j in p.classes}
+    shared = {j: p.shared_of(j, "prefill") for j in p.classes}
     m.prefill = pyo.Constraint(m.J, rule=lambda m, j: sum(p.unit_prefill_ktok_s[u] * m.x[u] for u in pools[j])
+                               + sum(m.share[u, j] for u in shared[j])
                                >= p.isl_per_osl[j] * m.served_dis[j], doc="prefill capacity ≥ input tokens")
 
 
@@ -115,6 +126,19 @@ def slice_energy_usd_per_hour(m, p: Problem):
     delta = {u: sum(cnt * (p.chip_power_kw[c] - p.chip_idle_kw[c]) for c, cnt in p.unit_chips[u].items()) for u in p.unit_ids}
     return sum(p.slice_price_usd_per_kwh[h] * p.pue * (idle + sum(delta[u] * m.xr[u, h] for u in m.U))
                for h in m.H) / len(p.slices)
+
+
+def add_sharing(m, p: Problem) -> None:
+    """Σ_j s[u,j] / cap[u,j] ≤ x_u   ∀ shared unit u   [copies]: a unit that may serve several length
+    buckets of one class (sized for the longest, planner/candidates.py shared_candidates) splits its
+    time between them; cap[u,j] is what one copy serves of bucket j alone. Exact when a decode step's
+    time is affine in the sequences' contexts (sequences of bucket j add their own KV reads, prefill
+    chunks and per-sequence costs), and conservative where compute and memory times overlap (max)."""
+    if not p.unit_serves:
+        return
+    U = sorted(p.unit_serves)
+    m.sharing = pyo.Constraint(U, rule=lambda m, u: sum(m.share[u, j] / cap for j, cap in p.unit_serves[u].items())
+                               <= m.x[u], doc="a shared unit's time split between its buckets")
 
 
 def add_chip_count(m, p: Problem) -> None:

@@ -18,7 +18,7 @@ prefill: prefill is sized for served demand), so the optimum is unchanged (teste
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -244,16 +244,117 @@ def build_candidates(case: Case, opts: GridOptions | None = None, deadline: floa
 
     opts = opts or GridOptions()
     chunks = []
+    merging = {b for sh in case.shapes.values() if sh.merge_buckets and len(sh.buckets) > 1 for b in sh.buckets}
+    full: dict[str, pd.DataFrame] = {}  # every grid point of a bucket that may share units (merged units need all)
     for j, tc in enumerate(case.classes):
         if deadline is not None and time.monotonic() > deadline:
             raise TimeLimitError("time limit reached while generating candidate units", [Problem(
                 "--time-limit", f"candidates for {j} of {len(case.classes)} classes were built in time",
                 "raise --time-limit, use --grid coarse, or split the case")])
-        chunks += class_candidates(case, j, tc, opts)
-    cols = ["class", "class_index", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "batch",
-            "throughput_tok_s", "speed_tok_s_user", "ttft_s", "prefill_tok_s", "draft_chip", "n_draft",
-            "tp", "pp", "ep", "attn_dp", "mtp_tokens"]
-    df = pd.concat(chunks, ignore_index=True)[cols] if chunks else pd.DataFrame(columns=cols)
+        if tc.name in merging:
+            mine = class_candidates(case, j, tc, replace(opts, prune=False))
+            full[tc.name] = pd.concat(mine, ignore_index=True) if mine else pd.DataFrame(columns=COLUMNS)
+            chunks += mine
+        else:
+            chunks += class_candidates(case, j, tc, opts)
+    df = pd.concat(chunks, ignore_index=True)[COLUMNS] if chunks else pd.DataFrame(columns=COLUMNS)
     if opts.prune:
         df = prune(df)
+    df = df.assign(serves=None)
+    shared = [shared_candidates(sh, [full[b] for b in sh.buckets], opts.prune, sh.merge_span)
+              for sh in case.shapes.values()
+              if sh.merge_buckets and len(sh.buckets) > 1]
+    shared = [d for d in shared if len(d)]
+    if shared:
+        df = pd.concat([df, *shared], ignore_index=True)
     return df.reset_index(drop=True)
+
+
+COLUMNS = ["class", "class_index", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "batch",
+           "throughput_tok_s", "speed_tok_s_user", "ttft_s", "prefill_tok_s", "draft_chip", "n_draft",
+           "tp", "pp", "ep", "attn_dp", "mtp_tokens"]
+CONFIG = ["kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "batch", "draft_chip", "n_draft", "tp", "pp", "attn_dp",
+          "mtp_tokens"]
+"""What makes two buckets' grid points the same deployment (same chips, layout and batch)."""
+
+
+def shared_candidates(shape, tables: list[pd.DataFrame], prune_: bool = True, max_span: int | None = None) -> pd.DataFrame:
+    """Units that serve a contiguous range of a class's buckets (shortest first), sized for the
+    longest they serve: a deployment (chips, layout, batch) is a shared unit of buckets s..e when it
+    is a candidate of every one of them — so its KV fits the longest bucket's sequences, and it
+    meets every bucket's speed (and, aggregated or prefill, TTFT) target. Each bucket keeps the
+    throughput the performance model gives the unit at that bucket's lengths (`serves`); the MILP
+    splits a unit's time between its buckets (formulations/fleet.py, add_sharing). Pruning keeps,
+    per chip set, the batches whose per-bucket throughputs no other batch beats on every bucket."""
+    out = []
+    n = len(tables)
+    max_span = max_span or n
+    value = [t.assign(_v=np.where(t["kind"] == "prefill", t["prefill_tok_s"], t["throughput_tok_s"]))
+             [CONFIG + ["_v", "speed_tok_s_user", "ttft_s", "class_index"]] for t in tables]
+    for s in range(n):
+        acc = value[s].rename(columns={"_v": "_v0", "speed_tok_s_user": "_s0", "ttft_s": "_t0"})
+        for e in range(s + 1, min(n, s + max_span)):
+            k = e - s
+            acc = acc.merge(value[e].drop(columns="class_index").rename(
+                columns={"_v": f"_v{k}", "speed_tok_s_user": f"_s{k}", "ttft_s": f"_t{k}"}), on=CONFIG)
+            if acc.empty:
+                break
+            v = acc[[f"_v{i}" for i in range(k + 1)]].to_numpy(float)
+            keep = _pareto(acc, v) if prune_ else np.ones(len(acc), dtype=bool)
+            if prune_:
+                keep &= _not_covered(acc, v, keep)
+            sel = acc[keep]
+            vs = v[keep]
+            names = shape.buckets[s:e + 1]
+            rows = sel[CONFIG].copy()
+            rows.insert(0, "class", f"{shape.name}[buckets {s + 1}-{e + 1}]")
+            rows.insert(1, "class_index", sel["class_index"].to_numpy())
+            longest = vs[:, -1]
+            rows["throughput_tok_s"] = np.where(rows["kind"] == "prefill", 0.0, longest)
+            rows["prefill_tok_s"] = np.where(rows["kind"] == "prefill", longest, 0.0)
+            rows["speed_tok_s_user"] = sel[[f"_s{i}" for i in range(k + 1)]].min(axis=1).to_numpy()
+            rows["ttft_s"] = sel[[f"_t{i}" for i in range(k + 1)]].max(axis=1).to_numpy()
+            rows["ep"] = 1
+            rows["serves"] = [tuple(zip(names, map(float, r))) for r in vs]
+            out.append(rows)
+    if not out:
+        return pd.DataFrame(columns=COLUMNS + ["serves"])
+    df = pd.concat(out, ignore_index=True)
+    return df[COLUMNS + ["serves"]]
+
+
+def _not_covered(df: pd.DataFrame, v: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """The exact pruning of `prune` for shared units: drop a unit when whole copies of another of the
+    same chip types use no more chips and serve at least as much of every bucket."""
+    keep = alive.copy()
+    key = df[["kind", "attn_chip", "ffn_chip", "draft_chip"]].astype(str).agg("|".join, axis=1).to_numpy()
+    na, nf, nd = (df[c].to_numpy() for c in ("n_attn", "n_ffn", "n_draft"))
+    for _, idx in pd.Series(range(len(df))).groupby(key, sort=False).indices.items():
+        idx = idx[alive[idx]]
+        idx = idx[np.argsort(-v[idx].sum(axis=1), kind="stable")]
+        kept: list[int] = []
+        for i in idx:
+            for k in kept:
+                a = na[i] // na[k]
+                if nf[k]:
+                    a = min(a, nf[i] // nf[k])
+                if a >= 1 and (a * v[k] >= v[i] - 1e-9).all() and _fits_in(nd[k], nd[i], na[k], na[i]):
+                    keep[i] = False
+                    break
+            else:
+                kept.append(i)
+    return keep
+
+
+def _pareto(df: pd.DataFrame, v: np.ndarray) -> np.ndarray:
+    """Rows no other row of the same chip set beats (≥ on every bucket, > on one)."""
+    keep = np.zeros(len(df), dtype=bool)
+    key = df[["kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "draft_chip", "n_draft"]].astype(str).agg("|".join, axis=1)
+    for _, idx in df.groupby(key.to_numpy(), sort=False).indices.items():
+        g = v[idx]
+        ge = (g[:, None, :] >= g[None, :, :]).all(axis=2)
+        gt = (g[:, None, :] > g[None, :, :]).any(axis=2)
+        dominated = (ge & gt).any(axis=0)
+        same = np.triu((g[:, None, :] == g[None, :, :]).all(axis=2), 1).any(axis=0)  # exact ties: keep the first
+        keep[idx[~dominated & ~same]] = True
+    return keep

@@ -29,8 +29,8 @@ CLASS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "name": ("str", True, None, "a class name"),
     "model": ("str", True, None, "a model id (see `fleet catalog list models`)"),
     "precision": ("str", True, None, "bf16, fp8 or fp4 (aliases: fp16, bfloat16, float8, nvfp4, mxfp4 …)"),
-    "isl": ("int", True, ">0", "input (prompt) length in tokens"),
-    "osl": ("int", True, ">0", "output length in tokens"),
+    "isl": ("int", False, ">0", "input (prompt) length in tokens (or give lengths or trace)"),
+    "osl": ("int", False, ">0", "output length in tokens (or give lengths or trace)"),
     "demand_tok_s": ("float", True, ">0", "demanded output tokens/s"),
     "min_speed_tok_s_user": ("float", True, ">0", "minimum decode speed per user (tokens/s)"),
     "ttft_s": ("float", True, ">0", "time-to-first-token target (s)"),
@@ -41,7 +41,28 @@ CLASS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "draft_tokens": ("int", False, ">0", "tokens the draft proposes per round"),
     "accepted_tokens_per_step": ("float", False, ">0", "tokens emitted per verify round (1 … draft_tokens+1, or mtp_tokens+1)"),
     "mtp_tokens": ("int", False, ">=0", "tokens the model's own MTP head drafts per step (DeepSeek-style multi-token prediction; 0 = off)"),
+    # workload shape (planner/workload.py): a length distribution instead of one isl/osl pair
+    "lengths": ("tables", False, None, "[[classes.lengths]] entries isl, osl, share (share of requests; shares sum to 1)"),
+    "trace": ("str", False, None, "a CSV (or Parquet) trace, path relative to the case file, columns isl, osl[, arrival_s][, cached_isl]"),
+    "max_buckets": ("int", False, ">0", "the most length buckets to plan (default 8)"),
+    "bucket_tolerance": ("float", False, ">=0", "bucketing error allowed before merging stops (default 0.05)"),
+    "merge_buckets": ("bool", False, None, "true (default) lets one unit serve a contiguous range of buckets"),
+    "merge_span": ("int", False, ">0", "the most buckets one shared unit may serve (default MERGE_SPAN)"),
+    "ttft_percentile": ("float", False, ">0", "percent of requests the TTFT target holds for: 50, 90, 99 … (default 100)"),
+    "speed_percentile": ("float", False, ">0", "percent of requests the speed target holds for (default 100)"),
+    "tail_ttft_s": ("float", False, ">0", "TTFT bound beyond ttft_percentile (default: none; prefill at max_utilization)"),
+    "tail_min_speed_tok_s_user": ("float", False, ">0", "speed floor beyond speed_percentile (default 1 tok/s/user)"),
 }
+SHAPE_FIELDS = ("lengths", "trace", "max_buckets", "bucket_tolerance", "merge_buckets", "merge_span", "ttft_percentile",
+                "speed_percentile", "tail_ttft_s", "tail_min_speed_tok_s_user")
+MERGE_SPAN = 2
+"""Default: a shared unit serves two adjacent buckets. Measured on cases/trace-chat-agent.toml: any range
+(up to all 8) finds the same TCO but does not prove it inside 60 s; adjacent pairs prove it in ~6 s."""
+TAIL_TTFT_S = 3_600.0
+"""TTFT 'target' of buckets beyond ttft_percentile when no tail_ttft_s is given: no target, so their
+prefill runs at the class's max_utilization (M/D/1 wait ≤ ρ/(2(1−ρ)) service times)."""
+TAIL_MIN_SPEED = 1.0
+"""Speed floor of buckets beyond speed_percentile when no tail_min_speed_tok_s_user is given."""
 CONSTRAINT_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "power_mw": ("float", False, ">0", "site power budget (MW, facility side incl. PUE)"),
     "capex_usd": ("float", False, ">0", "chip capex budget (USD)"),
@@ -63,6 +84,13 @@ CASE_RANGES: dict[str, tuple[float, float, str]] = {
     "draft_tokens": (1, 64, "tokens"),
     "mtp_tokens": (0, 16, "tokens"),
     "accepted_tokens_per_step": (1, 65, "tokens"),
+    "max_buckets": (1, 64, "buckets"),
+    "merge_span": (2, 64, "buckets"),
+    "bucket_tolerance": (0, 10, "(relative error)"),
+    "ttft_percentile": (1, 100, "%"),
+    "speed_percentile": (1, 100, "%"),
+    "tail_ttft_s": (0.001, 3_600, "s"),
+    "tail_min_speed_tok_s_user": (0.01, 100_000, "tok/s/user"),
     "power_mw": (0.001, 100_000, "MW"),
     "capex_usd": (1, 1e13, "USD"),
     "max_chip_types_per_stage": (1, 1_000, "types"),
@@ -403,11 +431,12 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
             problems.append(P(where, "must be a table"))
             continue
         problems += [Problem(f"{label}: {p.where}", p.what, p.fix)
-                     for p in check_fields({k: v for k, v in cls.items() if k != "demand_profile"}, CLASS_FIELDS, where,
-                                           partial=False, ranges=CASE_RANGES)]
+                     for p in check_fields({k: v for k, v in cls.items() if k not in ("demand_profile", "lengths")},
+                                           CLASS_FIELDS, where, partial=False, ranges=CASE_RANGES)]
         if "demand_profile" in cls:
             problems += _check_hourly(cls["demand_profile"], f"{where}.demand_profile", P,
                                       "24 hourly factors on demand_tok_s, hour 0 first, e.g. [0.4, 0.35, …, 1.0, …]")
+        problems += _shape_problems(cls, where, label, P)
         names.append(cls.get("name"))
         if isinstance(cls.get("model"), str):
             try:
@@ -448,6 +477,14 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
         mu = cls.get("max_utilization")
         if isinstance(mu, (int, float)) and not isinstance(mu, bool) and math.isfinite(mu) and not 0 < mu < 1:
             problems.append(P(f"{where}.max_utilization", f"must be in (0, 1), got {mu}"))
+    shaped = [c.get("name") for c in classes if isinstance(c, dict) and ("lengths" in c or "trace" in c)]
+    hourly = [f"classes.{c.get('name')}.demand_profile" for c in classes if isinstance(c, dict) and "demand_profile" in c]
+    if isinstance(econ, dict) and "electricity_usd_per_kwh_by_hour" in econ:
+        hourly.append("economics.electricity_usd_per_kwh_by_hour")
+    if shaped and hourly:  # the hourly slices do not yet know shared (multi-bucket) units
+        problems.append(P(hourly[0], f"hourly slices together with a length distribution (class {shaped[0]}) "
+                          "are not supported yet", "plan the daily profile with one (isl, osl) pair per class, or "
+                          "the length distribution with a flat demand"))
     seen = collections.Counter(n for n in names if isinstance(n, str))
     dupes = sorted(n for n, k in seen.items() if k > 1)
     if dupes:
@@ -503,6 +540,75 @@ def _check_owned(owned, catalog: Catalog, P) -> list[Problem]:
     return out
 
 
+def _trace_path(cls: dict, label: str) -> Path:
+    """A class's trace, relative to the case file (absolute paths as given)."""
+    p = Path(str(cls["trace"]))
+    return p if p.is_absolute() else Path(label).parent / p
+
+
+def _shape_problems(cls: dict, where: str, label: str, P) -> list[Problem]:
+    """One pair or one distribution; a histogram's shares; a trace's columns and values."""
+    from . import workload
+
+    out = []
+    shaped = [k for k in ("lengths", "trace") if k in cls]
+    if len(shaped) == 2:
+        return [P(f"{where}.trace", "given together with lengths", "give either a histogram (lengths) or a trace")]
+    if not shaped:
+        out += [P(f"{where}.{k}", "missing required field", f"add {CLASS_FIELDS[k][3]}")
+                for k in ("isl", "osl") if k not in cls]
+        out += [P(f"{where}.{k}", "needs a length distribution", "add lengths or trace, or remove this field")
+                for k in SHAPE_FIELDS if k in cls]
+        return out
+    out += [P(f"{where}.{k}", f"given together with {shaped[0]}", f"the {shaped[0]} gives the lengths: remove {k}")
+            for k in ("isl", "osl", "cached_isl") if k in cls]
+    if "lengths" in cls:
+        out += [Problem(f"{label}: {p.where}", p.what, p.fix) for p in workload.check_lengths(cls["lengths"], f"{where}.lengths")]
+    elif isinstance(cls.get("trace"), str) and cls["trace"].strip():
+        try:
+            workload.load_trace(_trace_path(cls, label), f"{where}.trace")
+        except CaseError as exc:
+            out += [Problem(f"{label}: {p.where}", p.what, p.fix) for p in exc.problems]
+    return out
+
+
+def _expand(c: dict, label: str, make) -> tuple[list[TrafficClass], "Shape | None"]:
+    """A raw class → itself, or its length buckets (sub-classes sharing its demand by output tokens)."""
+    from . import workload
+    from .domain import Shape
+
+    if "lengths" not in c and "trace" not in c:
+        return [make(c, c["name"], int(c["isl"]), int(c["osl"]), int(c.get("cached_isl", 0)), float(c["demand_tok_s"]),
+                     {})], None
+    points = workload.lengths_frame(c["lengths"]) if "lengths" in c else workload.load_trace(
+        _trace_path(c, label), "trace")
+    b = workload.bucketize(points, int(c.get("max_buckets", workload.DEFAULT_MAX_BUCKETS)),
+                           float(c.get("bucket_tolerance", workload.DEFAULT_TOLERANCE)))
+    names = b.labels(c["name"])
+    ttft_p, speed_p = float(c.get("ttft_percentile", 100)), float(c.get("speed_percentile", 100))
+    shares = [k.request_share for k in b.buckets]
+    need_ttft = workload.required_buckets([k.isl for k in b.buckets], shares, ttft_p)
+    need_speed = workload.required_buckets([k.isl + k.osl / 2 for k in b.buckets], shares, speed_p)
+    out = []
+    for name, k, t_ok, s_ok in zip(names, b.buckets, need_ttft, need_speed):
+        isl = max(1, round(k.isl))
+        extra = {"parent": c["name"], "request_share": k.request_share, "token_share": k.token_share,
+                 "ttft_required": t_ok, "speed_required": s_ok}
+        if not t_ok:
+            extra["ttft_s"] = float(c.get("tail_ttft_s", TAIL_TTFT_S))
+        if not s_ok:
+            extra["min_speed_tok_s_user"] = float(c.get("tail_min_speed_tok_s_user", TAIL_MIN_SPEED))
+        out.append(make(c, name, isl, max(1, round(k.osl)), min(round(k.cached_isl), isl - 1),
+                        float(c["demand_tok_s"]) * k.token_share, extra))
+    shape = Shape(name=c["name"], buckets=tuple(names), demand_tok_s=float(c["demand_tok_s"]),
+                  min_speed_tok_s_user=float(c["min_speed_tok_s_user"]), ttft_s=float(c["ttft_s"]),
+                  ttft_percentile=ttft_p, speed_percentile=speed_p, max_error=b.max_error,
+                  mean_pair_error=b.mean_pair.error, merge_buckets=bool(c.get("merge_buckets", True)),
+                  merge_span=int(c.get("merge_span", MERGE_SPAN)),
+                  source=str(c.get("trace", "lengths")), rows=b.rows)
+    return out, shape
+
+
 def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
     raw_econ = raw.get("economics", {})
     econ = {**catalog.economics.__dict__,
@@ -518,19 +624,28 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
     buy = chips if extra else None
     chips = chips + extra
     stages = {s: tuple(catalog.resolve_chip(c) for c in lst) for s, lst in fleet.get("stages", {}).items()}
-    classes = tuple(
-        TrafficClass(
-            name=c["name"], model=catalog.resolve_model(c["model"]), precision=canonical_precision(c["precision"]),
-            isl=int(c["isl"]), osl=int(c["osl"]), demand_tok_s=float(c["demand_tok_s"]),
+
+    def make(c, name, isl, osl, cached, demand, extra):
+        fields = dict(
+            name=name, model=catalog.resolve_model(c["model"]), precision=canonical_precision(c["precision"]),
+            isl=isl, osl=osl, demand_tok_s=demand,
             min_speed_tok_s_user=float(c["min_speed_tok_s_user"]), ttft_s=float(c["ttft_s"]),
             kv_headroom=float(c.get("kv_headroom", 0.1)), max_utilization=float(c.get("max_utilization", 0.9)),
-            cached_isl=int(c.get("cached_isl", 0)),
+            cached_isl=cached,
             draft_model=catalog.resolve_model(c["draft_model"]) if c.get("draft_model") else None,
             draft_tokens=int(c.get("draft_tokens", 4)),
             accepted_tokens_per_step=float(c.get("accepted_tokens_per_step", 1.0)),
             mtp_tokens=int(c.get("mtp_tokens", 0)),
             demand_profile=tuple(float(v) for v in c.get("demand_profile", ())))
-        for c in raw["classes"])
+        return TrafficClass(**{**fields, **extra})
+
+    expanded, shapes = [], {}
+    for c in raw["classes"]:
+        tcs, shape = _expand(c, label, make)
+        expanded += tcs
+        if shape is not None:
+            shapes[shape.name] = shape
+    classes = tuple(expanded)
     used_models = {c.model for c in classes} | {c.draft_model for c in classes if c.draft_model}
     return Case(
         name=str(raw.get("name", Path(label).stem)),
@@ -550,6 +665,7 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
         source=label,
         catalog_versions=dict(catalog.versions),
         options=dict(raw.get("options", {})),
+        shapes=shapes,
     )
 
 

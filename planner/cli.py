@@ -260,6 +260,37 @@ def estimate(case, class_name, model, chip, chips, batch, isl, cached_isl, osl, 
 
 
 @main.command()
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.option("--buckets", "max_buckets", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="The most length buckets.")
+@click.option("--tolerance", type=FiniteFloatRange(min=0, max=10), default=0.05, show_default=True,
+              help="Bucketing error at which merging stops (once at most --buckets remain).")
+@click.option("--chip", default="b200", show_default=True, help="Reference chip for the KV and tokens/s comparison.")
+@click.option("--model", default="llama-3.1-70b", show_default=True, help="Reference model.")
+@click.option("--precision", type=PRECISION, default="fp8", show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), help="Reference batch (default: the largest that fits, ≤ 1024).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@catalog_option
+def workload(trace, max_buckets, tolerance, chip, model, precision, batch, fmt, catalogs):
+    """Bucket a request trace (CSV or Parquet: isl, osl[, arrival_s][, cached_isl]) by length.
+
+    Prints each bucket (ISL/OSL range, mean, share of requests and of output tokens, the error of its
+    mean), and the error of using one mean (ISL, OSL) pair for the whole trace: KV per running
+    sequence and decode tokens/s/chip on a reference chip, mean pair vs bucket mixture.
+
+    \b
+    Examples:
+      fleet workload cases/traces/chat-agent.csv
+      fleet workload my-trace.csv --buckets 4 --chip h200 --model gpt-oss-120b --format json
+    """
+    from .reports import to_json
+    from .workload import workload_report, workload_text
+
+    r = workload_report(trace, max_buckets, tolerance, chip, model, precision, batch, catalogs)
+    click.echo(to_json(r) if fmt == "json" else workload_text(r), nl=False)
+
+
+@main.command()
 @click.argument("points_csv", type=click.Path(exists=True, dir_okay=False))
 @click.option("--chips", "chip_ids", help="Comma-separated chip ids whose points to fit (default: every chip with points).")
 @click.option("--write", "write_path", type=click.Path(dir_okay=False),

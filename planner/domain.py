@@ -186,6 +186,12 @@ class TrafficClass:
     @property
     def peak_demand_tok_s(self) -> float:
         return self.demand_tok_s * (max(self.demand_profile) if self.demand_profile else 1.0)
+    # a length bucket of a class with a length distribution (planner/workload.py); "" = a plain class
+    parent: str = ""
+    request_share: float = 1.0  # share of the parent's requests
+    token_share: float = 1.0  # share of the parent's output tokens (its demand is this share)
+    ttft_required: bool = True  # False: beyond the parent's ttft_percentile (ttft_s is the tail bound)
+    speed_required: bool = True  # False: beyond the parent's speed_percentile
 
     @property
     def new_isl(self) -> int:
@@ -199,6 +205,25 @@ class OwnedChips:
     chip: str
     count: int
     age_years: float = 0.0
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A class given as a length distribution: its buckets (sub-classes, shortest first) and targets."""
+
+    name: str
+    buckets: tuple[str, ...]
+    demand_tok_s: float
+    min_speed_tok_s_user: float
+    ttft_s: float
+    ttft_percentile: float = 100.0
+    speed_percentile: float = 100.0
+    max_error: float = 0.0  # the bucketing's error bound (planner/workload.py)
+    mean_pair_error: float = 0.0  # the same error had one mean pair stood for the whole class
+    merge_buckets: bool = True  # units may serve a contiguous range of buckets
+    merge_span: int = 0  # at most this many buckets per shared unit (0 = any range)
+    source: str = ""  # trace path or "lengths"
+    rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -234,6 +259,7 @@ class Case:
     source: str = ""
     catalog_versions: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, str] = field(default_factory=dict)  # [options]: the case's default objective
+    shapes: Mapping[str, Shape] = field(default_factory=dict)  # classes given as length distributions
 
     @property
     def objective(self) -> str:
@@ -242,6 +268,6 @@ class Case:
 
 
 __all__ = [
-    "Chip", "Model", "Economics", "Constraints", "TrafficClass", "Fleet", "OwnedChips", "Case", "Provenance",
+    "Chip", "Model", "Economics", "Constraints", "TrafficClass", "Fleet", "OwnedChips", "Case", "Provenance", "Shape",
     "CHIP_CLASSES", "STAGES", "CONFIDENCES", "replace",
 ]

@@ -16,6 +16,16 @@ MAX_INPUT_BYTES = 32 * 1024 * 1024  # the shipped catalogs are ~100 kB; a 32 MB 
 def read_text(path: str | Path, what: str, error=PlannerError, limit: int = MAX_INPUT_BYTES) -> str:
     """The file's UTF-8 text (a leading BOM dropped), or `error` naming the file and the fix."""
     p = Path(path)
+    data = read_bytes(p, what, error, limit)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{p} is not UTF-8 text", [Problem(str(p), str(exc)[:120], "save it as UTF-8 text")])
+
+
+def read_bytes(path: str | Path, what: str, error=PlannerError, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The file's bytes (at most `limit`), or `error` naming the file and the fix (traces, Parquet)."""
+    p = Path(path)
     try:
         if p.is_dir():
             raise error(f"{p} is a directory", [Problem(str(p), "is a directory, not a file", f"give the path of {what}")])
@@ -28,10 +38,7 @@ def read_text(path: str | Path, what: str, error=PlannerError, limit: int = MAX_
     if len(data) > limit:
         raise error(f"{p} is too large", [Problem(str(p), f"more than {limit // 2**20} MB",
                                                   f"give {what}, not a data dump or a device")])
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise error(f"{p} is not UTF-8 text", [Problem(str(p), str(exc)[:120], "save it as UTF-8 text")])
+    return data
 
 
 def loads_toml(text: str, label: str, error=PlannerError) -> dict:

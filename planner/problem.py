@@ -64,10 +64,23 @@ class Problem:
     spare_max: dict[int, int] = field(default_factory=dict)  # bound on working copies the spares step is written to
     rack_spare_steps: dict[str, list[int]] = field(default_factory=dict)
     by_class_kind: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    unit_serves: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Shared units (serving several length buckets): per copy, k tokens/s it serves of each bucket
+    when it serves only that one (output tokens; input tokens for prefill units)."""
 
     def units_of(self, j: str, kind: str) -> list[int]:
-        """Units of class j and kind (aggregated | decode | prefill)."""
+        """Units of class j and kind (aggregated | decode | prefill); shared units are not among them."""
         return self.by_class_kind.get((j, kind), [])
+
+    def shared_of(self, j: str, kind: str) -> list[int]:
+        """Shared units of `kind` that may serve class (bucket) j."""
+        return [u for u, sv in self.unit_serves.items() if j in sv and self.units.at[u, "kind"] == kind]
+
+    def unit_demand_ktok_s(self, u: int) -> float:
+        """The demand unit u could serve at most (its class's, or the sum over the buckets it shares)."""
+        if u in self.unit_serves:
+            return sum(self.demand_ktok_s[j] for j in self.unit_serves[u])
+        return self.demand_ktok_s[self.units.at[u, "class"]]
 
     @property
     def unit_ids(self) -> list[int]:
@@ -97,9 +110,13 @@ def running_cost_usd(case: Case, chip_id: str) -> float:
 def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Problem:
     """Candidate table + case → Problem, with every big-M derived from the data."""
     units = units.reset_index(drop=True)
-    unit_chips, unit_stages, by_class_kind = {}, {}, {}
+    unit_chips, unit_stages, by_class_kind, serves = {}, {}, {}, {}
+    has_serves = "serves" in units.columns
     for u, r in enumerate(units.itertuples(index=False)):
-        by_class_kind.setdefault((r[0], r.kind), []).append(u)
+        if has_serves and isinstance(r.serves, tuple):
+            serves[u] = {j: v / 1e3 for j, v in r.serves}
+        else:
+            by_class_kind.setdefault((r[0], r.kind), []).append(u)
         counts = {r.attn_chip: int(r.n_attn)}
         if r.ffn_chip != r.attn_chip:
             counts[r.ffn_chip] = counts.get(r.ffn_chip, 0) + int(r.n_ffn)
@@ -144,6 +161,8 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
     for u, (j, kind) in enumerate(zip(units["class"], units["kind"])):
         if objective == "throughput":
             need = math.inf
+        elif u in serves:  # enough copies to serve all of every bucket it may serve
+            need = math.ceil(sum(demand[b] * (ratio[b] if kind == "prefill" else 1.0) / v for b, v in serves[u].items()))
         elif kind == "prefill":
             # prefill serves at most the class's whole input demand
             need = math.ceil(demand[j] * ratio[j] / pre[u])
@@ -167,7 +186,7 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
         max_types_per_stage=cons.max_chip_types_per_stage,
         fixed_cost_usd_per_hour={c: v / (case.economics.amortization_years * HOURS_PER_YEAR)
                                  for c, v in cons.fixed_cost_usd.items() if c in chips},
-        pue=case.economics.pue, by_class_kind=by_class_kind,
+        pue=case.economics.pue, by_class_kind=by_class_kind, unit_serves=serves,
         chip_capex_usd_per_hour={c: capex_cost_usd(case, c) for c in chips},
         chip_running_usd_per_hour={c: running_cost_usd(case, c) for c in chips},
         owned={c: case.fleet.owned_count(c) for c in chips if case.fleet.owned_count(c) > 0},

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from .problem import Problem
@@ -51,6 +52,7 @@ class Plan:
             out[j] = {"peak_utilization": float(d["utilization"].max()), "average_utilization": float(d["utilization"].mean()),
                       "peak_demand_tok_s": float(d["demand_tok_s"].max()), "average_demand_tok_s": float(d["demand_tok_s"].mean())}
         return out
+    shares: pd.DataFrame | None = None  # shared units: row of `units`, bucket, tok/s served (see add_sharing)
 
     def to_dict(self) -> dict:
         o = self.outcome
@@ -65,6 +67,7 @@ class Plan:
                       for r in self.chips.itertuples() if r.owned_kept or r.owned_retired},
             "classes": self.classes.to_dict("records"), "stages": self.stages.to_dict("records"),
             "units": self.units.to_dict("records"), "constraints": self.constraints.to_dict("records"),
+            **({"shares": self.shares.to_dict("records")} if self.shares is not None and len(self.shares) else {}),
             "solve": {"solver": o.solver, "status": o.status, "wall_s": o.wall_s, "build_s": o.build_s,
                       "gap": o.gap, "bound": o.bound, **{f"milp_{k}": v for k, v in o.stats.items()},
                       "candidates": int(len(self.problem.units))},
@@ -110,21 +113,30 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
                                               "capex_usd", "tco_usd_per_hour", "bought", "owned_kept", "owned_retired",
                                               "spare_chips"])
 
-    unit_rows = []
+    unit_rows, share_rows = [], []
     for u in used:
         r = U.loc[u]
+        tput, pre, serves = r.throughput_tok_s * o.x[u], r.prefill_tok_s * o.x[u], ""
+        if u in p.unit_serves:  # a shared unit: what it serves of each bucket, and its capacity at that mix
+            mine = {j: o.shares.get((u, j), 0.0) for j in p.unit_serves[u]}
+            used_time = sum(v / (p.unit_serves[u][j] * 1e3) for j, v in mine.items())
+            cap = sum(mine.values()) / used_time * o.x[u] if used_time > 0 else (r.throughput_tok_s or r.prefill_tok_s) * o.x[u]
+            tput, pre = (0.0, cap) if r.kind == "prefill" else (cap, 0.0)
+            serves = "; ".join(f"{j} {v:,.0f}" for j, v in mine.items() if v > TOL)
+            share_rows += [{"unit": len(unit_rows), "class": j, "kind": r.kind, "tok_s": v} for j, v in mine.items() if v > TOL]
         unit_rows.append({"class": r["class"], "kind": r.kind, "attn_chip": r.attn_chip, "n_attn": int(r.n_attn),
                           "ffn_chip": r.ffn_chip, "n_ffn": int(r.n_ffn), "draft_chip": r.get("draft_chip", "") or "",
                           "n_draft": int(r.get("n_draft", 0) or 0), "batch": int(r.batch),
                           "tp": int(r.get("tp", r.n_attn) or 1), "pp": int(r.get("pp", 1) or 1),
                           "ep": int(r.get("ep", 1) or 1), "attn_dp": bool(r.get("attn_dp", False)),
                           "mtp_tokens": int(r.get("mtp_tokens", 0) or 0), "copies": o.x[u], "spares": o.spares.get(u, 0),
-                          "speed_tok_s_user": r.speed_tok_s_user, "throughput_tok_s": r.throughput_tok_s * o.x[u],
-                          "prefill_tok_s": r.prefill_tok_s * o.x[u], "ttft_s": r.ttft_s})
-    units = pd.DataFrame(unit_rows, columns=["class", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn",
-                                             "draft_chip", "n_draft", "batch", "tp", "pp", "ep", "attn_dp", "mtp_tokens",
-                                             "copies", "spares", "speed_tok_s_user", "throughput_tok_s", "prefill_tok_s",
-                                             "ttft_s"])
+                          "speed_tok_s_user": r.speed_tok_s_user, "throughput_tok_s": tput,
+                          "prefill_tok_s": pre, "ttft_s": r.ttft_s, "serves": serves})
+    unit_cols = ["class", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "draft_chip", "n_draft", "batch", "tp",
+                 "pp", "ep", "attn_dp", "mtp_tokens", "copies", "spares", "speed_tok_s_user", "throughput_tok_s",
+                 "prefill_tok_s", "ttft_s"] + (["serves"] if p.unit_serves else [])
+    units = pd.DataFrame(unit_rows, columns=unit_cols)
+    shares = pd.DataFrame(share_rows, columns=["unit", "class", "kind", "tok_s"])
 
     stage_rows: dict[tuple, int] = {}
     for row in unit_rows:
@@ -148,7 +160,7 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
 
     class_rows = []
     for tc in case.classes:
-        mine = units[units["class"] == tc.name] if len(units) else units
+        mine = serving_units(units, shares, tc.name)
         serving = mine[mine["kind"] != "prefill"] if len(mine) else mine
         capacity = float(serving["throughput_tok_s"].sum()) if len(serving) else 0.0
         # served = the demand the plan is built to deliver (all of it; α of it under the throughput
@@ -161,12 +173,19 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
                            "min_speed_tok_s_user": tc.min_speed_tok_s_user,
                            "achieved_speed_tok_s_user": float(serving["speed_tok_s_user"].min()) if len(serving) else None,
                            "ttft_s": float(max(ttfts)) if len(ttfts) else None, "ttft_target_s": tc.ttft_s})
+        if case.shapes:
+            class_rows[-1].update({"level": "bucket" if tc.parent else "class", "parent": tc.parent,
+                                   "request_share": tc.request_share, "token_share": tc.token_share})
+            if not tc.ttft_required:
+                class_rows[-1]["ttft_target_s"] = None if tc.ttft_s >= 3600 else tc.ttft_s
+    class_rows = with_class_totals(case, class_rows)
     classes = pd.DataFrame(class_rows)
 
     tco = float(chips["tco_usd_per_hour"].sum()) + sum(
         p.fixed_cost_usd_per_hour.get(c, 0) for c in chips["chip"])
-    served = float(classes["served_tok_s"].sum())
-    capacity = float(classes["capacity_tok_s"].sum())
+    leaves = classes[classes["level"] != "total"] if "level" in classes else classes  # totals repeat their buckets
+    served = float(leaves["served_tok_s"].sum())
+    capacity = float(leaves["capacity_tok_s"].sum())
     cost = {"capex_usd": float(chips["capex_usd"].sum()), "tco_usd_per_hour": tco,
             "usd_per_mtok": tco / (served * 3600 / 1e6) if served > 0 else None,
             "usd_per_mtok_capacity": tco / (capacity * 3600 / 1e6) if capacity > 0 else None}
@@ -177,7 +196,7 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
     return Plan(problem=p, outcome=o, chips=chips, stages=stages, units=units, classes=classes,
                 constraints=constraint_frame(p, o), cost=cost, power_mw=power_mw, throughput_tok_s=served,
                 timings_s=timings or {}, warnings=numerics_warnings(p) + unmeasured_warnings(case, chips), spares=spares,
-                slices=slice_frame(p, o) if p.slices else None)
+                slices=slice_frame(p, o) if p.slices else None, shares=shares)
 
 
 def running_chips(p: Problem, o: Outcome, c: str, h: int) -> int:
@@ -225,6 +244,62 @@ def spare_groups(p: Problem, o: Outcome) -> pd.DataFrame:
             rows.append({"group": f"{c} systems ({p.system_size[c]} chips)", "domain": "system", "working": w,
                          "spares": sr, "down_probability": p.rack_down[c], "p_covered": covered(w, sr, p.rack_down[c])})
     return pd.DataFrame(rows, columns=["group", "domain", "working", "spares", "down_probability", "p_covered"])
+
+
+def serving_units(units: pd.DataFrame, shares: pd.DataFrame | None, name: str) -> pd.DataFrame:
+    """The units that serve class (or bucket) `name`: its own, and shared units with the tokens/s they
+    serve of it (throughput_tok_s / prefill_tok_s replaced by that bucket's part)."""
+    own = units[units["class"] == name] if len(units) else units
+    if shares is None or not len(shares):
+        return own
+    mine = shares[shares["class"] == name]
+    if not len(mine):
+        return own
+    part = units.iloc[mine["unit"].to_numpy()].copy()
+    tok = mine["tok_s"].to_numpy()
+    part["throughput_tok_s"] = np.where(part["kind"] == "prefill", 0.0, tok)
+    part["prefill_tok_s"] = np.where(part["kind"] == "prefill", tok, 0.0)
+    return pd.concat([own, part], ignore_index=True)
+
+
+def with_class_totals(case, rows: list[dict]) -> list[dict]:
+    """After each class given as a length distribution, a 'total' row: its buckets summed, its own
+    targets, the worst speed among the buckets that must meet it and the worst TTFT likewise."""
+    if not case.shapes:
+        return rows
+    out = []
+    by_name = {tc.name: tc for tc in case.classes}
+    for r in rows:
+        out.append(r)
+        tc = by_name[r["name"]]
+        sh = case.shapes.get(tc.parent)
+        if sh is None or tc.name != sh.buckets[-1]:
+            continue
+        mine = [x for x in rows if x["name"] in sh.buckets]
+        speeds = [x["achieved_speed_tok_s_user"] for x in mine
+                  if by_name[x["name"]].speed_required and x["achieved_speed_tok_s_user"] is not None]
+        ttfts = [x["ttft_s"] for x in mine if by_name[x["name"]].ttft_required and x["ttft_s"] is not None]
+        out.append({"name": sh.name, "model": tc.model, "demand_tok_s": sum(x["demand_tok_s"] for x in mine),
+                    "served_tok_s": sum(x["served_tok_s"] for x in mine),
+                    "capacity_tok_s": sum(x["capacity_tok_s"] for x in mine),
+                    "min_speed_tok_s_user": sh.min_speed_tok_s_user,
+                    "achieved_speed_tok_s_user": min(speeds) if speeds else None,
+                    "ttft_s": max(ttfts) if ttfts else None, "ttft_target_s": sh.ttft_s, "level": "total", "parent": "",
+                    "request_share": 1.0, "token_share": 1.0})
+    return out
+
+
+def shape_lines(case) -> list[str]:
+    """How each class given as a length distribution was bucketed, and how well."""
+    out = []
+    for sh in case.shapes.values():
+        pct = [f"TTFT p{sh.ttft_percentile:g}" if sh.ttft_percentile < 100 else "",
+               f"speed p{sh.speed_percentile:g}" if sh.speed_percentile < 100 else ""]
+        out.append(f"{sh.name}: {sh.rows:,} {'requests' if sh.source != 'lengths' else 'histogram entries'} in "
+                   f"{len(sh.buckets)} length buckets, error ≤ {sh.max_error:.0%} (one mean pair: {sh.mean_pair_error:.0%})"
+                   + ("; units may serve a contiguous range of buckets" if sh.merge_buckets else "")
+                   + ("; targets: " + ", ".join(x for x in pct if x) if any(pct) else ""))
+    return out
 
 
 def unmeasured_warnings(case, chips: pd.DataFrame) -> list[str]:
@@ -292,6 +367,9 @@ def plan_text(plan: Plan) -> str:
     lines += ["Units", text_table(plan.units.to_dict("records"),
                                   headers={"speed_tok_s_user": "tok/s/user", "throughput_tok_s": "out tok/s",
                                            "prefill_tok_s": "prefill tok/s", "ttft_s": "TTFT (s)"}), ""]
+    if case.shapes:
+        lines += ["Workload shape (a bucket's demand is its share of the class's output tokens)",
+                  *shape_lines(case), ""]
     cls = plan.classes.to_dict("records")
     lines += ["Classes", text_table(cls, headers={"demand_tok_s": "demand (tok/s)", "served_tok_s": "served (tok/s)",
                                                   "min_speed_tok_s_user": "target (tok/s/user)",

@@ -59,6 +59,7 @@ class Outcome:
     spares: dict[int, int] = field(default_factory=dict)  # spare copies per unit (chips not sold by system)
     spare_systems: dict[str, int] = field(default_factory=dict)  # spare whole systems per chip sold by system
     running: dict[tuple[int, int], int] = field(default_factory=dict)  # (unit, hour) → copies running
+    shares: dict[tuple[int, str], float] = field(default_factory=dict)  # (shared unit, bucket) → tok/s it serves
 
 
 def _highs(opts: SolveOptions) -> Highs:
@@ -143,6 +144,7 @@ def solve(p: Problem, opts: SolveOptions | None = None, warm: Outcome | None = N
     if hasattr(m, "k"):
         out.kept = {c: int(round(m.k[c].value or 0)) for c in m.O}
     out.served = {j: (pyo.value(m.served_agg[j]) * 1e3, pyo.value(m.served_dis[j]) * 1e3) for j in m.J}
+    out.shares = {k: (m.share[k].value or 0.0) * 1e3 for k in m.S if out.x.get(k[0], 0) > 0}
     out.slacks = _slacks(m)
     out.duals = _shadow_prices(m, p, opt)
     return out

@@ -26,7 +26,8 @@ def describe_case(case: Case) -> str:
                  f"{e.amortization_years:g} yr, facility {e.facility_capex_usd_per_mw:,.0f} USD/MW")
     rows = [{"class": t.name, "model": t.model, "precision": t.precision, "isl": t.isl, "osl": t.osl,
              "demand (tok/s)": t.demand_tok_s, "min speed (tok/s/user)": t.min_speed_tok_s_user,
-             "TTFT (s)": t.ttft_s} for t in case.classes]
+             "TTFT (s)": t.ttft_s if t.ttft_required or t.ttft_s < 3600 else "- (beyond percentile)"}
+            for t in case.classes]
     lines += ["", text_table(rows)]
     return "\n".join(lines)
 

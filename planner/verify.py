@@ -17,8 +17,10 @@ def violations(plan) -> list[Problem]:
     out: list[Problem] = []
     share = o.alpha if plan.problem.objective == "throughput" else 1.0
     units = plan.units
+    from .results import serving_units
+
     for tc in case.classes:
-        mine = units[units["class"] == tc.name]
+        mine = serving_units(units, plan.shares, tc.name)
         serving = mine[mine["kind"] != "prefill"]
         capacity = float(serving["throughput_tok_s"].sum())
         need = share * tc.demand_tok_s
