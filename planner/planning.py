@@ -23,11 +23,8 @@ from .results import Plan, extract
 from .solve import DEFAULT_MIP_GAP, SolveOptions, solve, solve_elastic
 
 
-def plan_case(case: Case, objective: str | None = None, solve_opts: SolveOptions | None = None,
-              grid: GridOptions | None = None, units=None, warm=None) -> Plan:
-    """Plan a loaded case; raises InfeasibleError with a diagnosis when targets cannot be met.
-    `units` is a candidate table already built for this case (studies reuse them across points);
-    objective None = the case's own ([options] objective, else tco)."""
+def check_objective(case: Case, objective: str | None) -> str:
+    """The objective to solve (None = the case's own), refused when the case cannot bound it."""
     objective = objective or case.objective
     if objective not in OBJECTIVES:
         raise PlannerError(f"unknown objective '{objective}'", [Problem("--objective", objective,
@@ -42,6 +39,15 @@ def plan_case(case: Case, objective: str | None = None, solve_opts: SolveOptions
         raise PlannerError("a fixed cost under the throughput objective needs a bound on that chip", [Problem(
             f"constraints.fixed_cost_usd.{unbounded[0]}", "nothing limits how many of this chip the plan may buy",
             f"set constraints.power_mw, constraints.capex_usd or constraints.supply.{unbounded[0]}")])
+    return objective
+
+
+def plan_case(case: Case, objective: str | None = None, solve_opts: SolveOptions | None = None,
+              grid: GridOptions | None = None, units=None, warm=None) -> Plan:
+    """Plan a loaded case; raises InfeasibleError with a diagnosis when targets cannot be met.
+    `units` is a candidate table already built for this case (studies reuse them across points);
+    objective None = the case's own ([options] objective, else tco)."""
+    objective = check_objective(case, objective)
     solve_opts = solve_opts or SolveOptions()
     deadline = time.monotonic() + solve_opts.time_limit_s  # the limit bounds the whole plan, not only HiGHS
     timings = {}
@@ -53,20 +59,30 @@ def plan_case(case: Case, objective: str | None = None, solve_opts: SolveOptions
     problem = build_problem(case, units, objective)
     timings["problem_s"] = time.perf_counter() - t
     outcome = solve(problem, _remaining(solve_opts, deadline, "building the MILP"), warm)
+    plan = conclude(problem, outcome, solve_opts, deadline, timings)
+    if any(tc.demand_profile for tc in case.classes) and objective != "throughput":
+        plan.sized_at_average = _sized_at_average(case, objective, solve_opts, deadline, units)
+    return plan
+
+
+def conclude(problem, outcome, solve_opts: SolveOptions, deadline: float, timings: dict,
+             elastic_problem=None) -> Plan:
+    """A solver outcome → a checked Plan: infeasible targets diagnosed (on `elastic_problem`, the
+    problem as the user posed it, when the solved one carries units the point rules out), no plan
+    in time an error, and the plan re-checked against its constraints."""
     timings["build_s"], timings["solve_s"] = outcome.build_s, outcome.wall_s
     if outcome.status == "infeasible":
-        slacks = solve_elastic(problem, _remaining(solve_opts, deadline, "diagnosing the infeasible targets"))
-        raise InfeasibleError("the targets cannot all be met", _elastic_problems(case, problem, slacks))
+        posed = elastic_problem or problem
+        slacks = solve_elastic(posed, _remaining(solve_opts, deadline, "diagnosing the infeasible targets"))
+        raise InfeasibleError("the targets cannot all be met", _elastic_problems(posed.case, posed, slacks))
     if not outcome.x:  # stopped by the time limit before HiGHS found any fleet
         raise TimeLimitError(f"time limit of {solve_opts.time_limit_s:g} s reached before any plan was found", [
             Problem("--time-limit", f"HiGHS found no feasible fleet in {outcome.wall_s:.1f} s "
-                    f"({len(units):,} candidate units)", "raise --time-limit, use --grid coarse, or split the case")])
+                    f"({len(problem.units):,} candidate units)", "raise --time-limit, use --grid coarse, or split the case")])
     t = time.perf_counter()
     plan = extract(problem, outcome, timings)
     verify.check(plan)
     timings["extract_s"] = time.perf_counter() - t
-    if any(tc.demand_profile for tc in case.classes) and objective != "throughput":
-        plan.sized_at_average = _sized_at_average(case, objective, solve_opts, deadline, units)
     return plan
 
 

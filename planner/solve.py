@@ -90,64 +90,100 @@ def solve(p: Problem, opts: SolveOptions | None = None, warm: Outcome | None = N
     `warm` is a previous outcome on the same candidate table (a neighbouring sweep point): its unit
     counts are handed to HiGHS as a MIP start, so the search begins from a good incumbent.
     `extra(m)` adds a caller's constraints to the built model (explain's "force this chip in")."""
-    opts = opts or SolveOptions()
-    t0 = time.perf_counter()
-    m = build_model(p)
-    if extra is not None:
-        extra(m)
-    build_s = time.perf_counter() - t0
-    if opts.write_model:
-        m.write(opts.write_model, io_options={"symbolic_solver_labels": True})
-    opt = _highs(opts)
-    if warm is not None and warm.x and set(warm.x) == set(p.unit_ids):
-        _load_start(m, p, warm)
-        opt.config.warmstart = True
-    t1 = time.perf_counter()
-    res = opt.solve(m)
-    status = STATUS.get(res.termination_condition.name, "error")
-    if status == "unbounded":
-        raise SolverError("the model is unbounded: the throughput objective needs a power, capex or supply limit", [])
-    if status == "error":
-        raise SolverError(f"HiGHS stopped: {res.termination_condition.name}", [])
-    found = res.best_feasible_objective is not None and status in ("optimal", "time_limit")
-    if found:
-        res.solution_loader.load_vars()
-    if found and p.objective == "throughput":
-        best_alpha = pyo.value(m.alpha)
-        m.alpha.setlb(best_alpha * (1 - 1e-6))
-        m.obj.deactivate()
-        m.obj_cost = pyo.Objective(expr=tco_usd_per_hour(m, p))
-        opt.config.time_limit = max(0.1, opts.time_limit_s - (time.perf_counter() - t1))  # one limit for both solves
-        res2 = opt.solve(m)
-        if res2.best_feasible_objective is not None:
-            res2.solution_loader.load_vars()
-    wall = time.perf_counter() - t1
-    if not found:
-        return Outcome(status="infeasible" if status != "time_limit" else "time_limit", objective=None,
-                       bound=None, gap=None, wall_s=wall, build_s=build_s, solver=_solver_name(), stats=_stats(m))
-    objective = res.best_feasible_objective
-    bound = res.best_objective_bound
-    gap = abs(objective - bound) / max(abs(objective), 1e-9) if bound is not None and math.isfinite(bound) else None
-    if status == "optimal" and gap is not None and gap > opts.mip_gap * 1.01:
-        status = "feasible"
-    out = Outcome(status=status, objective=objective, bound=bound, gap=gap, wall_s=wall, build_s=build_s,
-                  solver=_solver_name(), stats=_stats(m),
-                  x={u: int(round(m.x[u].value or 0)) for u in m.U},
-                  n={c: int(round(m.n[c].value or 0)) for c in m.C},
-                  y={k: int(round(m.y[k].value or 0)) for k in m.SC}, alpha=pyo.value(m.alpha))
-    if hasattr(m, "xr"):
-        out.running = {(u, h): int(round(m.xr[u, h].value or 0)) for u in m.U for h in m.H if (m.xr[u, h].value or 0) > 0.5}
-    if hasattr(m, "s"):
-        out.spares = {u: int(round(m.s[u].value or 0)) for u in m.US}
-    if hasattr(m, "sr"):
-        out.spare_systems = {c: int(round(m.sr[c].value or 0)) for c in m.RS}
-    if hasattr(m, "k"):
-        out.kept = {c: int(round(m.k[c].value or 0)) for c in m.O}
-    out.served = {j: (pyo.value(m.served_agg[j]) * 1e3, pyo.value(m.served_dis[j]) * 1e3) for j in m.J}
-    out.shares = {k: (m.share[k].value or 0.0) * 1e3 for k in m.S if out.x.get(k[0], 0) > 0}
-    out.slacks = _slacks(m)
-    out.duals = _shadow_prices(m, p, opt)
-    return out
+    return FleetSolver(p, opts, extra).run(warm)
+
+
+class FleetSolver:
+    """One built MILP, solved once — or again and again with a different set of allowed units.
+
+    A speed study's points differ only in which units meet the speed target: the model is built
+    and handed to HiGHS once, each point sets the upper bound of the units it rules out to 0, and
+    the previous point's plan is the MIP start when it is still feasible (studies run speeds from
+    the highest down, so it always is)."""
+
+    def __init__(self, p: Problem, opts: SolveOptions | None = None, extra=None):
+        self.p, self.opts = p, opts or SolveOptions()
+        t0 = time.perf_counter()
+        self.m = build_model(p)
+        if extra is not None:
+            extra(self.m)
+        self.build_s = time.perf_counter() - t0
+        if self.opts.write_model:
+            self.m.write(self.opts.write_model, io_options={"symbolic_solver_labels": True})
+        self.opt = _highs(self.opts)
+        self._ub = {u: self.m.x[u].ub for u in self.m.U}
+        self._runs = 0
+
+    def allow(self, units: set[int] | None) -> None:
+        """Only `units` may be bought (the others get upper bound 0); None = every unit."""
+        for u in self.m.U:
+            ub = self._ub[u] if units is None or u in units else 0
+            if self.m.x[u].ub != ub:
+                self.m.x[u].setub(ub)
+
+    def run(self, warm: Outcome | None = None, start_from_last: bool = False,
+            time_limit_s: float | None = None) -> Outcome:
+        """Solve with the current allowed units. `start_from_last`: the last run's plan (still in the
+        model's variables) is the MIP start — the caller guarantees it is still feasible."""
+        p, m, opt, opts = self.p, self.m, self.opt, self.opts
+        if self._runs and p.objective == "throughput":
+            raise SolverError("a throughput model is solved once (its second, cost solve changes it)", [])
+        self._runs += 1
+        opt.config.time_limit = time_limit_s or opts.time_limit_s
+        opt.config.warmstart = False
+        if warm is not None and warm.x and set(warm.x) == set(p.unit_ids):
+            _load_start(m, p, warm)
+            opt.config.warmstart = True
+        elif start_from_last and self._runs > 1:
+            opt.config.warmstart = True
+        t1 = time.perf_counter()
+        res = opt.solve(m)
+        status = STATUS.get(res.termination_condition.name, "error")
+        if status == "unbounded":
+            raise SolverError("the model is unbounded: the throughput objective needs a power, capex or supply limit", [])
+        if status == "error":
+            raise SolverError(f"HiGHS stopped: {res.termination_condition.name}", [])
+        found = res.best_feasible_objective is not None and status in ("optimal", "time_limit")
+        if found:
+            res.solution_loader.load_vars()
+        if found and p.objective == "throughput":
+            best_alpha = pyo.value(m.alpha)
+            m.alpha.setlb(best_alpha * (1 - 1e-6))
+            m.obj.deactivate()
+            m.obj_cost = pyo.Objective(expr=tco_usd_per_hour(m, p))
+            opt.config.time_limit = max(0.1, opt.config.time_limit - (time.perf_counter() - t1))  # one limit for both
+            res2 = opt.solve(m)
+            if res2.best_feasible_objective is not None:
+                res2.solution_loader.load_vars()
+        wall = time.perf_counter() - t1
+        build_s = self.build_s if self._runs == 1 else 0.0
+        if not found:
+            return Outcome(status="infeasible" if status != "time_limit" else "time_limit", objective=None,
+                           bound=None, gap=None, wall_s=wall, build_s=build_s, solver=_solver_name(), stats=_stats(m))
+        objective = res.best_feasible_objective
+        bound = res.best_objective_bound
+        gap = abs(objective - bound) / max(abs(objective), 1e-9) if bound is not None and math.isfinite(bound) else None
+        if status == "optimal" and gap is not None and gap > opts.mip_gap * 1.01:
+            status = "feasible"
+        out = Outcome(status=status, objective=objective, bound=bound, gap=gap, wall_s=wall, build_s=build_s,
+                      solver=_solver_name(), stats=_stats(m),
+                      x={u: int(round(m.x[u].value or 0)) for u in m.U},
+                      n={c: int(round(m.n[c].value or 0)) for c in m.C},
+                      y={k: int(round(m.y[k].value or 0)) for k in m.SC}, alpha=pyo.value(m.alpha))
+        if hasattr(m, "xr"):
+            out.running = {(u, h): int(round(m.xr[u, h].value or 0)) for u in m.U for h in m.H
+                           if (m.xr[u, h].value or 0) > 0.5}
+        if hasattr(m, "s"):
+            out.spares = {u: int(round(m.s[u].value or 0)) for u in m.US}
+        if hasattr(m, "sr"):
+            out.spare_systems = {c: int(round(m.sr[c].value or 0)) for c in m.RS}
+        if hasattr(m, "k"):
+            out.kept = {c: int(round(m.k[c].value or 0)) for c in m.O}
+        out.served = {j: (pyo.value(m.served_agg[j]) * 1e3, pyo.value(m.served_dis[j]) * 1e3) for j in m.J}
+        out.shares = {k: (m.share[k].value or 0.0) * 1e3 for k in m.S if out.x.get(k[0], 0) > 0}
+        out.slacks = _slacks(m)
+        out.duals = _shadow_prices(m, p, opt)
+        return out
 
 
 def _load_start(m, p: Problem, warm: Outcome) -> None:
@@ -179,16 +215,32 @@ def _load_start(m, p: Problem, warm: Outcome) -> None:
             m.y[k].set_value(warm.y.get(k, 1), skip_validation=True)
 
 
+REPORTED = ("throughput", "prefill", "power", "capex", "supply", "types_per_stage")
+"""Constraint families whose slack (and, but for the integer types limit, dual) a plan reports."""
+
+
+def _reported(m):
+    """(name, constraint data) of the reported families' rows, named as Pyomo names them — found
+    through their components, not by walking (and naming) every row of the model."""
+    for family in REPORTED:
+        comp = getattr(m, family, None)
+        if comp is None or not comp.active:
+            continue
+        if not comp.is_indexed():
+            yield family, comp
+            continue
+        for idx, con in comp.items():
+            if con.active:
+                yield con.name, con
+
+
 def _slacks(m) -> dict[str, float]:
     out = {}
-    for con in m.component_data_objects(pyo.Constraint, active=True):
-        name = con.parent_component().name
-        if name not in ("throughput", "prefill", "power", "capex", "supply", "types_per_stage"):
-            continue
+    for name, con in _reported(m):
         body = pyo.value(con.body)
         slack = min((pyo.value(con.upper) - body) if con.has_ub() else math.inf,
                     (body - pyo.value(con.lower)) if con.has_lb() else math.inf)
-        out[con.name] = slack
+        out[name] = slack
     return out
 
 
@@ -217,6 +269,10 @@ def _shadow_prices(m, p: Problem, opt: Highs) -> dict[str, float]:
     if not cols:
         return {}
     n = len(cols)
+    lp = h.getLp()  # what appsi holds, restored below so the model can be solved again
+    integrality, col_lower, col_upper = lp.integrality_, lp.col_lower_, lp.col_upper_  # each access copies
+    kept_integrality = [integrality[c] for c in cols]
+    kept_lower, kept_upper = [col_lower[c] for c in cols], [col_upper[c] for c in cols]
     h.changeColsIntegrality(n, cols, [highspy.HighsVarType.kContinuous] * n)
     h.changeColsBounds(n, cols, lower, upper)
     if p.objective == "throughput":  # marginal value in the first objective: served share of demand
@@ -228,13 +284,15 @@ def _shadow_prices(m, p: Problem, opt: Highs) -> dict[str, float]:
         h.changeObjectiveSense(highspy.ObjSense.kMaximize)
     h.setOptionValue("output_flag", False)
     h.run()
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return {}
-    row_dual = h.getSolution().row_dual
     out = {}
-    for con, row in opt._pyomo_con_to_solver_con_map.items():
-        if con.parent_component().name in ("throughput", "prefill", "power", "capex", "supply"):
-            out[con.name] = float(row_dual[row])
+    if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+        row_dual = h.getSolution().row_dual
+        rows = opt._pyomo_con_to_solver_con_map
+        for name, con in _reported(m):
+            if con.parent_component().local_name != "types_per_stage" and con in rows:
+                out[name] = float(row_dual[rows[con]])
+    h.changeColsIntegrality(n, cols, kept_integrality)
+    h.changeColsBounds(n, cols, kept_lower, kept_upper)
     return out
 
 

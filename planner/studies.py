@@ -34,7 +34,7 @@ from .cases import apply_override, build_case, get_path, parse_value, read_case_
 from .errors import CaseError, PlannerError, Problem, SolverError, did_you_mean
 from .solve import DEFAULT_MIP_GAP
 from .study_runner import (HASH_COLUMN, CsvAppender, Interrupted, OutputLock, StudyOutputError, _Signalled,
-                           check_output, progress, read_resumable, run_pool, sigterm_raises, signal_number,
+                           check_output, progress, read_resumable, run_chain_pool, run_pool, sigterm_raises, signal_number,
                            study_hash)
 
 CHIP_GROUPS = {"hbm": ("gpu", "asic"), "prefill": ("prefill",), "sram": ("sram", "mram")}
@@ -88,10 +88,7 @@ def evaluate(spec: StudySpec, point: Point) -> dict:
     from .solve import SolveOptions
 
     t0 = time.perf_counter()
-    row: dict[str, Any] = {"point": point.index, "point_key": point.key}
-    if point.family:
-        row["family"] = point.family
-    row.update(dict(point.labels))
+    row = point_row(point)
     raw = copy.deepcopy(spec.raw)
     try:
         if point.family:
@@ -111,10 +108,24 @@ def evaluate(spec: StudySpec, point: Point) -> dict:
         _LAST[key] = p.outcome
         row.update(plan_row(p))
     except PlannerError as exc:
-        row.update({"status": {1: "infeasible", 3: "solver_error"}.get(exc.exit_code, "invalid"),
-                    "message": "; ".join(str(p) for p in exc.problems) or str(exc)})
+        row.update(error_row(exc))
     row["wall_s"] = time.perf_counter() - t0
     return row
+
+
+def point_row(point: Point) -> dict[str, Any]:
+    """The identity columns every row of a point starts with."""
+    row: dict[str, Any] = {"point": point.index, "point_key": point.key}
+    if point.family:
+        row["family"] = point.family
+    row.update(dict(point.labels))
+    return row
+
+
+def error_row(exc: PlannerError) -> dict[str, Any]:
+    """Status and reason of a point that has no plan (infeasible, a solver failure, bad input)."""
+    return {"status": {1: "infeasible", 3: "solver_error"}.get(exc.exit_code, "invalid"),
+            "message": "; ".join(str(p) for p in exc.problems) or str(exc)}
 
 
 def plan_row(p) -> dict:
@@ -381,7 +392,7 @@ def parse_vary(items: Iterable[str], spec: StudySpec) -> list[tuple[str, list]]:
 # -------------------------------------------------------------------------------------- running
 def run_points(spec: StudySpec, points: list[Point], workers: int | None = None, scheduler: str | None = None,
                output: str | Path | None = None, resume: bool = False, quiet: bool = True,
-               force: bool = False, kind: str = "study") -> pd.DataFrame:
+               force: bool = False, kind: str = "study", chains: bool = False) -> pd.DataFrame:
     """Evaluate points (locally, in a pool, or on Dask), appending rows to `output` as they finish.
 
     The output is checked and locked before any point runs; a resume continues only a file of this
@@ -391,7 +402,7 @@ def run_points(spec: StudySpec, points: list[Point], workers: int | None = None,
                      spec.families, [p.key for p in points])
     out = Path(output) if output else None
     if out is None:
-        return _finish(_run(spec, points, workers, scheduler, None, sha, quiet, kind), None)
+        return _finish(_run(spec, points, workers, scheduler, None, sha, quiet, kind, chains), None)
     check_output(out)
     with OutputLock(out):
         done_rows: list[dict] = []
@@ -404,7 +415,7 @@ def run_points(spec: StudySpec, points: list[Point], workers: int | None = None,
             points = [p for p in points if p.key not in have]
         elif out.exists():
             out.unlink()
-        rows = done_rows + _run(spec, points, workers, scheduler, out, sha, quiet, kind)
+        rows = done_rows + _run(spec, points, workers, scheduler, out, sha, quiet, kind, chains)
         return _finish(rows, out)
 
 
@@ -458,9 +469,31 @@ def _only_points(text: str, keys: set[str]) -> str:
     return buf.getvalue()
 
 
+CHAIN_POINTS = 10
+"""Speeds per chain: long enough to reuse one model across points, short enough that a 2-core pool
+stays busy (one family's chain of 40 took as long as the other four together). Fixed, not derived
+from the worker count, so the same inputs give the same rows with any number of workers."""
+
+
+def _chains(points: list[Point]) -> list[list[Point]]:
+    """A speed study's points grouped by family and cut into runs of adjacent speeds, each one chain
+    (planner/speed_chain.py)."""
+    from .speed_chain import speed_of
+
+    groups: dict[str | None, list[Point]] = {}
+    for p in points:
+        groups.setdefault(p.family, []).append(p)
+    chains = []
+    for group in groups.values():
+        group = sorted(group, key=speed_of)
+        chains += [group[i:i + CHAIN_POINTS] for i in range(0, len(group), CHAIN_POINTS)]
+    return chains
+
+
 def _run(spec: StudySpec, points: list[Point], workers, scheduler, out: Path | None, sha: str, quiet: bool,
-         kind: str) -> list[dict]:
-    """Evaluate the points; Ctrl-C or SIGTERM stops promptly with the finished rows on disk."""
+         kind: str, chains: bool = False) -> list[dict]:
+    """Evaluate the points; Ctrl-C or SIGTERM stops promptly with the finished rows on disk.
+    `chains`: the points are speed targets, solved per family as a chain (one model, re-solved)."""
     new_rows: list[dict] = []
     appender = CsvAppender(out) if out is not None else None
     bar = progress(len(points), quiet, kind)
@@ -474,7 +507,16 @@ def _run(spec: StudySpec, points: list[Point], workers, scheduler, out: Path | N
 
     try:
         with sigterm_raises():
-            if scheduler:
+            if chains and not scheduler:
+                from .speed_chain import evaluate_chain
+
+                groups = _chains(points)
+                if (workers or 1) > 1 and len(groups) > 1:
+                    run_chain_pool(evaluate_chain, spec, groups, workers, finished)
+                else:
+                    for group in groups:
+                        evaluate_chain(spec, group, finished)
+            elif scheduler:
                 _run_dask(spec, points, scheduler, finished)
             elif (workers or 1) > 1 and len(points) > 1:
                 run_pool(evaluate, spec, points, workers, finished)
@@ -641,8 +683,10 @@ def pareto(case: str | None = None, speeds: str = "25:2000:40", families: Iterab
            class_name: str | None = None, sets=(), catalogs=(), workers: int | None = 1,
            scheduler: str | None = None, output=None, resume: bool = False, quiet: bool = True,
            force: bool = False, time_limit_s: float = 60.0, mip_gap: float = DEFAULT_MIP_GAP,
-           grid: str = "fine", warm_start: bool = False) -> pd.DataFrame:
-    """Best (min-TCO) plan per fleet family and speed target: the TPS/MW-vs-TPS/user frontier."""
+           grid: str = "fine", warm_start: bool = False, chains: bool = True) -> pd.DataFrame:
+    """Best (min-TCO) plan per fleet family and speed target: the TPS/MW-vs-TPS/user frontier.
+    `chains`: solve each family's speeds as one chain (planner/speed_chain.py; exact, and several
+    times faster); False plans every point on its own."""
     spec = load_spec(case, sets, catalogs, "tco", time_limit_s, mip_gap, grid, warm_start)
     spec.families = case_families(spec.raw, spec_catalog(spec))
     chosen = list(families) if families else list(spec.families)
@@ -662,7 +706,7 @@ def pareto(case: str | None = None, speeds: str = "25:2000:40", families: Iterab
         for s in values:
             points.append(Point(len(points), tuple((p, float(s)) for p in paths),
                                 (("speed_tok_s_user", float(s)),), fam))
-    return run_points(spec, points, workers, scheduler, output, resume, quiet, force, "pareto")
+    return run_points(spec, points, workers, scheduler, output, resume, quiet, force, "pareto", chains=chains)
 
 
 def budget(case: str | None = None, power_mw: str | None = None, capex_usd: str | None = None, sets=(),

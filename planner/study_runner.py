@@ -376,6 +376,54 @@ def run_pool(evaluate: Callable, spec: Any, points: list, workers: int, finished
     pool.shutdown(wait=True)
 
 
+_ROWS = None  # in a chain worker: the queue its finished rows go to
+
+
+def _chain_worker_init(rows) -> None:
+    global _ROWS
+    _ROWS = rows
+    _worker_init()
+
+
+def _run_chain(evaluate_chain: Callable, spec: Any, chain: list) -> int:
+    return evaluate_chain(spec, chain, _ROWS.put)
+
+
+def run_chain_pool(evaluate_chain: Callable, spec: Any, chains: list[list], workers: int,
+                   finished: Callable[[dict], None]) -> None:
+    """Evaluate chains of points (each chain in one worker, in order) in a local process pool; each
+    row reaches `finished` as soon as its point is done, not when its chain is."""
+    import multiprocessing
+    import queue
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    ctx = multiprocessing.get_context()
+    rows = ctx.Queue()
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_chain_worker_init, initargs=(rows,))
+    try:
+        futures = [pool.submit(_run_chain, evaluate_chain, spec, c) for c in sorted(chains, key=len, reverse=True)]
+        pending = set(futures)
+        while pending:
+            try:
+                finished(rows.get(timeout=0.2))
+                continue
+            except queue.Empty:
+                pass
+            done, pending = wait(pending, timeout=0)
+            for f in done:
+                f.result()  # a worker's crash surfaces here
+        while True:  # rows still in the queue after the last chain ended
+            try:
+                finished(rows.get(timeout=0.5))
+            except queue.Empty:
+                break
+    except BaseException:
+        with signals_ignored():
+            stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
 def stop_pool(pool) -> None:
     """Cancel what is queued and end the running workers now (SIGTERM, then SIGKILL after 2 s)."""
     procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle on the workers

@@ -150,3 +150,21 @@ def test_warm_start_keeps_the_optimum(case):
     assert (warm["status"] == "optimal").all()
     for a, b in zip(cold["objective"], warm["objective"]):
         assert b == pytest.approx(a, rel=2e-3)  # both within the 0.1 % MIP gap of the optimum
+
+
+def test_pareto_chains_find_the_plans_points_planned_alone_find():
+    """A family's speeds solved as one chain (one model, units bounded per target, the last plan as
+    MIP start) must reach the same optima as planning every point on its own."""
+    import pandas as pd
+
+    from planner import studies
+
+    kw = dict(speeds="60,150,400", families=["gpu-only", "unrestricted"], grid="coarse")
+    alone, chained = studies.pareto("default", chains=False, **kw), studies.pareto("default", chains=True, **kw)
+    m = alone.merge(chained, on=["family", "speed_tok_s_user"], suffixes=("_alone", "_chain"))
+    assert len(m) == 6 and (m["status_alone"] == m["status_chain"]).all()
+    ok = m[m["status_alone"] == "optimal"]
+    assert len(ok) >= 3
+    # both within the MIP gap of the true optimum, so within twice the gap of each other
+    assert ((ok["objective_chain"] - ok["objective_alone"]).abs() <= 2e-3 * ok["objective_alone"]).all()
+    assert pd.Series(chained["point"]).tolist() == list(range(6))  # rows still in point order
