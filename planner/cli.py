@@ -497,20 +497,27 @@ def _summary(df, cols):
 @click.option("--class", "class_name", help="Apply the speed target to this class only (default: all).")
 @click.option("--output", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Directory for pareto.csv and the two PNG charts.")
+@click.option("--objective", type=click.Choice(["tco", "power", "capex"]), default="tco", show_default=True,
+              help="What each family's plan minimises at each speed: tco (USD/hour), power (site MW: the "
+                   "most tokens/s per MW for the demand), capex.")
 @set_option
 @catalog_option
 @solve_options
 @study_options
-def pareto(case, speeds, families, class_name, out_dir, sets, catalogs, time_limit_s, mip_gap, grid, workers, scheduler,
-           resume, force, quiet, warm_start):
+def pareto(case, speeds, families, class_name, out_dir, objective, sets, catalogs, time_limit_s, mip_gap, grid, workers,
+           scheduler, resume, force, quiet, warm_start):
     """Best plan per fleet family across speed targets: the TPS/MW vs TPS/user frontier.
 
     Families come from the case ([families.NAME] chips/stages) or default to gpu-only,
-    gpu+prefill, gpu+sram-ffn, sram-only and unrestricted drawn from the case's chips.
+    gpu+prefill, gpu+sram-ffn, sram-only and unrestricted drawn from the case's chips. Each
+    point is the family's plan for the --objective; the charts say which. A family that holds
+    another (unrestricted holds them all) never plots worse on the metric it optimised: with
+    --objective power, on tokens/s per MW; with tco, on USD per million tokens.
 
     \b
-    Example:
+    Examples:
       fleet pareto rubin-lpx --speeds 50:1500:12 --output out/pareto
+      fleet pareto default --objective power --speeds 25:2000:20 --output out/pareto-mw
     """
     from pathlib import Path
 
@@ -519,16 +526,17 @@ def pareto(case, speeds, families, class_name, out_dir, sets, catalogs, time_lim
 
     out = Path(out_dir)
     df = run(case, speeds, families.split(",") if families else None, class_name, sets, catalogs, _workers(workers),
-             scheduler, out / "pareto.csv", resume, quiet, force, time_limit_s, mip_gap, grid, warm_start)
+             scheduler, out / "pareto.csv", resume, quiet, force, time_limit_s, mip_gap, grid, warm_start,
+             objective=objective)
     name = _case_label(case, sets)
     pareto_plot(df, "tok_s_per_mw", "output tokens/s per MW (site)", out / "pareto_tok_s_per_mw.png",
-                "throughput per MW vs speed target", name)
+                "throughput per MW vs speed target", name, objective)
     pareto_plot(df, "usd_per_mtok", "USD per million output tokens", out / "pareto_usd_per_mtok.png",
-                "cost per token vs speed target", name)
+                "cost per token vs speed target", name, objective)
     click.echo(_summary(df, ["family", "speed_tok_s_user", "status", "tok_s_per_chip", "tok_s_per_mw",
                              "usd_per_mtok", "stages"]))
     _study_record(out / "study.json", "pareto", case, sets, catalogs, {"speeds": speeds, "families": families,
-                  "class": class_name, "objective": "tco", "grid": grid, "mip_gap": mip_gap, "time_limit_s": time_limit_s})
+                  "class": class_name, "objective": objective, "grid": grid, "mip_gap": mip_gap, "time_limit_s": time_limit_s})
     click.echo(f"wrote {out}/pareto.csv, pareto_tok_s_per_mw.png, pareto_usd_per_mtok.png, study.json")
 
 

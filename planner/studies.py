@@ -683,11 +683,15 @@ def pareto(case: str | None = None, speeds: str = "25:2000:40", families: Iterab
            class_name: str | None = None, sets=(), catalogs=(), workers: int | None = 1,
            scheduler: str | None = None, output=None, resume: bool = False, quiet: bool = True,
            force: bool = False, time_limit_s: float = 60.0, mip_gap: float = DEFAULT_MIP_GAP,
-           grid: str = "fine", warm_start: bool = False, chains: bool = True) -> pd.DataFrame:
-    """Best (min-TCO) plan per fleet family and speed target: the TPS/MW-vs-TPS/user frontier.
+           grid: str = "fine", warm_start: bool = False, chains: bool = True, objective: str = "tco") -> pd.DataFrame:
+    """Best plan (min `objective`: tco, power or capex) per fleet family and speed target: the
+    TPS/MW-vs-TPS/user frontier (objective "power" maximises tokens/s per MW for the demand).
     `chains`: solve each family's speeds as one chain (planner/speed_chain.py; exact, and several
     times faster); False plans every point on its own."""
-    spec = load_spec(case, sets, catalogs, "tco", time_limit_s, mip_gap, grid, warm_start)
+    if objective not in ("tco", "power", "capex"):
+        raise CaseError(f"unknown pareto objective '{objective}'", [Problem(
+            "--objective", objective, "use tco, power or capex (the demand is fixed: throughput has nothing to maximise)")])
+    spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, warm_start)
     spec.families = case_families(spec.raw, spec_catalog(spec))
     chosen = list(families) if families else list(spec.families)
     unknown = [f for f in chosen if f not in spec.families]

@@ -168,3 +168,19 @@ def test_pareto_chains_find_the_plans_points_planned_alone_find():
     # both within the MIP gap of the true optimum, so within twice the gap of each other
     assert ((ok["objective_chain"] - ok["objective_alone"]).abs() <= 2e-3 * ok["objective_alone"]).all()
     assert pd.Series(chained["point"]).tolist() == list(range(6))  # rows still in point order
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective, metric, better", [("power", "tok_s_per_mw", max), ("tco", "usd_per_mtok", min)])
+def test_a_superset_family_never_plots_worse_on_the_metric_it_optimised(objective, metric, better):
+    """'unrestricted' holds every family's chips and stages: on its own objective's metric it must be at
+    least as good as each of them at every speed (a chart where it sits below read like a bug)."""
+    from planner import studies
+
+    df = studies.pareto("default", speeds="60,150", objective=objective)
+    for speed, g in df[df["status"] == "optimal"].groupby("speed_tok_s_user"):
+        top = g.set_index("family")[metric]
+        assert "unrestricted" in top
+        best_subset = better(top.drop("unrestricted"))
+        tol = 2e-3 * abs(best_subset)  # each plan is within the 0.1 % MIP gap of its optimum
+        assert (top["unrestricted"] >= best_subset - tol) if better is max else (top["unrestricted"] <= best_subset + tol)
