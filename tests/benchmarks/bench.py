@@ -223,6 +223,11 @@ def bench_studies(points: int, smoke: bool) -> list[dict]:
     if not smoke:
         run("sweep, reuse candidates", 2, True)
         run("sweep, reuse + warm start", 2, True, warm=True)
+    speeds = "25:2000:8" if smoke else "25:2000:40"
+    for chains in ((True,) if smoke else (False, True)):
+        df, wall = timed(studies.pareto, "default", speeds=speeds, workers=1 if smoke else 2, chains=chains)
+        rows.append({"study": f"fleet pareto default --speeds {speeds}" + (", chains" if chains else ", point by point"),
+                     "points": len(df), "workers": 1 if smoke else 2, "wall_s": wall, "points_per_s": len(df) / wall})
     return rows
 
 
