@@ -483,7 +483,7 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
         if not any(entry.get(f"{p}_tflops", 0) for p in ("bf16", "fp8", "fp4")) and not errs:
             errs.append(Problem(where, "no precision has FLOPS > 0",
                                 "give at least one of bf16_tflops, fp8_tflops, fp4_tflops"))
-        if any((k, entry.get(k)) in broken_groups for k in GROUP_FIELDS):
+        if any(isinstance(entry.get(k), str) and (k, entry[k]) in broken_groups for k in GROUP_FIELDS):
             continue  # its group's own problem is reported; the chip's would only repeat it
         resolved = {} if errs else _resolve_behaviour(entry, groups, where, errs)
         problems += errs

@@ -255,10 +255,15 @@ def check_output_dir(out_dir: str | Path, force: bool = False) -> Path:
         if nested:
             raise PlannerError(f"{out} holds directories", [Problem(str(out), f"contains {', '.join(nested[:3])}",
                                "write the plan into its own directory (it is replaced as a whole)")])
-    parent = out if out.is_dir() else next((p for p in out.parents if p.exists()), Path("."))
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PlannerError(f"cannot write {out}", [Problem("--output", f"{parent} is not writable",
-                                                           "choose a directory you can write to")])
+    parent = out.parent if out.parent.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    try:  # a real probe: os.access says yes to root on a read-only mount
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.probe.", dir=parent):
+            pass
+    except OSError as exc:
+        raise PlannerError(f"cannot write {out}", [Problem("--output", f"{parent}: {exc.strerror or exc}",
+                                                           "choose a directory you can write to")]) from None
     return out
 
 
@@ -274,8 +279,12 @@ def write_outputs(plan_: Plan, out_dir: str | Path, run: dict, force: bool = Fal
     out = check_output_dir(out_dir, force)
     targets = {"chips.csv": plan_.chips, "stages.csv": plan_.stages, "units.csv": plan_.units,
                "classes.csv": plan_.classes, "constraints.csv": plan_.constraints}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        raise PlannerError(f"cannot write {out}", [Problem(str(out), exc.strerror or str(exc),
+                           "choose a directory you can write to")]) from None
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         if out.is_dir():
@@ -291,6 +300,10 @@ def write_outputs(plan_: Plan, out_dir: str | Path, run: dict, force: bool = Fal
         write_atomic(tmp / "plan.json", to_json(plan_.to_dict()))
         write_atomic(tmp / "run.json", json.dumps(run, indent=2, sort_keys=True) + "\n")
         _swap_in(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise PlannerError(f"cannot write {out}", [Problem(str(out), exc.strerror or str(exc),
+                           "free space or choose another --output; the previous plan there is unchanged")]) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

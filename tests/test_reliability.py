@@ -187,7 +187,7 @@ def test_a_failed_rewrite_leaves_the_old_plan_whole(tmp_path, monkeypatch):
     (out / "notes.txt").write_text("mine")
     before = {f.name: f.read_bytes() for f in out.iterdir()}
     monkeypatch.setattr(reports, "to_json", lambda obj: (_ for _ in ()).throw(OSError(28, "No space left on device")))
-    with pytest.raises(OSError):
+    with pytest.raises(PlannerError, match="cannot write"):
         planning.write_outputs(p, out, {"run": 2}, force=True)
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
     assert sorted(f.name for f in tmp_path.iterdir()) == ["p"]  # no temp directory left behind
@@ -284,3 +284,25 @@ def test_time_limit_bounds_a_huge_case_from_loading_on(tmp_path):
     with pytest.raises(TimeLimitError) as err:
         planner.plan(str(case), time_limit_s=0.5)
     assert err.value.exit_code == 3 and "--time-limit" in err.value.render()
+
+
+def test_plan_output_on_a_read_only_mount_fails_before_solving(tmp_path):
+    """os.access says yes to root on a read-only mount; the check must really try to write."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    args = [sys.executable, "-m", "planner", "plan", "--output", str(ro / "p")]
+    if os.geteuid() == 0:
+        if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+            pytest.skip("needs unshare -m as root")
+        args = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o ro,size=64k tmpfs "$0" && exec "$@"', str(ro), *args]
+    else:
+        ro.chmod(0o555)
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(repo)}, timeout=300)
+    ro.chmod(0o755)
+    assert res.returncode == 2, res.stderr
+    assert "cannot write" in res.stderr and "Traceback" not in res.stderr and "Chips to buy" not in res.stdout

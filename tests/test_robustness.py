@@ -263,3 +263,41 @@ def test_resume_of_any_truncation_is_clean_or_refused(tmp_path):
         df = pd.read_csv(io.StringIO(text), dtype={"point_key": str})
         assert list(df["point"]) == list(range(len(df)))  # a prefix of the rows, each whole
         assert blob[:cut].startswith(text) and dropped <= 1
+
+
+# ------------------------------------------------------------------------------------ overlays
+_LEAF = st.one_of(st.integers(-10, 10**6), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+                  st.text(max_size=8), st.lists(st.text(max_size=5), max_size=3))
+_SECTION_KEYS = ["chips", "models", "economics", "sources", "arch", "fabric", "software", "provenance", "catalog_version"]
+_ENTRY_IDS = ["rubin", "h100-sxm", "new-chip", "llama-3.1-8b", "blackwell", "cuda", "nvlink5-nvl72", "pue", "x"]
+_FIELD_KEYS = ["price_usd", "power_kw", "mem_gb", "bw_eff", "name", "class", "arch", "inherits", "provenance",
+               "t_step_us", "pue", "cite", "date", "layers", "src", "conf", "topology", "aliases"]
+
+
+@st.composite
+def overlays(draw):
+    """Overlay-shaped dicts: known and unknown sections, entries and fields, values of any type."""
+    out = {}
+    for section in draw(st.lists(st.sampled_from(_SECTION_KEYS), max_size=3, unique=True)):
+        if draw(st.booleans()):
+            out[section] = draw(_LEAF)
+            continue
+        out[section] = {e: (draw(_LEAF) if draw(st.integers(0, 4)) == 0 else
+                            {f: draw(st.one_of(_LEAF, st.dictionaries(st.sampled_from(_FIELD_KEYS), _LEAF, max_size=2)))
+                             for f in draw(st.lists(st.sampled_from(_FIELD_KEYS), max_size=4, unique=True))})
+                        for e in draw(st.lists(st.sampled_from(_ENTRY_IDS), min_size=1, max_size=2, unique=True))}
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(overlays())
+def test_any_overlay_loads_or_is_refused_with_named_problems(overlay):
+    """--catalog FILE with any structure: a catalog, or a CatalogError naming where — never a crash."""
+    from planner.errors import CatalogError
+
+    try:
+        cat = load_catalog([("fuzz.toml", overlay)])
+    except CatalogError as exc:
+        assert exc.problems and all(p.where for p in exc.problems)
+    else:
+        assert cat.chips and cat.models
