@@ -14,5 +14,8 @@ def test_benchmarks_smoke(tmp_path):
     assert limit["highs_objective"] == pytest.approx(limit["objective"], rel=2e-3)
     assert all(r["status"] in ("optimal", "feasible", "time_limit") for r in out["scaling"])
     assert out["candidates"][0]["rows"] == 100_000
-    assert all(r["points"] == 3 for r in out["studies"])
+    sweeps = [r for r in out["studies"] if r["study"].startswith("sweep")]
+    assert sweeps and all(r["points"] == 3 for r in sweeps)
+    pareto = [r for r in out["studies"] if r["study"].startswith("fleet pareto")]
+    assert pareto and all(r["points"] == 5 * 8 for r in pareto)  # five families × eight speeds
     assert (tmp_path / "b.json").stat().st_size > 100
