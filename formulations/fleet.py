@@ -10,6 +10,11 @@ Variables
     b[c], k[c] ∈ ℤ≥0  chips of c bought new / kept from the owned stock (only when chips are owned; else b ≡ n)
     s[u,j] ≥ 0   k tokens/s of length bucket j that the copies of shared unit u serve
 Units: throughput k tokens/s, power kW, cost USD/hour (capex objective: M USD).
+
+Each relaxable family (formulations/families.py) has a `relax_<family>(m, p)` beside its
+`add_<family>`: it swaps the hard row for one with a non-negative slack and returns the slack's
+penalty scaled by the right-hand side (Calliope's `ensure_feasibility`). formulations/elastic.py
+applies them, in the registry's order, to diagnose an infeasible case.
 """
 from __future__ import annotations
 
@@ -79,6 +84,27 @@ def add_throughput(m, p: Problem) -> None:
                                  doc="decode capacity ≥ its share")
     m.throughput = pyo.Constraint(m.J, rule=lambda m, j: m.served_agg[j] + m.served_dis[j]
                                   >= m.alpha * p.demand_ktok_s[j], doc="output throughput ≥ demand")
+
+
+DEMAND_WEIGHT = 1e3
+"""A demand shortfall weighs 1000× a budget overrun of the same share: demand is the target; budgets
+are what the answer should stretch first ("power short by 3.2 MW")."""
+
+
+def relax_throughput(m, p: Problem):
+    """a_j + d_j + short_j ≥ demand_j  ∀ j (and each hourly slice's share of short_j)   [k tok/s];
+    penalty DEMAND_WEIGHT · Σ_j short_j / demand_j."""
+    m.short = pyo.Var(m.J, within=pyo.NonNegativeReals, doc="unmet demand [k tok/s]")
+    m.throughput.deactivate()
+    m.throughput_elastic = pyo.Constraint(m.J, rule=lambda m, j: m.served_agg[j] + m.served_dis[j] + m.short[j]
+                                          >= p.demand_ktok_s[j])
+    penalty = DEMAND_WEIGHT * sum(m.short[j] / p.demand_ktok_s[j] for j in m.J)
+    if m.component("slice_throughput") is not None:  # the same shortfall, scaled to each slice's share of the peak
+        m.slice_throughput.deactivate()
+        m.slice_throughput_elastic = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: m.sh_agg[j, h] + m.sh_dis[j, h]
+                                                    + m.short[j] * p.slice_demand_ktok_s[j, h] / p.demand_ktok_s[j]
+                                                    >= p.slice_demand_ktok_s[j, h])
+    return penalty
 
 
 def add_prefill(m, p: Problem) -> None:
@@ -267,6 +293,14 @@ def add_power(m, p: Problem) -> None:
     m.power = pyo.Constraint(expr=site_power_kw(m, p) <= p.power_kw_budget, doc="site power budget")
 
 
+def relax_power(m, p: Problem):
+    """PUE · Σ_c power_c · n_c − over_power ≤ budget   [kW]; penalty over_power / budget."""
+    m.power.deactivate()
+    m.over_power = pyo.Var(within=pyo.NonNegativeReals, doc="power over budget [kW]")
+    m.power_elastic = pyo.Constraint(expr=site_power_kw(m, p) - m.over_power <= p.power_kw_budget)
+    return m.over_power / p.power_kw_budget
+
+
 def add_capex(m, p: Problem) -> None:
     """Σ_c price_c · b_c ≤ capex budget   [M USD] (b = chips bought new; owned chips are sunk)."""
     if p.capex_usd_budget is None:
@@ -274,11 +308,32 @@ def add_capex(m, p: Problem) -> None:
     m.capex = pyo.Constraint(expr=capex_musd(m, p) <= p.capex_usd_budget / 1e6, doc="capex budget")
 
 
+def relax_capex(m, p: Problem):
+    """Σ_c price_c · b_c − over_capex ≤ budget   [M USD]; penalty over_capex / budget."""
+    m.capex.deactivate()
+    m.over_capex = pyo.Var(within=pyo.NonNegativeReals, doc="capex over budget [M USD]")
+    m.capex_elastic = pyo.Constraint(expr=capex_musd(m, p) - m.over_capex <= p.capex_usd_budget / 1e6)
+    return m.over_capex / (p.capex_usd_budget / 1e6)
+
+
 def add_supply(m, p: Problem) -> None:
     """b_c ≤ supply cap_c   ∀ c with a cap   [chips bought new]."""
     if not p.supply:
         return
     m.supply = pyo.Constraint(sorted(p.supply), rule=lambda m, c: bought(m, c) <= p.supply[c], doc="supply cap")
+
+
+def relax_supply(m, p: Problem):
+    """b_c − over_supply_c ≤ cap_c  ∀ c with a cap   [chips]; penalty Σ_c over_supply_c / max(cap_c, 1)."""
+    m.supply.deactivate()
+    S = sorted(p.supply)
+    m.over_supply = pyo.Var(S, within=pyo.NonNegativeReals, doc="chips over supply cap")
+    m.supply_elastic = pyo.Constraint(S, rule=lambda m, c: bought(m, c) - m.over_supply[c] <= p.supply[c])
+    return sum(m.over_supply[c] / max(p.supply[c], 1) for c in S)
+
+
+RELAX = {"throughput": relax_throughput, "power": relax_power, "capex": relax_capex, "supply": relax_supply}
+"""Family name (formulations/families.py) → its relaxation."""
 
 
 def add_assignment(m, p: Problem) -> None:
@@ -294,6 +349,20 @@ def add_assignment(m, p: Problem) -> None:
     stages = sorted({s for s, _ in m.SC})
     m.types_per_stage = pyo.Constraint(stages, rule=lambda m, s: sum(m.y[s2, c] for (s2, c) in m.SC if s2 == s)
                                        <= p.max_types_per_stage, doc="chip types per stage")
+
+
+def relax_unit_bounds(m, p: Problem) -> None:
+    """x_u unbounded and x_u ≤ M'_u · y_{s,c} with M'_u from demand alone (problem.elastic_unit_max):
+    the unit bounds came from the budgets, which an elastic model may exceed."""
+    for u in p.unit_ids:
+        m.x[u].setub(None)
+    if m.component("assign") is None:
+        return
+    m.assign.deactivate()
+    pairs = [(u, s, c) for u in p.unit_ids for (s, c) in p.unit_stages[u]]
+    bigm = {u: p.elastic_unit_max(u) for u in p.unit_ids}
+    m.assign_elastic = pyo.Constraint(range(len(pairs)), rule=lambda m, i: m.x[pairs[i][0]]
+                                      <= bigm[pairs[i][0]] * m.y[pairs[i][1], pairs[i][2]])
 
 
 def add_fixed_cost(m, p: Problem) -> None:

@@ -82,6 +82,12 @@ class Problem:
             return sum(self.demand_ktok_s[j] for j in self.unit_serves[u])
         return self.demand_ktok_s[self.units.at[u, "class"]]
 
+    def elastic_unit_max(self, u: int) -> int:
+        """The elastic model's big-M on copies of u: twice its demand (input tokens for prefill, at the
+        largest ISL/OSL) over one copy's throughput — from demand alone, as budgets may be exceeded."""
+        return int(2 * self.unit_demand_ktok_s(u) * max(self.isl_per_osl.values(), default=1)
+                   / max(self.unit_tput_ktok_s[u] or self.unit_prefill_ktok_s[u], 1e-9)) + 1
+
     @property
     def unit_ids(self) -> list[int]:
         return list(self.units.index)

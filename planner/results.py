@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from formulations.families import family_of
+
 from .problem import Problem
 from .solve import Outcome
 
@@ -314,32 +316,25 @@ def unmeasured_warnings(case, chips: pd.DataFrame) -> list[str]:
     return out
 
 
-DUAL_UNITS = {  # family → (model units → user units, what one unit of relaxation is)
-    "throughput": (1.0, "per extra 1,000 output tok/s of demand"),
-    "prefill": (1.0, "per extra 1,000 input tok/s of prefill"),
-    "power": (1000.0, "per extra MW"),
-    "capex": (1.0, "per extra M USD"),
-    "supply": (1.0, "per extra chip"),
-    "types_per_stage": (1.0, "(integer limit: no shadow price)"),
-}
+OBJECTIVE_UNITS = {"tco": "USD/hour", "capex": "M USD", "power": "kW", "throughput": "share of demand"}
 
 
 def constraint_frame(p: Problem, o: Outcome) -> pd.DataFrame:
-    """Each budget/target constraint: binding or not, and its shadow price in user units."""
-    obj_unit = {"tco": "USD/hour", "capex": "M USD", "power": "kW", "throughput": "share of demand"}[p.objective]
+    """Each budget/target constraint: binding or not, and its shadow price in user units (the
+    family's unit, formulations/families.py, after the objective's)."""
+    obj_unit = OBJECTIVE_UNITS[p.objective]
     total_demand = sum(p.demand_ktok_s.values()) * 1e3
     rows = []
     for name, slack in sorted(o.slacks.items()):
-        family = name.split("[")[0]
+        family, _ = family_of(name)
         dual = abs(o.duals.get(name, 0.0))
-        scale, per = DUAL_UNITS.get(family, (1.0, ""))
-        unit = f"{obj_unit} {per}".strip()
-        value = dual * scale
-        if p.objective == "throughput" and family in ("power", "capex", "supply"):
-            value, unit = value * total_demand, f"tok/s {per}"
-        ref = {"power": p.power_kw_budget, "capex": (p.capex_usd_budget or 0) / 1e6}.get(family, 1.0) or 1.0
+        unit = f"{obj_unit} {family.what}".strip()
+        value = dual * family.dual_scale
+        if p.objective == "throughput" and family.budget:
+            value, unit = value * total_demand, f"tok/s {family.what}"
+        ref = (family.rhs(p) if family.rhs else 1.0) or 1.0
         rows.append({"name": name, "binding": bool(slack <= TOL * max(1.0, abs(ref))), "slack": slack,
-                     "shadow_price": value if family != "types_per_stage" else None, "unit": unit})
+                     "shadow_price": value if family.has_dual else None, "unit": unit})
     return pd.DataFrame(rows, columns=["name", "binding", "slack", "shadow_price", "unit"])
 
 

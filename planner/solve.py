@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import pyomo.environ as pyo
 from pyomo.contrib.appsi.solvers import Highs
 
-from formulations.elastic import build_elastic
+from formulations.elastic import build_elastic, slack_amounts
+from formulations.families import FAMILIES, Slack
 from formulations.fleet import build_model, tco_usd_per_hour
 
 from .errors import SolverError
@@ -215,28 +216,25 @@ def _load_start(m, p: Problem, warm: Outcome) -> None:
             m.y[k].set_value(warm.y.get(k, 1), skip_validation=True)
 
 
-REPORTED = ("throughput", "prefill", "power", "capex", "supply", "types_per_stage")
-"""Constraint families whose slack (and, but for the integer types limit, dual) a plan reports."""
-
-
 def _reported(m):
-    """(name, constraint data) of the reported families' rows, named as Pyomo names them — found
-    through their components, not by walking (and naming) every row of the model."""
-    for family in REPORTED:
-        comp = getattr(m, family, None)
+    """(family, name, constraint data) of the reported families' rows (formulations/families.py),
+    named as Pyomo names them — found through their components, not by walking (and naming) every
+    row of the model."""
+    for family in FAMILIES:
+        comp = m.component(family.name)
         if comp is None or not comp.active:
             continue
         if not comp.is_indexed():
-            yield family, comp
+            yield family, family.name, comp
             continue
         for idx, con in comp.items():
             if con.active:
-                yield con.name, con
+                yield family, con.name, con
 
 
 def _slacks(m) -> dict[str, float]:
     out = {}
-    for name, con in _reported(m):
+    for _, name, con in _reported(m):
         body = pyo.value(con.body)
         slack = min((pyo.value(con.upper) - body) if con.has_ub() else math.inf,
                     (body - pyo.value(con.lower)) if con.has_lb() else math.inf)
@@ -288,30 +286,25 @@ def _shadow_prices(m, p: Problem, opt: Highs) -> dict[str, float]:
     if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
         row_dual = h.getSolution().row_dual
         rows = opt._pyomo_con_to_solver_con_map
-        for name, con in _reported(m):
-            if con.parent_component().local_name != "types_per_stage" and con in rows:
+        for family, name, con in _reported(m):
+            if family.has_dual and con in rows:
                 out[name] = float(row_dual[rows[con]])
     h.changeColsIntegrality(n, cols, kept_integrality)
     h.changeColsBounds(n, cols, kept_lower, kept_upper)
     return out
 
 
-def solve_elastic(p: Problem, opts: SolveOptions | None = None) -> dict[str, float]:
-    """Slack amounts of the elastic model: which targets cannot be met and by how much."""
+def solve_elastic(p: Problem, opts: SolveOptions | None = None) -> list[Slack]:
+    """Slack amounts of the elastic model, per relaxable family: which targets cannot be met and by
+    how much ([] when even the elastic model finds no fleet)."""
     opts = opts or SolveOptions()
     m = build_elastic(p)
     opt = _highs(opts)
     res = opt.solve(m)
     if res.best_feasible_objective is None:
-        return {}
+        return []
     res.solution_loader.load_vars()
-    out = {f"short[{j}]": pyo.value(m.short[j]) for j in m.J}
-    for name in ("over_power", "over_capex"):
-        if hasattr(m, name):
-            out[name] = pyo.value(getattr(m, name))
-    if hasattr(m, "over_supply"):
-        out.update({f"over_supply[{c}]": pyo.value(m.over_supply[c]) for c in m.over_supply})
-    return out
+    return slack_amounts(m)
 
 
 def _solver_name() -> str:
