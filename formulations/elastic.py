@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pyomo.environ as pyo
 
-from planner.problem import Problem
+from planner.problem import FleetProblem
 
 from .families import FAMILIES, Slack
 from .fleet import RELAX, build_model, relax_unit_bounds, tco_usd_per_hour
@@ -21,7 +21,7 @@ PENALTY = 1e7
 """W: a whole budget's worth of overrun costs more than any fleet's USD/hour."""
 
 
-def build_elastic(p: Problem) -> pyo.ConcreteModel:
+def build_elastic(p: FleetProblem) -> pyo.ConcreteModel:
     m = build_model(p)
     m.alpha.fix(1.0)
     m.obj.deactivate()

@@ -18,12 +18,12 @@ from .cases import load_case
 from .domain import Case
 from . import verify
 from .errors import InfeasibleError, PlannerError, Problem, TimeLimitError
-from .problem import OBJECTIVES, build_problem
+from .problem import OBJECTIVES, Objective, build_problem
 from .results import Plan, extract
 from .solve import DEFAULT_MIP_GAP, SolveOptions, solve, solve_elastic
 
 
-def check_objective(case: Case, objective: str | None) -> str:
+def check_objective(case: Case, objective: str | None) -> Objective:
     """The objective to solve (None = the case's own), refused when the case cannot bound it."""
     objective = objective or case.objective
     if objective not in OBJECTIVES:

@@ -7,24 +7,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import get_args
 
 import pandas as pd
 
-from .domain import Case
+from .domain import Case, Objective
 from .units import HOURS_PER_YEAR
 
-Objective = Literal["tco", "capex", "power", "throughput"]
-OBJECTIVES = ("tco", "capex", "power", "throughput")
+OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
 
 
 @dataclass
-class Problem:
+class FleetProblem:
     """Sets and parameters of one fleet MILP (no Pyomo here)."""
 
     case: Case
     units: pd.DataFrame  # the candidate table, one row per unit
-    objective: str
+    objective: Objective
     chips: list[str]  # chip types appearing in some unit
     classes: list[str]
     demand_ktok_s: dict[str, float]
@@ -113,8 +112,8 @@ def running_cost_usd(case: Case, chip_id: str) -> float:
     return energy + facility
 
 
-def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Problem:
-    """Candidate table + case → Problem, with every big-M derived from the data."""
+def build_problem(case: Case, units: pd.DataFrame, objective: Objective = "tco") -> FleetProblem:
+    """Candidate table + case → FleetProblem, with every big-M derived from the data."""
     units = units.reset_index(drop=True)
     unit_chips, unit_stages, by_class_kind, serves = {}, {}, {}, {}
     has_serves = "serves" in units.columns
@@ -180,7 +179,7 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
         # elastic model (budgets relaxed) keeps them valid
         need_max[u] = int(need) if math.isfinite(need) else unit_max[u]
     spare = _spare_params(case, unit_chips, need_max, cons.spare_fraction > 0 or cons.availability is not None)
-    return Problem(
+    return FleetProblem(
         **spare, spare_fraction=cons.spare_fraction, availability=cons.availability,
         case=case, units=units, objective=objective, chips=chips, classes=[tc.name for tc in case.classes],
         demand_ktok_s=demand, isl_per_osl=ratio, unit_chips=unit_chips, unit_stages=unit_stages,
@@ -248,14 +247,14 @@ def _spare_params(case: Case, unit_chips: dict, unit_max: dict, wanted: bool) ->
     return out
 
 
-__all__ = ["Problem", "build_problem", "hourly_cost_usd", "OBJECTIVES"]
+__all__ = ["FleetProblem", "build_problem", "hourly_cost_usd", "OBJECTIVES"]
 
 
 SAFE_RANGE = 1e9
 SAFE_BIGM = 1e7
 
 
-def numerics_warnings(p: Problem) -> list[str]:
+def numerics_warnings(p: FleetProblem) -> list[str]:
     """Warn when matrix coefficients span more than 1e9 or a big-M exceeds 1e7 (HiGHS tolerances
     are ~1e-6 relative; beyond these, 'optimal' can hide a wrong answer)."""
     coeffs = [v for v in p.unit_tput_ktok_s.values() if v > 0] + [v for v in p.unit_prefill_ktok_s.values() if v > 0]

@@ -8,7 +8,7 @@ import pandas as pd
 
 from formulations.families import family_of
 
-from .problem import Problem
+from .problem import FleetProblem
 from .solve import Outcome
 
 TOL = 1e-6
@@ -29,7 +29,7 @@ METRIC_DEFINITIONS = {
 class Plan:
     """A solved (or diagnosed) plan; `to_dict()` is the JSON other tools read."""
 
-    problem: Problem
+    problem: FleetProblem
     outcome: Outcome
     chips: pd.DataFrame
     stages: pd.DataFrame
@@ -82,7 +82,7 @@ class Plan:
         }
 
 
-def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
+def extract(p: FleetProblem, o: Outcome, timings: dict | None = None) -> Plan:
     case = p.case
     used = [u for u, v in o.x.items() if v > 0 or o.spares.get(u, 0) > 0]
     U = p.units
@@ -201,17 +201,17 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
                 slices=slice_frame(p, o) if p.slices else None, shares=shares)
 
 
-def running_chips(p: Problem, o: Outcome, c: str, h: int) -> int:
+def running_chips(p: FleetProblem, o: Outcome, c: str, h: int) -> int:
     return sum(p.unit_chips[u].get(c, 0) * k for (u, hh), k in o.running.items() if hh == h)
 
 
-def chip_energy_usd_per_hour(p: Problem, o: Outcome, c: str, n: int) -> float:
+def chip_energy_usd_per_hour(p: FleetProblem, o: Outcome, c: str, n: int) -> float:
     """The day's mean energy bill of chip type c: running chips at power_kw, the rest of n idle."""
     return sum(p.slice_price_usd_per_kwh[h] * p.pue * (p.chip_idle_kw[c] * n + (p.chip_power_kw[c] - p.chip_idle_kw[c])
                                                        * running_chips(p, o, c, h)) for h in p.slices) / len(p.slices)
 
 
-def slice_frame(p: Problem, o: Outcome) -> pd.DataFrame:
+def slice_frame(p: FleetProblem, o: Outcome) -> pd.DataFrame:
     """One row per (hour, class): demand, capacity of the running units, of the bought fleet, utilisation."""
     rows = []
     for h in p.slices:
@@ -228,7 +228,7 @@ def slice_frame(p: Problem, o: Outcome) -> pd.DataFrame:
                                        "utilization", "running_chips", "price_usd_per_kwh"])
 
 
-def spare_groups(p: Problem, o: Outcome) -> pd.DataFrame:
+def spare_groups(p: FleetProblem, o: Outcome) -> pd.DataFrame:
     """One row per spare group in use (planner/spares.py): working and spare items, the down probability
     of one item and the probability that the group's working capacity is there."""
     from .spares import covered
@@ -319,7 +319,7 @@ def unmeasured_warnings(case, chips: pd.DataFrame) -> list[str]:
 OBJECTIVE_UNITS = {"tco": "USD/hour", "capex": "M USD", "power": "kW", "throughput": "share of demand"}
 
 
-def constraint_frame(p: Problem, o: Outcome) -> pd.DataFrame:
+def constraint_frame(p: FleetProblem, o: Outcome) -> pd.DataFrame:
     """Each budget/target constraint: binding or not, and its shadow price in user units (the
     family's unit, formulations/families.py, after the objective's)."""
     obj_unit = OBJECTIVE_UNITS[p.objective]

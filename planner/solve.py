@@ -18,7 +18,7 @@ from formulations.families import FAMILIES, Slack
 from formulations.fleet import build_model, tco_usd_per_hour
 
 from .errors import SolverError
-from .problem import Problem
+from .problem import FleetProblem
 
 STATUS = {"optimal": "optimal", "maxTimeLimit": "time_limit", "infeasible": "infeasible",
           "infeasibleOrUnbounded": "infeasible", "unbounded": "unbounded"}
@@ -84,7 +84,7 @@ def _stats(m) -> dict[str, int]:
             "columns": len(vars_), "integers": sum(1 for v in vars_ if v.is_integer() or v.is_binary())}
 
 
-def solve(p: Problem, opts: SolveOptions | None = None, warm: Outcome | None = None, extra=None) -> Outcome:
+def solve(p: FleetProblem, opts: SolveOptions | None = None, warm: Outcome | None = None, extra=None) -> Outcome:
     """Solve the fleet MILP; for the throughput objective, a second solve finds the cheapest fleet
     that reaches the best served share (lexicographic: throughput first, then TCO).
 
@@ -102,7 +102,7 @@ class FleetSolver:
     the previous point's plan is the MIP start when it is still feasible (studies run speeds from
     the highest down, so it always is)."""
 
-    def __init__(self, p: Problem, opts: SolveOptions | None = None, extra=None):
+    def __init__(self, p: FleetProblem, opts: SolveOptions | None = None, extra=None):
         self.p, self.opts = p, opts or SolveOptions()
         t0 = time.perf_counter()
         self.m = build_model(p)
@@ -187,7 +187,7 @@ class FleetSolver:
         return out
 
 
-def _load_start(m, p: Problem, warm: Outcome) -> None:
+def _load_start(m, p: FleetProblem, warm: Outcome) -> None:
     """Previous counts as starting values, chip counts and systems made consistent with them."""
     for u, v in warm.x.items():
         ub = m.x[u].ub
@@ -242,7 +242,7 @@ def _slacks(m) -> dict[str, float]:
     return out
 
 
-def _shadow_prices(m, p: Problem, opt: Highs) -> dict[str, float]:
+def _shadow_prices(m, p: FleetProblem, opt: Highs) -> dict[str, float]:
     """Duals of the LP with binaries fixed and counts relaxed; {} when that LP does not solve.
 
     Done on the HiGHS model appsi already holds (relax integrality, fix binary columns, re-run):
@@ -294,7 +294,7 @@ def _shadow_prices(m, p: Problem, opt: Highs) -> dict[str, float]:
     return out
 
 
-def solve_elastic(p: Problem, opts: SolveOptions | None = None) -> list[Slack]:
+def solve_elastic(p: FleetProblem, opts: SolveOptions | None = None) -> list[Slack]:
     """Slack amounts of the elastic model, per relaxable family: which targets cannot be met and by
     how much ([] when even the elastic model finds no fleet)."""
     opts = opts or SolveOptions()

@@ -1,4 +1,6 @@
 """Unit conversions, in one place: catalogs speak GB, TB/s, TFLOPS, kW; the model speaks SI."""
+from typing import Literal, get_args
+
 GB = 1e9
 TB = 1e12
 TFLOPS = 1e12
@@ -15,7 +17,9 @@ KV_BYTES_PER_ELEM = {"bf16": 2.0, "fp8": 1.0, "fp4": 1.0}
 ACT_BYTES = 2.0
 """Activation element size on the wire (bf16)."""
 
-PRECISIONS = ("bf16", "fp8", "fp4")
+Precision = Literal["bf16", "fp8", "fp4"]
+"""The catalog precisions; the names users give them are resolved through PRECISION_ALIASES at load."""
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 PRECISION_ALIASES = {
     "bf16": "bf16", "bfloat16": "bf16", "fp16": "bf16", "float16": "bf16", "half": "bf16",
