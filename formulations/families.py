@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 from planner.errors import Problem as Diagnosis
-
-KW_PER_MW = 1000.0
-USD_PER_MUSD = 1e6
+from planner.units import KW_PER_MW, TOK_S_PER_KTOK_S, USD_PER_MUSD
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ class Family:
 
 
 def _demand_short(p, j: str, v: float) -> Diagnosis:
-    short_tok_s, demand_tok_s = v * 1e3, p.demand_ktok_s[j] * 1e3
+    short_tok_s, demand_tok_s = v * TOK_S_PER_KTOK_S, p.demand_ktok_s[j] * TOK_S_PER_KTOK_S
     return Diagnosis(f"classes.{j}.demand_tok_s", f"demand short by {short_tok_s:,.0f} tok/s "
                      f"({short_tok_s / demand_tok_s:.1%}) at the cheapest feasible fleet", "lower demand or raise budgets")
 
@@ -79,7 +77,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("power", "per extra MW", dual_scale=KW_PER_MW, budget=True, slack="over_power", diagnose=_power_short,
            rhs=lambda p: p.power_kw_budget, slack_words=lambda kw: f"{kw / KW_PER_MW:,.3g} MW"),
     Family("capex", "per extra M USD", budget=True, slack="over_capex", diagnose=_capex_short,
-           rhs=lambda p: (p.capex_usd_budget or 0) / USD_PER_MUSD, slack_words=lambda musd: f"{musd * USD_PER_MUSD:,.0f} USD"),
+           rhs=lambda p: p.capex_musd_budget or 0.0, slack_words=lambda musd: f"{musd * USD_PER_MUSD:,.0f} USD"),
     Family("supply", "per extra chip", budget=True, slack="over_supply", diagnose=_supply_short,
            slack_words=lambda chips: f"{chips:,.0f} chips"),
     Family("types_per_stage", "(integer limit: no shadow price)", has_dual=False),

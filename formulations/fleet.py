@@ -53,7 +53,7 @@ def add_variables(m, p: FleetProblem) -> None:
     m.J = pyo.Set(initialize=p.classes, doc="traffic classes")
 
     def x_bounds(_, u):
-        return (0, p.unit_max[u] if p.unit_max[u] >= 0 else None)
+        return (0, p.unit_max[u])  # None: no budget bounds it (throughput objective)
 
     m.x = pyo.Var(m.U, within=pyo.NonNegativeIntegers, bounds=x_bounds, doc="copies of unit u")
     m.n = pyo.Var(m.C, within=pyo.NonNegativeIntegers, doc="chips bought of type c")
@@ -268,7 +268,7 @@ def bought(m, c):
 
 
 def capex_musd(m, p: FleetProblem):
-    return sum(p.chip_price_usd[c] / 1e6 * bought(m, c) for c in m.C)
+    return sum(p.chip_price_musd[c] * bought(m, c) for c in m.C)
 
 
 def tco_usd_per_hour(m, p: FleetProblem):
@@ -305,15 +305,15 @@ def add_capex(m, p: FleetProblem) -> None:
     """Σ_c price_c · b_c ≤ capex budget   [M USD] (b = chips bought new; owned chips are sunk)."""
     if p.capex_usd_budget is None:
         return
-    m.capex = pyo.Constraint(expr=capex_musd(m, p) <= p.capex_usd_budget / 1e6, doc="capex budget")
+    m.capex = pyo.Constraint(expr=capex_musd(m, p) <= p.capex_musd_budget, doc="capex budget")
 
 
 def relax_capex(m, p: FleetProblem):
     """Σ_c price_c · b_c − over_capex ≤ budget   [M USD]; penalty over_capex / budget."""
     m.capex.deactivate()
     m.over_capex = pyo.Var(within=pyo.NonNegativeReals, doc="capex over budget [M USD]")
-    m.capex_elastic = pyo.Constraint(expr=capex_musd(m, p) - m.over_capex <= p.capex_usd_budget / 1e6)
-    return m.over_capex / (p.capex_usd_budget / 1e6)
+    m.capex_elastic = pyo.Constraint(expr=capex_musd(m, p) - m.over_capex <= p.capex_musd_budget)
+    return m.over_capex / p.capex_musd_budget
 
 
 def add_supply(m, p: FleetProblem) -> None:
@@ -343,7 +343,7 @@ def add_assignment(m, p: FleetProblem) -> None:
     if p.max_types_per_stage is None:
         m.y.fix(1)
         return
-    pairs = [(u, s, c) for u in p.unit_ids for (s, c) in p.unit_stages[u] if p.unit_max[u] >= 0]
+    pairs = [(u, s, c) for u in p.unit_ids for (s, c) in p.unit_stages[u] if p.unit_max[u] is not None]
     m.assign = pyo.Constraint(range(len(pairs)), rule=lambda m, i: m.x[pairs[i][0]]
                               <= p.unit_max[pairs[i][0]] * m.y[pairs[i][1], pairs[i][2]], doc="unit needs its stage chips")
     stages = sorted({s for s, _ in m.SC})

@@ -10,6 +10,7 @@ from formulations.families import family_of
 
 from .problem import FleetProblem
 from .solve import Outcome
+from .units import KW_PER_MW, TOK_S_PER_KTOK_S
 
 TOL = 1e-6
 
@@ -99,7 +100,7 @@ def extract(p: FleetProblem, o: Outcome, timings: dict | None = None) -> Plan:
         chip = case.chips[c]
         chips_rows.append({"chip": c, "chips": n, "chips_in_use": need,
                            "systems": n // p.system_size[c] if c in p.system_size else 0,
-                           "system_name": chip.system_name, "power_mw": n * chip.power_kw * p.pue / 1000,
+                           "system_name": chip.system_name, "power_mw": n * chip.power_kw * p.pue / KW_PER_MW,
                            "capex_usd": new * chip.price_usd,
                            "tco_usd_per_hour": new * p.chip_capex_usd_per_hour[c] + (
                                n * p.chip_running_usd_per_hour[c] if not p.slices else
@@ -121,7 +122,7 @@ def extract(p: FleetProblem, o: Outcome, timings: dict | None = None) -> Plan:
         tput, pre, serves = r.throughput_tok_s * o.x[u], r.prefill_tok_s * o.x[u], ""
         if u in p.unit_serves:  # a shared unit: what it serves of each bucket, and its capacity at that mix
             mine = {j: o.shares.get((u, j), 0.0) for j in p.unit_serves[u]}
-            used_time = sum(v / (p.unit_serves[u][j] * 1e3) for j, v in mine.items())
+            used_time = sum(v / (p.unit_serves[u][j] * TOK_S_PER_KTOK_S) for j, v in mine.items())
             cap = sum(mine.values()) / used_time * o.x[u] if used_time > 0 else (r.throughput_tok_s or r.prefill_tok_s) * o.x[u]
             tput, pre = (0.0, cap) if r.kind == "prefill" else (cap, 0.0)
             serves = "; ".join(f"{j} {v:,.0f}" for j, v in mine.items() if v > TOL)
@@ -217,9 +218,9 @@ def slice_frame(p: FleetProblem, o: Outcome) -> pd.DataFrame:
     for h in p.slices:
         for j in p.classes:
             serving = [u for u in p.unit_ids if p.units.at[u, "class"] == j and p.units.at[u, "kind"] != "prefill"]
-            running = sum(p.unit_tput_ktok_s[u] * o.running.get((u, h), 0) for u in serving) * 1e3
-            bought = sum(p.unit_tput_ktok_s[u] * o.x.get(u, 0) for u in serving) * 1e3
-            demand = p.slice_demand_ktok_s[j, h] * 1e3 * (o.alpha if p.objective == "throughput" else 1.0)
+            running = sum(p.unit_tput_ktok_s[u] * o.running.get((u, h), 0) for u in serving) * TOK_S_PER_KTOK_S
+            bought = sum(p.unit_tput_ktok_s[u] * o.x.get(u, 0) for u in serving) * TOK_S_PER_KTOK_S
+            demand = p.slice_demand_ktok_s[j, h] * TOK_S_PER_KTOK_S * (o.alpha if p.objective == "throughput" else 1.0)
             rows.append({"hour": h, "class": j, "demand_tok_s": demand, "running_capacity_tok_s": running,
                          "fleet_capacity_tok_s": bought, "utilization": demand / bought if bought else 0.0,
                          "running_chips": sum(running_chips(p, o, c, h) for c in p.chips),
@@ -323,7 +324,7 @@ def constraint_frame(p: FleetProblem, o: Outcome) -> pd.DataFrame:
     """Each budget/target constraint: binding or not, and its shadow price in user units (the
     family's unit, formulations/families.py, after the objective's)."""
     obj_unit = OBJECTIVE_UNITS[p.objective]
-    total_demand = sum(p.demand_ktok_s.values()) * 1e3
+    total_demand = sum(p.demand_ktok_s.values()) * TOK_S_PER_KTOK_S
     rows = []
     for name, slack in sorted(o.slacks.items()):
         family, _ = family_of(name)

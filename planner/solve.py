@@ -19,6 +19,7 @@ from formulations.fleet import build_model, tco_usd_per_hour
 
 from .errors import SolverError
 from .problem import FleetProblem
+from .units import TOK_S_PER_KTOK_S
 
 STATUS = {"optimal": "optimal", "maxTimeLimit": "time_limit", "infeasible": "infeasible",
           "infeasibleOrUnbounded": "infeasible", "unbounded": "unbounded"}
@@ -180,8 +181,9 @@ class FleetSolver:
             out.spare_systems = {c: int(round(m.sr[c].value or 0)) for c in m.RS}
         if hasattr(m, "k"):
             out.kept = {c: int(round(m.k[c].value or 0)) for c in m.O}
-        out.served = {j: (pyo.value(m.served_agg[j]) * 1e3, pyo.value(m.served_dis[j]) * 1e3) for j in m.J}
-        out.shares = {k: (m.share[k].value or 0.0) * 1e3 for k in m.S if out.x.get(k[0], 0) > 0}
+        out.served = {j: (pyo.value(m.served_agg[j]) * TOK_S_PER_KTOK_S, pyo.value(m.served_dis[j]) * TOK_S_PER_KTOK_S)
+                      for j in m.J}
+        out.shares = {k: (m.share[k].value or 0.0) * TOK_S_PER_KTOK_S for k in m.S if out.x.get(k[0], 0) > 0}
         out.slacks = _slacks(m)
         out.duals = _shadow_prices(m, p, opt)
         return out

@@ -119,7 +119,7 @@ def test_milp_equals_brute_force_on_random_tiny_instances():
     checked = feasible = 0
     for _ in range(400):
         p = random_problem(rng)
-        if math.prod((m if m >= 0 else 12) + 1 for m in p.unit_max.values()) > 3000:
+        if math.prod((m if m is not None else 12) + 1 for m in p.unit_max.values()) > 3000:
             continue
         truth = brute_force(p)
         o = milp(p)
@@ -234,7 +234,7 @@ def test_spares_follow_the_brute_force_oracle():
         kw = rng.choice([{"availability": 0.99}, {"spare_fraction": 0.2}, {"availability": 0.999, "spare_fraction": 0.1}])
         q = toy(chips, p.units.to_dict("records"), classes=tuple((tc.name, tc.demand_tok_s, tc.isl, tc.osl)
                                                                   for tc in p.case.classes), **kw)
-        if math.prod((m if m >= 0 else 12) + 1 for m in q.unit_max.values()) > 3000:
+        if math.prod((m if m is not None else 12) + 1 for m in q.unit_max.values()) > 3000:
             continue
         truth, o = brute_force(q), milp(q)
         checked += 1
