@@ -371,15 +371,10 @@ def add_fixed_cost(m, p: FleetProblem) -> None:
     F = [c for c in p.chips if p.fixed_cost_usd_per_hour.get(c)]
     if not F:
         return
-    bigm = {}
-    for c in F:
-        terms = [cnt * p.unit_max[u] for u in p.unit_ids for cc, cnt in p.unit_chips[u].items() if cc == c]
-        bigm[c] = p.supply.get(c) or (sum(terms) if all(t >= 0 for t in terms) else None)
-    if any(v is None for v in bigm.values()):
-        raise ValueError("fixed cost needs a bounded chip count")
     m.F = pyo.Set(initialize=F)
     m.z = pyo.Var(m.F, within=pyo.Binary, doc="chip type used")
-    m.fixed = pyo.Constraint(m.F, rule=lambda m, c: bought(m, c) <= bigm[c] * m.z[c], doc="fixed cost switch")
+    m.fixed = pyo.Constraint(m.F, rule=lambda m, c: bought(m, c) <= p.fixed_cost_bigm[c] * m.z[c],
+                             doc="fixed cost switch")
 
 
 def set_objective(m, p: FleetProblem) -> None:

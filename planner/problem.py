@@ -12,6 +12,7 @@ from typing import get_args
 import pandas as pd
 
 from .domain import Case, Objective
+from .errors import CaseError, Problem
 from .units import HOURS_PER_YEAR, KW_PER_MW, TOK_S_PER_KTOK_S, USD_PER_MUSD
 
 OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
@@ -44,6 +45,7 @@ class FleetProblem:
     supply: dict[str, int]
     max_types_per_stage: int | None
     fixed_cost_usd_per_hour: dict[str, float]
+    fixed_cost_bigm: dict[str, int]  # M_c of the fixed-cost switch: the supply cap, or Σ_u chips_{u,c}·unit_max_u
     pue: float
     chip_capex_usd_per_hour: dict[str, float] = field(default_factory=dict)  # amortised price (bought chips only)
     chip_running_usd_per_hour: dict[str, float] = field(default_factory=dict)  # energy × PUE + facility share
@@ -181,6 +183,7 @@ def build_problem(case: Case, units: pd.DataFrame, objective: Objective = "tco")
         # elastic model (budgets relaxed) keeps them valid
         need_max[u] = int(need) if math.isfinite(need) else unit_max[u]
     spare = _spare_params(case, unit_chips, need_max, cons.spare_fraction > 0 or cons.availability is not None)
+    fixed = {c: v / (case.economics.amortization_years * HOURS_PER_YEAR) for c, v in cons.fixed_cost_usd.items() if c in chips}
     return FleetProblem(
         **spare, spare_fraction=cons.spare_fraction, availability=cons.availability,
         case=case, units=units, objective=objective, chips=chips, classes=[tc.name for tc in case.classes],
@@ -193,8 +196,7 @@ def build_problem(case: Case, units: pd.DataFrame, objective: Objective = "tco")
         capex_musd_budget=cons.capex_usd / USD_PER_MUSD if cons.capex_usd is not None else None,
         supply={c: v for c, v in cons.supply.items() if c in chips},
         max_types_per_stage=cons.max_chip_types_per_stage,
-        fixed_cost_usd_per_hour={c: v / (case.economics.amortization_years * HOURS_PER_YEAR)
-                                 for c, v in cons.fixed_cost_usd.items() if c in chips},
+        fixed_cost_usd_per_hour=fixed, fixed_cost_bigm=_fixed_cost_bigm(fixed, cons.supply, unit_chips, unit_max),
         pue=case.economics.pue, by_class_kind=by_class_kind, unit_serves=serves,
         chip_capex_usd_per_hour={c: capex_cost_usd(case, c) for c in chips},
         chip_running_usd_per_hour={c: running_cost_usd(case, c) for c in chips},
@@ -203,6 +205,23 @@ def build_problem(case: Case, units: pd.DataFrame, objective: Objective = "tco")
         no_buy={c for c in chips if not case.fleet.buyable(c)},
         **_slice_params(case, chips),
     )
+
+
+def _fixed_cost_bigm(fixed: dict, supply: dict, unit_chips: dict, unit_max: dict) -> dict[str, int]:
+    """M_c for b_c ≤ M_c·z_c: the supply cap, else the chips the bounded units could need at most.
+    Unbounded (the throughput objective with no budget reaching the chip) is the user's to fix."""
+    out = {}
+    for c, usd in fixed.items():
+        if not usd:
+            continue
+        terms = [cnt * unit_max[u] if unit_max[u] is not None else None
+                 for u, counts in unit_chips.items() for cc, cnt in counts.items() if cc == c]
+        out[c] = supply.get(c) or (sum(terms) if None not in terms else None)
+        if out[c] is None:
+            raise CaseError("a fixed cost under the throughput objective needs a bound on that chip", [Problem(
+                f"constraints.fixed_cost_usd.{c}", "nothing limits how many of this chip the plan may buy",
+                f"set constraints.power_mw or constraints.supply.{c}")])
+    return out
 
 
 def _slice_params(case: Case, chips: list[str]) -> dict:
@@ -233,7 +252,10 @@ def _spare_params(case: Case, unit_chips: dict, unit_max: dict, wanted: bool) ->
            "rack_spare_steps": {}, "spare_max": dict(unit_max)}
     unbounded = [u for u in unit_chips if unit_max[u] is None]
     if unbounded:
-        raise ValueError("spares need a bound on every unit's copies (a budget under the throughput objective)")
+        raise CaseError("spares under the throughput objective need a bound on every unit's copies", [Problem(
+            "constraints", "no power_mw, capex_usd or supply cap limits how many units of "
+            f"{', '.join(sorted({c for u in unbounded for c in unit_chips[u]}))} the plan may buy",
+            "set constraints.power_mw (it bounds every chip), or a supply cap on each chip")])
     for u, counts in unit_chips.items():
         mine = {c: n for c, n in counts.items() if c not in racks}
         if not mine:
