@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import platform
 import time
@@ -170,7 +169,7 @@ def _fastest(case: Case, tc, grid: GridOptions) -> tuple[float, str]:
         if not chip.supports(tc.precision):
             continue
         c = pf.ChipSI.of(chip, tc.precision)
-        n_min = max(1, math.ceil(w.weight_bytes() / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
+        n_min = pf.chips_to_hold(w.weight_bytes(), c)
         lay = layouts(w.model, n_min, c.domain, c.on_chip, grid.n_factors, grid.max_chips_per_unit)
         for dp in (False, True):
             sel = lay.select(lay.attn_dp == dp)
