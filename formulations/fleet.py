@@ -1,4 +1,4 @@
-"""The fleet MILP (DESIGN.md §4): a pure builder, Problem in, ConcreteModel out.
+"""The fleet MILP (DESIGN.md §4): a pure builder, FleetProblem in, ConcreteModel out.
 
 Index sets
     U   candidate units (planner/candidates.py), each of one class j(u)
@@ -10,15 +10,20 @@ Variables
     b[c], k[c] ∈ ℤ≥0  chips of c bought new / kept from the owned stock (only when chips are owned; else b ≡ n)
     s[u,j] ≥ 0   k tokens/s of length bucket j that the copies of shared unit u serve
 Units: throughput k tokens/s, power kW, cost USD/hour (capex objective: M USD).
+
+Each relaxable family (formulations/families.py) has a `relax_<family>(m, p)` beside its
+`add_<family>`: it swaps the hard row for one with a non-negative slack and returns the slack's
+penalty scaled by the right-hand side (Calliope's `ensure_feasibility`). formulations/elastic.py
+applies them, in the registry's order, to diagnose an infeasible case.
 """
 from __future__ import annotations
 
 import pyomo.environ as pyo
 
-from planner.problem import Problem
+from planner.problem import FleetProblem
 
 
-def build_model(p: Problem) -> pyo.ConcreteModel:
+def build_model(p: FleetProblem) -> pyo.ConcreteModel:
     """The whole MILP; reads like a table of contents."""
     m = pyo.ConcreteModel(name=f"fleet[{p.case.name}]")
     add_variables(m, p)
@@ -39,7 +44,7 @@ def build_model(p: Problem) -> pyo.ConcreteModel:
     return m
 
 
-def add_variables(m, p: Problem) -> None:
+def add_variables(m, p: FleetProblem) -> None:
     """x, n, r, y, z, α with data-derived bounds (x[u] ≤ unit_max[u] when finite)."""
     m.U = pyo.Set(initialize=p.unit_ids, doc="candidate units")
     m.C = pyo.Set(initialize=p.chips, doc="chip types")
@@ -48,7 +53,7 @@ def add_variables(m, p: Problem) -> None:
     m.J = pyo.Set(initialize=p.classes, doc="traffic classes")
 
     def x_bounds(_, u):
-        return (0, p.unit_max[u] if p.unit_max[u] >= 0 else None)
+        return (0, p.unit_max[u])  # None: no budget bounds it (throughput objective)
 
     m.x = pyo.Var(m.U, within=pyo.NonNegativeIntegers, bounds=x_bounds, doc="copies of unit u")
     m.n = pyo.Var(m.C, within=pyo.NonNegativeIntegers, doc="chips bought of type c")
@@ -61,7 +66,7 @@ def add_variables(m, p: Problem) -> None:
         m.alpha.fix(1.0)
 
 
-def add_throughput(m, p: Problem) -> None:
+def add_throughput(m, p: FleetProblem) -> None:
     """Demand is split between aggregated and disaggregated serving, each covered by its units:
         Σ_{u ∈ A_j} tput_u·x_u ≥ a_j;   Σ_{u ∈ D_j} tput_u·x_u ≥ d_j;   a_j + d_j ≥ α·demand_j   ∀ j
     [k output tokens/s]. The split lets spare decode capacity go without prefill (see add_prefill)."""
@@ -81,7 +86,28 @@ def add_throughput(m, p: Problem) -> None:
                                   >= m.alpha * p.demand_ktok_s[j], doc="output throughput ≥ demand")
 
 
-def add_prefill(m, p: Problem) -> None:
+DEMAND_WEIGHT = 1e3
+"""A demand shortfall weighs 1000× a budget overrun of the same share: demand is the target; budgets
+are what the answer should stretch first ("power short by 3.2 MW")."""
+
+
+def relax_throughput(m, p: FleetProblem):
+    """a_j + d_j + short_j ≥ demand_j  ∀ j (and each hourly slice's share of short_j)   [k tok/s];
+    penalty DEMAND_WEIGHT · Σ_j short_j / demand_j."""
+    m.short = pyo.Var(m.J, within=pyo.NonNegativeReals, doc="unmet demand [k tok/s]")
+    m.throughput.deactivate()
+    m.throughput_elastic = pyo.Constraint(m.J, rule=lambda m, j: m.served_agg[j] + m.served_dis[j] + m.short[j]
+                                          >= p.demand_ktok_s[j])
+    penalty = DEMAND_WEIGHT * sum(m.short[j] / p.demand_ktok_s[j] for j in m.J)
+    if m.component("slice_throughput") is not None:  # the same shortfall, scaled to each slice's share of the peak
+        m.slice_throughput.deactivate()
+        m.slice_throughput_elastic = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: m.sh_agg[j, h] + m.sh_dis[j, h]
+                                                    + m.short[j] * p.slice_demand_ktok_s[j, h] / p.demand_ktok_s[j]
+                                                    >= p.slice_demand_ktok_s[j, h])
+    return penalty
+
+
+def add_prefill(m, p: FleetProblem) -> None:
     """Σ_{u ∈ P_j} cap_u · x_u ≥ (ISL/OSL)_j · d_j   ∀ j   [k input tokens/s]: prefill for the demand
     the disaggregated decode serves (not for its spare capacity); cap_u already holds the utilisation
     the TTFT target allows. Aggregated units prefill on their own chips."""
@@ -92,7 +118,7 @@ def add_prefill(m, p: Problem) -> None:
                                >= p.isl_per_osl[j] * m.served_dis[j], doc="prefill capacity ≥ input tokens")
 
 
-def add_slices(m, p: Problem) -> None:
+def add_slices(m, p: FleetProblem) -> None:
     """Hourly slices h ∈ H = {0 … 23} (a daily demand profile or time-of-use prices): the fleet x is
     bought once; each slice runs xr_{u,h} ≤ x_u of it:
         Σ_{u ∈ A_j} tput_u·xr_{u,h} ≥ a_{j,h};  Σ_{u ∈ D_j} tput_u·xr_{u,h} ≥ d_{j,h};  a_{j,h} + d_{j,h} ≥ α·demand_{j,h}
@@ -119,7 +145,7 @@ def add_slices(m, p: Problem) -> None:
         p.unit_prefill_ktok_s[u] * m.xr[u, h] for u in pre[j]) >= p.isl_per_osl[j] * m.sh_dis[j, h])
 
 
-def slice_energy_usd_per_hour(m, p: Problem):
+def slice_energy_usd_per_hour(m, p: FleetProblem):
     """(1/|H|)·Σ_h price_h·PUE·[Σ_c idle_c·n_c + Σ_u Σ_c chips_{u,c}·(power_c − idle_c)·xr_{u,h}]   [USD/h]:
     the day's mean energy bill; a bought chip that runs no unit draws idle power, a retired one nothing."""
     idle = sum(p.chip_idle_kw[c] * m.n[c] for c in m.C)
@@ -128,7 +154,7 @@ def slice_energy_usd_per_hour(m, p: Problem):
                for h in m.H) / len(p.slices)
 
 
-def add_sharing(m, p: Problem) -> None:
+def add_sharing(m, p: FleetProblem) -> None:
     """Σ_j s[u,j] / cap[u,j] ≤ x_u   ∀ shared unit u   [copies]: a unit that may serve several length
     buckets of one class (sized for the longest, planner/candidates.py shared_candidates) splits its
     time between them; cap[u,j] is what one copy serves of bucket j alone. Exact when a decode step's
@@ -141,7 +167,7 @@ def add_sharing(m, p: Problem) -> None:
                                <= m.x[u], doc="a shared unit's time split between its buckets")
 
 
-def add_chip_count(m, p: Problem) -> None:
+def add_chip_count(m, p: FleetProblem) -> None:
     """n_c ≥ Σ_u chips_{u,c} · x_u   ∀ c   [chips]."""
     users: dict[str, list[tuple[int, int]]] = {c: [] for c in p.chips}
     for u, counts in p.unit_chips.items():
@@ -151,7 +177,7 @@ def add_chip_count(m, p: Problem) -> None:
                                   doc="chips bought cover the units")
 
 
-def add_spares(m, p: Problem) -> None:
+def add_spares(m, p: FleetProblem) -> None:
     """Spare capacity per group (planner/spares.py states the failure model), N working + k spare:
       units on chips not sold by system: s_u ≥ f·x_u;  s_u ≥ Σ_t δ_{u,t};  x_u ≤ N_{u,t} − 1 + (M_u − N_{u,t} + 1)·δ_{u,t}
       racks of chip c sold by system:     S_c·w_c ≥ Σ_u chips_{u,c}·x_u;  n_c = S_c·(w_c + sr_c);  sr_c ≥ f·w_c;
@@ -204,7 +230,7 @@ def add_spares(m, p: Problem) -> None:
         len(p.rack_spare_steps[c]))) if p.rack_spare_steps.get(c) else pyo.Constraint.Skip, doc="spare systems ≥ k_c(w_c)")
 
 
-def add_systems(m, p: Problem) -> None:
+def add_systems(m, p: FleetProblem) -> None:
     """n_c = size_c · r_c   ∀ c sold only as whole systems (72-GPU racks, 256-LPU LPX racks)."""
     if not p.system_size:
         return
@@ -214,7 +240,7 @@ def add_systems(m, p: Problem) -> None:
                                doc="whole systems")
 
 
-def add_owned(m, p: Problem) -> None:
+def add_owned(m, p: FleetProblem) -> None:
     """n_c = b_c + k_c,  0 ≤ k_c ≤ owned_c  ∀ c   [chips];  k_c = size_c · rk_c for chips sold by system;
     b_c = 0 for chips only owned (not in fleet.chips).
     Chips in service n_c are the new ones b_c plus the owned ones kept k_c; owned_c − k_c are retired:
@@ -241,11 +267,11 @@ def bought(m, c):
     return m.b[c] if hasattr(m, "b") else m.n[c]
 
 
-def capex_musd(m, p: Problem):
-    return sum(p.chip_price_usd[c] / 1e6 * bought(m, c) for c in m.C)
+def capex_musd(m, p: FleetProblem):
+    return sum(p.chip_price_musd[c] * bought(m, c) for c in m.C)
 
 
-def tco_usd_per_hour(m, p: Problem):
+def tco_usd_per_hour(m, p: FleetProblem):
     """Σ_c capex_c·b_c + running_c·n_c + Σ fixed_c·z_c   [USD/h]: amortised price on new chips only
     (with slices, running_c·n_c becomes facility_c·n_c + slice_energy_usd_per_hour)."""
     fixed = sum(p.fixed_cost_usd_per_hour[c] * m.z[c] for c in m.F) if hasattr(m, "F") else 0
@@ -256,39 +282,68 @@ def tco_usd_per_hour(m, p: Problem):
             + fixed)
 
 
-def site_power_kw(m, p: Problem):
+def site_power_kw(m, p: FleetProblem):
     return p.pue * sum(p.chip_power_kw[c] * m.n[c] for c in m.C)
 
 
-def add_power(m, p: Problem) -> None:
+def add_power(m, p: FleetProblem) -> None:
     """PUE · Σ_c power_c · n_c ≤ power budget   [kW at the site meter]."""
     if p.power_kw_budget is None:
         return
     m.power = pyo.Constraint(expr=site_power_kw(m, p) <= p.power_kw_budget, doc="site power budget")
 
 
-def add_capex(m, p: Problem) -> None:
+def relax_power(m, p: FleetProblem):
+    """PUE · Σ_c power_c · n_c − over_power ≤ budget   [kW]; penalty over_power / budget."""
+    m.power.deactivate()
+    m.over_power = pyo.Var(within=pyo.NonNegativeReals, doc="power over budget [kW]")
+    m.power_elastic = pyo.Constraint(expr=site_power_kw(m, p) - m.over_power <= p.power_kw_budget)
+    return m.over_power / p.power_kw_budget
+
+
+def add_capex(m, p: FleetProblem) -> None:
     """Σ_c price_c · b_c ≤ capex budget   [M USD] (b = chips bought new; owned chips are sunk)."""
     if p.capex_usd_budget is None:
         return
-    m.capex = pyo.Constraint(expr=capex_musd(m, p) <= p.capex_usd_budget / 1e6, doc="capex budget")
+    m.capex = pyo.Constraint(expr=capex_musd(m, p) <= p.capex_musd_budget, doc="capex budget")
 
 
-def add_supply(m, p: Problem) -> None:
+def relax_capex(m, p: FleetProblem):
+    """Σ_c price_c · b_c − over_capex ≤ budget   [M USD]; penalty over_capex / budget."""
+    m.capex.deactivate()
+    m.over_capex = pyo.Var(within=pyo.NonNegativeReals, doc="capex over budget [M USD]")
+    m.capex_elastic = pyo.Constraint(expr=capex_musd(m, p) - m.over_capex <= p.capex_musd_budget)
+    return m.over_capex / p.capex_musd_budget
+
+
+def add_supply(m, p: FleetProblem) -> None:
     """b_c ≤ supply cap_c   ∀ c with a cap   [chips bought new]."""
     if not p.supply:
         return
     m.supply = pyo.Constraint(sorted(p.supply), rule=lambda m, c: bought(m, c) <= p.supply[c], doc="supply cap")
 
 
-def add_assignment(m, p: Problem) -> None:
+def relax_supply(m, p: FleetProblem):
+    """b_c − over_supply_c ≤ cap_c  ∀ c with a cap   [chips]; penalty Σ_c over_supply_c / max(cap_c, 1)."""
+    m.supply.deactivate()
+    S = sorted(p.supply)
+    m.over_supply = pyo.Var(S, within=pyo.NonNegativeReals, doc="chips over supply cap")
+    m.supply_elastic = pyo.Constraint(S, rule=lambda m, c: bought(m, c) - m.over_supply[c] <= p.supply[c])
+    return sum(m.over_supply[c] / max(p.supply[c], 1) for c in S)
+
+
+RELAX = {"throughput": relax_throughput, "power": relax_power, "capex": relax_capex, "supply": relax_supply}
+"""Family name (formulations/families.py) → its relaxation."""
+
+
+def add_assignment(m, p: FleetProblem) -> None:
     """x_u ≤ M_u · y_{s,c}  ∀ u, (s,c) ∈ stages(u);  Σ_c y_{s,c} ≤ K  ∀ s   (K = max chip types per stage).
     M_u is the unit's own data-derived bound (demand / its throughput, or what the budgets allow);
     when no bound exists (no limit on a unit type) the link is skipped and y is free to follow."""
     if p.max_types_per_stage is None:
         m.y.fix(1)
         return
-    pairs = [(u, s, c) for u in p.unit_ids for (s, c) in p.unit_stages[u] if p.unit_max[u] >= 0]
+    pairs = [(u, s, c) for u in p.unit_ids for (s, c) in p.unit_stages[u] if p.unit_max[u] is not None]
     m.assign = pyo.Constraint(range(len(pairs)), rule=lambda m, i: m.x[pairs[i][0]]
                               <= p.unit_max[pairs[i][0]] * m.y[pairs[i][1], pairs[i][2]], doc="unit needs its stage chips")
     stages = sorted({s for s, _ in m.SC})
@@ -296,24 +351,33 @@ def add_assignment(m, p: Problem) -> None:
                                        <= p.max_types_per_stage, doc="chip types per stage")
 
 
-def add_fixed_cost(m, p: Problem) -> None:
+def relax_unit_bounds(m, p: FleetProblem) -> None:
+    """x_u unbounded and x_u ≤ M'_u · y_{s,c} with M'_u from demand alone (problem.elastic_unit_max):
+    the unit bounds came from the budgets, which an elastic model may exceed."""
+    for u in p.unit_ids:
+        m.x[u].setub(None)
+    if m.component("assign") is None:
+        return
+    m.assign.deactivate()
+    pairs = [(u, s, c) for u in p.unit_ids for (s, c) in p.unit_stages[u]]
+    bigm = {u: p.elastic_unit_max(u) for u in p.unit_ids}
+    m.assign_elastic = pyo.Constraint(range(len(pairs)), rule=lambda m, i: m.x[pairs[i][0]]
+                                      <= bigm[pairs[i][0]] * m.y[pairs[i][1], pairs[i][2]])
+
+
+def add_fixed_cost(m, p: FleetProblem) -> None:
     """b_c ≤ M_c · z_c  ∀ c with a fixed platform cost; M_c = Σ_u chips_{u,c} · M_u (or the supply cap).
     The platform cost comes with buying a chip type; an owned type has already paid it."""
     F = [c for c in p.chips if p.fixed_cost_usd_per_hour.get(c)]
     if not F:
         return
-    bigm = {}
-    for c in F:
-        terms = [cnt * p.unit_max[u] for u in p.unit_ids for cc, cnt in p.unit_chips[u].items() if cc == c]
-        bigm[c] = p.supply.get(c) or (sum(terms) if all(t >= 0 for t in terms) else None)
-    if any(v is None for v in bigm.values()):
-        raise ValueError("fixed cost needs a bounded chip count")
     m.F = pyo.Set(initialize=F)
     m.z = pyo.Var(m.F, within=pyo.Binary, doc="chip type used")
-    m.fixed = pyo.Constraint(m.F, rule=lambda m, c: bought(m, c) <= bigm[c] * m.z[c], doc="fixed cost switch")
+    m.fixed = pyo.Constraint(m.F, rule=lambda m, c: bought(m, c) <= p.fixed_cost_bigm[c] * m.z[c],
+                             doc="fixed cost switch")
 
 
-def set_objective(m, p: Problem) -> None:
+def set_objective(m, p: FleetProblem) -> None:
     """tco: tco_usd_per_hour [USD/h]; capex: Σ price·b [M USD]; power [kW]; throughput: max α."""
     if p.objective == "tco":
         m.obj = pyo.Objective(expr=tco_usd_per_hour(m, p), sense=pyo.minimize)

@@ -270,7 +270,7 @@ class _Prepared:
 def _prepare(p: CalPoint, chip: Chip, catalog: Catalog) -> _Prepared:
     w = pf.Workload(catalog.models[p.model], p.precision, p.isl, p.osl)
     c = pf.ChipSI.of(chip, p.precision)
-    n_min = max(1, math.ceil(w.weight_bytes() / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
+    n_min = pf.chips_to_hold(w.weight_bytes(), c)
     if p.kind == "single":  # vendors serve single streams from whole systems (SambaNova: a 16-socket rack)
         top = max(p.chips or 0, n_min, chip.chips_per_system)
     else:

@@ -61,7 +61,7 @@ def chip_counts(n_min: int, domain: int, opts: GridOptions) -> np.ndarray:
 
 
 def _n_min(part_bytes: float, c: pf.ChipSI) -> int:
-    return max(1, math.ceil(part_bytes / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
+    return pf.chips_to_hold(part_bytes, c)
 
 
 def _kv_ok(w: pf.Workload, batch, free_bytes, headroom: float):

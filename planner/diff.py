@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from formulations.families import is_budget
+
 from .errors import PlannerError, Problem
 
 PLAN_KEYS = ("cost", "power_mw", "throughput_tok_s", "chips", "stages", "constraints")
@@ -144,9 +146,6 @@ def summary(side: Side) -> dict:
             "binding": sorted(str(r["name"]) for r in p["constraints"] if limits_plan(r))}
 
 
-BUDGETS = ("power", "capex", "supply")
-
-
 def shadow_price(r: dict) -> float | None:
     """A constraints row's shadow price (None when the LP gave none)."""
     v = r.get("shadow_price")
@@ -156,7 +155,7 @@ def shadow_price(r: dict) -> float | None:
 def limits_plan(r: dict) -> bool:
     """Binding, or a budget the LP (stage choices fixed) sits on: whole-chip rounding can leave a
     sliver of a budget unused while it still decides the fleet (positive shadow price)."""
-    return bool(r.get("binding")) or ((shadow_price(r) or 0) > 1e-9 and str(r["name"]).split("[")[0] in BUDGETS)
+    return bool(r.get("binding")) or ((shadow_price(r) or 0) > 1e-9 and is_budget(r["name"]))
 
 
 def _metric(plan: dict, name: str):

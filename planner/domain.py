@@ -6,14 +6,17 @@ performance model converts them to SI once (planner/performance.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal, Mapping
+from typing import Literal, Mapping, get_args
+
+from .units import Precision
 
 ChipClass = Literal["gpu", "asic", "sram", "mram", "prefill"]
-CHIP_CLASSES: tuple[str, ...] = ("gpu", "asic", "sram", "mram", "prefill")
+CHIP_CLASSES: tuple[ChipClass, ...] = get_args(ChipClass)
 ON_CHIP_MEMORY_CLASSES = frozenset({"sram", "mram"})
-Precision = Literal["bf16", "fp8", "fp4"]
-Stage = Literal["prefill", "decode_attention", "decode_ffn"]
-STAGES: tuple[str, ...] = ("prefill", "decode_attention", "decode_ffn", "decode_draft")
+Stage = Literal["prefill", "decode_attention", "decode_ffn", "decode_draft"]
+STAGES: tuple[Stage, ...] = get_args(Stage)
+Objective = Literal["tco", "capex", "power", "throughput"]
+"""What the MILP minimises (throughput: maximises the served share of demand, then minimises TCO)."""
 CONFIDENCES = ("vendor-spec", "reported", "estimate", "default", "calibrated", "user")
 
 
@@ -35,7 +38,7 @@ class Chip:
     id: str
     name: str
     vendor: str
-    chip_class: str
+    chip_class: ChipClass
     system_name: str
     chips_per_system: int
     sold_by_system: bool
@@ -164,7 +167,7 @@ class TrafficClass:
 
     name: str
     model: str
-    precision: str
+    precision: Precision
     isl: int
     osl: int
     demand_tok_s: float
@@ -262,7 +265,7 @@ class Case:
     shapes: Mapping[str, Shape] = field(default_factory=dict)  # classes given as length distributions
 
     @property
-    def objective(self) -> str:
+    def objective(self) -> Objective:
         """The objective the case's question asks for (its [options], else min TCO)."""
         return self.options.get("objective", "tco")
 

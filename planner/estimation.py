@@ -1,7 +1,6 @@
 """`fleet estimate`: the performance model for one deployment, in user units."""
 from __future__ import annotations
 
-import math
 
 from . import performance as pf
 from .catalog import Catalog, load_catalog
@@ -24,7 +23,7 @@ def _chip(catalog: Catalog, key: str, precision: str, flag: str) -> pf.ChipSI:
 def min_chips(w: pf.Workload, c: pf.ChipSI, part: str = "all") -> int:
     """Fewest chips whose usable memory holds the weights of `part` (all | attn | ffn)."""
     need = {"all": w.weight_bytes(), "attn": w.attn_weight_bytes(), "ffn": w.ffn_weight_bytes()}[part]
-    return max(1, math.ceil(need / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
+    return pf.chips_to_hold(need, c)
 
 
 def choose_layout(w: pf.Workload, c: pf.ChipSI, chips: int, batch: int, tp: int | None = None,

@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .diff import BUDGETS, Side, limits_plan, read_plan_dir, shadow_price, solved_side
+from formulations.families import family_of
+
+from .diff import Side, limits_plan, read_plan_dir, shadow_price, solved_side
 from .domain import STAGES, Case
 from .errors import InfeasibleError, PlannerError, Problem
 from .solve import DEFAULT_MIP_GAP, SolveOptions
@@ -261,7 +263,8 @@ def binding_constraints(ctx: Context) -> list[dict]:
 def constraint_words(r: dict, case: Case, types_saving: dict | None = None) -> str:
     """One constraint's shadow price as a sentence (TCO objective: USD/hour)."""
     name, v = r["name"], shadow_price(r)
-    family, inner = name.split("[")[0], name[name.find("[") + 1:-1] if "[" in name else ""
+    fam, inner = family_of(name)
+    family = fam.name if fam else name.split("[")[0]
     cons = case.constraints
     if family == "types_per_stage":
         k = cons.max_chip_types_per_stage
@@ -276,9 +279,8 @@ def constraint_words(r: dict, case: Case, types_saving: dict | None = None) -> s
     if v is None:
         return f"{name} binds (no shadow price: the LP with the stage choices fixed did not solve)"
     slack_note = ""
-    if family in BUDGETS and not r.get("binding"):
-        used = {"power": f"{r['slack'] / 1000:,.3g} MW", "capex": f"{r['slack'] * 1e6:,.0f} USD",
-                "supply": f"{r['slack']:,.0f} chips"}[family]
+    if fam is not None and fam.budget and not r.get("binding"):
+        used = fam.slack_words(r["slack"])
         slack_note = (f" (the whole-chip plan leaves {used} unused, but the LP with its stage choices fixed "
                       "sits on this budget)")
     if family == "power":

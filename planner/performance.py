@@ -23,6 +23,7 @@ takes the share f = λ·t_prefill, so v = (1 − f)/t_step, i.e. v = 1 / (t_step
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,6 +126,12 @@ class Workload:
 
     def weight_bytes(self) -> float:
         return self.attn_weight_bytes() + self.ffn_weight_bytes()
+
+
+def chips_to_hold(weight_bytes: float, c: ChipSI) -> int:
+    """Fewest chips whose usable memory (USABLE_MEM_FRAC of it) holds `weight_bytes`: the smallest
+    unit the candidate grid, the estimator, calibration and the diagnoses start from."""
+    return max(1, math.ceil(weight_bytes / (c.mem_bytes * USABLE_MEM_FRAC)))
 
 
 def _alpha(c: ChipSI, width) -> np.ndarray:

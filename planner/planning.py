@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import platform
 import time
@@ -18,12 +17,12 @@ from .cases import load_case
 from .domain import Case
 from . import verify
 from .errors import InfeasibleError, PlannerError, Problem, TimeLimitError
-from .problem import OBJECTIVES, build_problem
+from .problem import OBJECTIVES, Objective, build_problem
 from .results import Plan, extract
 from .solve import DEFAULT_MIP_GAP, SolveOptions, solve, solve_elastic
 
 
-def check_objective(case: Case, objective: str | None) -> str:
+def check_objective(case: Case, objective: str | None) -> Objective:
     """The objective to solve (None = the case's own), refused when the case cannot bound it."""
     objective = objective or case.objective
     if objective not in OBJECTIVES:
@@ -74,7 +73,7 @@ def conclude(problem, outcome, solve_opts: SolveOptions, deadline: float, timing
     if outcome.status == "infeasible":
         posed = elastic_problem or problem
         slacks = solve_elastic(posed, _remaining(solve_opts, deadline, "diagnosing the infeasible targets"))
-        raise InfeasibleError("the targets cannot all be met", _elastic_problems(posed.case, posed, slacks))
+        raise InfeasibleError("the targets cannot all be met", _elastic_problems(posed, slacks))
     if not outcome.x:  # stopped by the time limit before HiGHS found any fleet
         raise TimeLimitError(f"time limit of {solve_opts.time_limit_s:g} s reached before any plan was found", [
             Problem("--time-limit", f"HiGHS found no feasible fleet in {outcome.wall_s:.1f} s "
@@ -170,7 +169,7 @@ def _fastest(case: Case, tc, grid: GridOptions) -> tuple[float, str]:
         if not chip.supports(tc.precision):
             continue
         c = pf.ChipSI.of(chip, tc.precision)
-        n_min = max(1, math.ceil(w.weight_bytes() / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
+        n_min = pf.chips_to_hold(w.weight_bytes(), c)
         lay = layouts(w.model, n_min, c.domain, c.on_chip, grid.n_factors, grid.max_chips_per_unit)
         for dp in (False, True):
             sel = lay.select(lay.attn_dp == dp)
@@ -185,36 +184,13 @@ def _fastest(case: Case, tc, grid: GridOptions) -> tuple[float, str]:
     return best, where
 
 
-def _elastic_problems(case: Case, problem, slacks: dict[str, float]) -> list[Problem]:
-    out = []
-    for key, v in slacks.items():
-        if v <= 1e-6:
-            continue
-        if key.startswith("short["):
-            j = key[6:-1]
-            demand = problem.demand_ktok_s[j] * 1e3
-            out.append(Problem(f"classes.{j}.demand_tok_s", f"demand short by {v * 1e3:,.0f} tok/s "
-                               f"({v * 1e3 / demand:.1%}) at the cheapest feasible fleet", "lower demand or raise budgets"))
-        elif key == "over_power":
-            need_mw = (problem.power_kw_budget + v) / 1000
-            out.append(Problem("constraints.power_mw", f"power short by {_mw(v / 1000)} at the cheapest feasible fleet",
-                               f"raise power_mw to ≥ {math.ceil(need_mw * 1e4) / 1e4:,.4g}"))
-        elif key == "over_capex":
-            out.append(Problem("constraints.capex_usd", f"capex short by {v * 1e6:,.0f} USD",
-                               f"raise capex_usd to ≥ {problem.capex_usd_budget + v * 1e6:,.0f}"))
-        elif key.startswith("over_supply["):
-            c = key[12:-1]
-            out.append(Problem(f"constraints.supply.{c}", f"supply short by {math.ceil(v - 1e-6):,} chips",
-                               f"raise the cap to ≥ {problem.supply[c] + math.ceil(v - 1e-6):,}"))
+def _elastic_problems(problem, slacks) -> list[Problem]:
+    """Each used elastic slack as the field to change and by how much (formulations/families.py words it)."""
+    out = [s.diagnosis(problem) for s in slacks if s.amount > 1e-6]
     if not out:
         out.append(Problem("constraints", "no fleet meets every constraint (stage-type limits or whole-system rounding)",
                            "relax max_chip_types_per_stage or allow more chips"))
     return out
-
-
-def _mw(mw: float) -> str:
-    """A power shortfall readable at any size: 2.37 MW, 4.1 kW."""
-    return f"{mw:,.2f} MW" if mw >= 0.01 else f"{mw * 1000:,.3g} kW"
 
 
 def run_record(plan_: Plan, case_source: str, sets, catalogs, options: dict) -> dict:

@@ -7,24 +7,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import get_args
 
 import pandas as pd
 
-from .domain import Case
-from .units import HOURS_PER_YEAR
+from .domain import Case, Objective
+from .errors import CaseError, Problem
+from .units import HOURS_PER_YEAR, KW_PER_MW, TOK_S_PER_KTOK_S, USD_PER_MUSD
 
-Objective = Literal["tco", "capex", "power", "throughput"]
-OBJECTIVES = ("tco", "capex", "power", "throughput")
+OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
 
 
 @dataclass
-class Problem:
+class FleetProblem:
     """Sets and parameters of one fleet MILP (no Pyomo here)."""
 
     case: Case
     units: pd.DataFrame  # the candidate table, one row per unit
-    objective: str
+    objective: Objective
     chips: list[str]  # chip types appearing in some unit
     classes: list[str]
     demand_ktok_s: dict[str, float]
@@ -33,16 +33,19 @@ class Problem:
     unit_stages: dict[int, list[tuple[str, str]]]  # unit -> [(stage, chip)]
     unit_tput_ktok_s: dict[int, float]
     unit_prefill_ktok_s: dict[int, float]
-    unit_max: dict[int, int]  # derived upper bound on copies of each unit (the big-M)
+    unit_max: dict[int, int | None]  # derived upper bound on copies of each unit (the big-M); None: unbounded
     chip_hourly_usd: dict[str, float]
     chip_power_kw: dict[str, float]
     chip_price_usd: dict[str, float]
+    chip_price_musd: dict[str, float]  # the capex objective's and budget's unit
     system_size: dict[str, int]  # chips per whole system, for chips sold by system
     power_kw_budget: float | None
     capex_usd_budget: float | None
+    capex_musd_budget: float | None
     supply: dict[str, int]
     max_types_per_stage: int | None
     fixed_cost_usd_per_hour: dict[str, float]
+    fixed_cost_bigm: dict[str, int]  # M_c of the fixed-cost switch: the supply cap, or Σ_u chips_{u,c}·unit_max_u
     pue: float
     chip_capex_usd_per_hour: dict[str, float] = field(default_factory=dict)  # amortised price (bought chips only)
     chip_running_usd_per_hour: dict[str, float] = field(default_factory=dict)  # energy × PUE + facility share
@@ -61,7 +64,7 @@ class Problem:
     slice_price_usd_per_kwh: dict[int, float] = field(default_factory=dict)
     chip_idle_kw: dict[str, float] = field(default_factory=dict)
     chip_facility_usd_per_hour: dict[str, float] = field(default_factory=dict)
-    spare_max: dict[int, int] = field(default_factory=dict)  # bound on working copies the spares step is written to
+    spare_max: dict[int, int | None] = field(default_factory=dict)  # bound on working copies the spares step is written to
     rack_spare_steps: dict[str, list[int]] = field(default_factory=dict)
     by_class_kind: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     unit_serves: dict[int, dict[str, float]] = field(default_factory=dict)
@@ -81,6 +84,12 @@ class Problem:
         if u in self.unit_serves:
             return sum(self.demand_ktok_s[j] for j in self.unit_serves[u])
         return self.demand_ktok_s[self.units.at[u, "class"]]
+
+    def elastic_unit_max(self, u: int) -> int:
+        """The elastic model's big-M on copies of u: twice its demand (input tokens for prefill, at the
+        largest ISL/OSL) over one copy's throughput — from demand alone, as budgets may be exceeded."""
+        return int(2 * self.unit_demand_ktok_s(u) * max(self.isl_per_osl.values(), default=1)
+                   / max(self.unit_tput_ktok_s[u] or self.unit_prefill_ktok_s[u], 1e-9)) + 1
 
     @property
     def unit_ids(self) -> list[int]:
@@ -103,18 +112,18 @@ def running_cost_usd(case: Case, chip_id: str) -> float:
     e, c = case.economics, case.chips[chip_id]
     site_kw = c.power_kw * e.pue
     energy = site_kw * e.electricity_usd_per_kwh
-    facility = site_kw / 1000 * e.facility_capex_usd_per_mw / (e.facility_amortization_years * HOURS_PER_YEAR)
+    facility = site_kw / KW_PER_MW * e.facility_capex_usd_per_mw / (e.facility_amortization_years * HOURS_PER_YEAR)
     return energy + facility
 
 
-def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Problem:
-    """Candidate table + case → Problem, with every big-M derived from the data."""
+def build_problem(case: Case, units: pd.DataFrame, objective: Objective = "tco") -> FleetProblem:
+    """Candidate table + case → FleetProblem, with every big-M derived from the data."""
     units = units.reset_index(drop=True)
     unit_chips, unit_stages, by_class_kind, serves = {}, {}, {}, {}
     has_serves = "serves" in units.columns
     for u, r in enumerate(units.itertuples(index=False)):
         if has_serves and isinstance(r.serves, tuple):
-            serves[u] = {j: v / 1e3 for j, v in r.serves}
+            serves[u] = {j: v / TOK_S_PER_KTOK_S for j, v in r.serves}
         else:
             by_class_kind.setdefault((r[0], r.kind), []).append(u)
         counts = {r.attn_chip: int(r.n_attn)}
@@ -134,14 +143,14 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
                 unit_stages[u].append(("decode_draft", draft))
     chips = sorted({c for cc in unit_chips.values() for c in cc})
     cons = case.constraints
-    demand = {tc.name: tc.peak_demand_tok_s / 1e3 for tc in case.classes}  # the peak slice when a profile is given
-    tput = dict(enumerate(units["throughput_tok_s"].to_numpy(float) / 1e3))
-    pre = dict(enumerate(units["prefill_tok_s"].to_numpy(float) / 1e3))
+    demand = {tc.name: tc.peak_demand_tok_s / TOK_S_PER_KTOK_S for tc in case.classes}  # the peak slice when a profile is given
+    tput = dict(enumerate(units["throughput_tok_s"].to_numpy(float) / TOK_S_PER_KTOK_S))
+    pre = dict(enumerate(units["prefill_tok_s"].to_numpy(float) / TOK_S_PER_KTOK_S))
     ratio = {tc.name: tc.new_isl / tc.osl for tc in case.classes}  # prompt tokens prefill computes per output token
 
     power = {c: case.chips[c].power_kw for c in chips}
     price = {c: case.chips[c].price_usd for c in chips}
-    budget_kw = cons.power_mw * 1000 if cons.power_mw else None
+    budget_kw = cons.power_mw * KW_PER_MW if cons.power_mw else None
 
     def budget_bound(u: int) -> float:
         """Copies of unit u any budget allows (inf when no budget limits it)."""
@@ -169,23 +178,25 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
         else:
             need = math.ceil(demand[j] / tput[u])
         bound = min(budget_bound(u), need)
-        unit_max[u] = int(math.floor(bound)) if math.isfinite(bound) else -1
+        unit_max[u] = int(math.floor(bound)) if math.isfinite(bound) else None
         # the spares' step functions are written up to what demand needs, not what budgets allow, so the
         # elastic model (budgets relaxed) keeps them valid
         need_max[u] = int(need) if math.isfinite(need) else unit_max[u]
     spare = _spare_params(case, unit_chips, need_max, cons.spare_fraction > 0 or cons.availability is not None)
-    return Problem(
+    fixed = {c: v / (case.economics.amortization_years * HOURS_PER_YEAR) for c, v in cons.fixed_cost_usd.items() if c in chips}
+    return FleetProblem(
         **spare, spare_fraction=cons.spare_fraction, availability=cons.availability,
         case=case, units=units, objective=objective, chips=chips, classes=[tc.name for tc in case.classes],
         demand_ktok_s=demand, isl_per_osl=ratio, unit_chips=unit_chips, unit_stages=unit_stages,
         unit_tput_ktok_s=tput, unit_prefill_ktok_s=pre, unit_max=unit_max,
         chip_hourly_usd={c: hourly_cost_usd(case, c) for c in chips}, chip_power_kw=power, chip_price_usd=price,
+        chip_price_musd={c: v / USD_PER_MUSD for c, v in price.items()},
         system_size={c: case.chips[c].chips_per_system for c in chips if case.chips[c].sold_by_system},
         power_kw_budget=budget_kw, capex_usd_budget=cons.capex_usd,
+        capex_musd_budget=cons.capex_usd / USD_PER_MUSD if cons.capex_usd is not None else None,
         supply={c: v for c, v in cons.supply.items() if c in chips},
         max_types_per_stage=cons.max_chip_types_per_stage,
-        fixed_cost_usd_per_hour={c: v / (case.economics.amortization_years * HOURS_PER_YEAR)
-                                 for c, v in cons.fixed_cost_usd.items() if c in chips},
+        fixed_cost_usd_per_hour=fixed, fixed_cost_bigm=_fixed_cost_bigm(fixed, cons.supply, unit_chips, unit_max),
         pue=case.economics.pue, by_class_kind=by_class_kind, unit_serves=serves,
         chip_capex_usd_per_hour={c: capex_cost_usd(case, c) for c in chips},
         chip_running_usd_per_hour={c: running_cost_usd(case, c) for c in chips},
@@ -196,6 +207,23 @@ def build_problem(case: Case, units: pd.DataFrame, objective: str = "tco") -> Pr
     )
 
 
+def _fixed_cost_bigm(fixed: dict, supply: dict, unit_chips: dict, unit_max: dict) -> dict[str, int]:
+    """M_c for b_c ≤ M_c·z_c: the supply cap, else the chips the bounded units could need at most.
+    Unbounded (the throughput objective with no budget reaching the chip) is the user's to fix."""
+    out = {}
+    for c, usd in fixed.items():
+        if not usd:
+            continue
+        terms = [cnt * unit_max[u] if unit_max[u] is not None else None
+                 for u, counts in unit_chips.items() for cc, cnt in counts.items() if cc == c]
+        out[c] = supply.get(c) or (sum(terms) if None not in terms else None)
+        if out[c] is None:
+            raise CaseError("a fixed cost under the throughput objective needs a bound on that chip", [Problem(
+                f"constraints.fixed_cost_usd.{c}", "nothing limits how many of this chip the plan may buy",
+                f"set constraints.power_mw or constraints.supply.{c}")])
+    return out
+
+
 def _slice_params(case: Case, chips: list[str]) -> dict:
     """Hourly slices, when any class has a demand profile or the economics a time-of-use price."""
     e = case.economics
@@ -203,7 +231,7 @@ def _slice_params(case: Case, chips: list[str]) -> dict:
         return {}
     hours = list(range(24))
     return {"slices": hours,
-            "slice_demand_ktok_s": {(tc.name, h): tc.demand_at(h) / 1e3 for tc in case.classes for h in hours},
+            "slice_demand_ktok_s": {(tc.name, h): tc.demand_at(h) / TOK_S_PER_KTOK_S for tc in case.classes for h in hours},
             "slice_price_usd_per_kwh": {h: e.price_at(h) for h in hours},
             "chip_idle_kw": {c: case.chips[c].power_kw * e.idle_power_fraction for c in chips},
             "chip_facility_usd_per_hour": {c: running_cost_usd(case, c) - case.chips[c].power_kw * e.pue
@@ -222,9 +250,12 @@ def _spare_params(case: Case, unit_chips: dict, unit_max: dict, wanted: bool) ->
     q = {c: chip_unavailability(case, c) for counts in unit_chips.values() for c in counts}
     out = {"unit_spare_chips": {}, "unit_down": {}, "unit_spare_steps": {}, "rack_down": {}, "rack_max": {},
            "rack_spare_steps": {}, "spare_max": dict(unit_max)}
-    unbounded = [u for u in unit_chips if unit_max[u] < 0]
+    unbounded = [u for u in unit_chips if unit_max[u] is None]
     if unbounded:
-        raise ValueError("spares need a bound on every unit's copies (a budget under the throughput objective)")
+        raise CaseError("spares under the throughput objective need a bound on every unit's copies", [Problem(
+            "constraints", "no power_mw, capex_usd or supply cap limits how many units of "
+            f"{', '.join(sorted({c for u in unbounded for c in unit_chips[u]}))} the plan may buy",
+            "set constraints.power_mw (it bounds every chip), or a supply cap on each chip")])
     for u, counts in unit_chips.items():
         mine = {c: n for c, n in counts.items() if c not in racks}
         if not mine:
@@ -242,25 +273,25 @@ def _spare_params(case: Case, unit_chips: dict, unit_max: dict, wanted: bool) ->
     return out
 
 
-__all__ = ["Problem", "build_problem", "hourly_cost_usd", "OBJECTIVES"]
+__all__ = ["FleetProblem", "build_problem", "hourly_cost_usd", "OBJECTIVES"]
 
 
 SAFE_RANGE = 1e9
 SAFE_BIGM = 1e7
 
 
-def numerics_warnings(p: Problem) -> list[str]:
+def numerics_warnings(p: FleetProblem) -> list[str]:
     """Warn when matrix coefficients span more than 1e9 or a big-M exceeds 1e7 (HiGHS tolerances
     are ~1e-6 relative; beyond these, 'optimal' can hide a wrong answer)."""
     coeffs = [v for v in p.unit_tput_ktok_s.values() if v > 0] + [v for v in p.unit_prefill_ktok_s.values() if v > 0]
     coeffs += [n for counts in p.unit_chips.values() for n in counts.values()]
-    coeffs += [p.chip_power_kw[c] * p.pue for c in p.chips] + [p.chip_price_usd[c] / 1e6 for c in p.chips]
+    coeffs += [p.chip_power_kw[c] * p.pue for c in p.chips] + list(p.chip_price_musd.values())
     coeffs += list(p.demand_ktok_s.values())
     out = []
     if coeffs and max(coeffs) / min(coeffs) > SAFE_RANGE:
         out.append(f"coefficients span {min(coeffs):.2g} … {max(coeffs):.2g} (ratio {max(coeffs) / min(coeffs):.1e} > "
                    f"{SAFE_RANGE:.0e}): results may be inexact; rescale demand or split the case")
-    big = max((m for m in p.unit_max.values() if m >= 0), default=0)
+    big = max((m for m in p.unit_max.values() if m is not None), default=0)
     if big > SAFE_BIGM:
         out.append(f"a unit may be bought {big:,} times (big-M above {SAFE_BIGM:.0e}): demand is very large "
                    "relative to one unit; consider a coarser grid or larger units")

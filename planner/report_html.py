@@ -17,6 +17,8 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
+from formulations.families import family_of
+
 from .errors import PlannerError, Problem
 
 PLAN_FILES = ("plan.json", "chips.csv", "stages.csv", "units.csv", "classes.csv", "constraints.csv", "costs.csv")
@@ -223,8 +225,8 @@ OBJ_NAMES = {"tco": "TCO", "capex": "capex", "power": "site power", "throughput"
 def constraint_words(row: dict, objective: str, limits: dict | None = None) -> str:
     """A binding constraint and its shadow price as a sentence (escaped)."""
     name, unit, price = str(row.get("name", "")), str(row.get("unit") or ""), row.get("shadow_price")
-    family = name.split("[")[0]
-    target = name[len(family) + 1:-1] if "[" in name else ""
+    fam, target = family_of(name)
+    family = fam.name if fam else name.split("[")[0]
     obj = OBJ_NAMES.get(objective, objective)
     if price is None or (isinstance(price, float) and math.isnan(price)):
         what = {"types_per_stage": f"the limit on chip types for the {target or 'a'} stage is reached"}.get(
@@ -238,7 +240,7 @@ def constraint_words(row: dict, objective: str, limits: dict | None = None) -> s
         verb = "raises" if objective != "throughput" else "changes"
         text = f"{name}: {subject} is met exactly; each extra 1,000 tok/s of it {verb} the {obj} by " \
                f"{fmt(float(price))} {obj_unit}."
-    elif family in ("power", "capex", "supply"):
+    elif fam is not None and fam.budget:
         what = {"power": "the site power budget", "capex": "the capex budget",
                 "supply": f"the supply cap on {target}"}[family]
         if objective == "throughput":

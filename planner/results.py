@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .problem import Problem
+from formulations.families import family_of
+
+from .problem import FleetProblem
 from .solve import Outcome
+from .units import KW_PER_MW, TOK_S_PER_KTOK_S
 
 TOL = 1e-6
 
@@ -27,7 +30,7 @@ METRIC_DEFINITIONS = {
 class Plan:
     """A solved (or diagnosed) plan; `to_dict()` is the JSON other tools read."""
 
-    problem: Problem
+    problem: FleetProblem
     outcome: Outcome
     chips: pd.DataFrame
     stages: pd.DataFrame
@@ -80,7 +83,7 @@ class Plan:
         }
 
 
-def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
+def extract(p: FleetProblem, o: Outcome, timings: dict | None = None) -> Plan:
     case = p.case
     used = [u for u, v in o.x.items() if v > 0 or o.spares.get(u, 0) > 0]
     U = p.units
@@ -97,7 +100,7 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
         chip = case.chips[c]
         chips_rows.append({"chip": c, "chips": n, "chips_in_use": need,
                            "systems": n // p.system_size[c] if c in p.system_size else 0,
-                           "system_name": chip.system_name, "power_mw": n * chip.power_kw * p.pue / 1000,
+                           "system_name": chip.system_name, "power_mw": n * chip.power_kw * p.pue / KW_PER_MW,
                            "capex_usd": new * chip.price_usd,
                            "tco_usd_per_hour": new * p.chip_capex_usd_per_hour[c] + (
                                n * p.chip_running_usd_per_hour[c] if not p.slices else
@@ -119,7 +122,7 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
         tput, pre, serves = r.throughput_tok_s * o.x[u], r.prefill_tok_s * o.x[u], ""
         if u in p.unit_serves:  # a shared unit: what it serves of each bucket, and its capacity at that mix
             mine = {j: o.shares.get((u, j), 0.0) for j in p.unit_serves[u]}
-            used_time = sum(v / (p.unit_serves[u][j] * 1e3) for j, v in mine.items())
+            used_time = sum(v / (p.unit_serves[u][j] * TOK_S_PER_KTOK_S) for j, v in mine.items())
             cap = sum(mine.values()) / used_time * o.x[u] if used_time > 0 else (r.throughput_tok_s or r.prefill_tok_s) * o.x[u]
             tput, pre = (0.0, cap) if r.kind == "prefill" else (cap, 0.0)
             serves = "; ".join(f"{j} {v:,.0f}" for j, v in mine.items() if v > TOL)
@@ -199,25 +202,25 @@ def extract(p: Problem, o: Outcome, timings: dict | None = None) -> Plan:
                 slices=slice_frame(p, o) if p.slices else None, shares=shares)
 
 
-def running_chips(p: Problem, o: Outcome, c: str, h: int) -> int:
+def running_chips(p: FleetProblem, o: Outcome, c: str, h: int) -> int:
     return sum(p.unit_chips[u].get(c, 0) * k for (u, hh), k in o.running.items() if hh == h)
 
 
-def chip_energy_usd_per_hour(p: Problem, o: Outcome, c: str, n: int) -> float:
+def chip_energy_usd_per_hour(p: FleetProblem, o: Outcome, c: str, n: int) -> float:
     """The day's mean energy bill of chip type c: running chips at power_kw, the rest of n idle."""
     return sum(p.slice_price_usd_per_kwh[h] * p.pue * (p.chip_idle_kw[c] * n + (p.chip_power_kw[c] - p.chip_idle_kw[c])
                                                        * running_chips(p, o, c, h)) for h in p.slices) / len(p.slices)
 
 
-def slice_frame(p: Problem, o: Outcome) -> pd.DataFrame:
+def slice_frame(p: FleetProblem, o: Outcome) -> pd.DataFrame:
     """One row per (hour, class): demand, capacity of the running units, of the bought fleet, utilisation."""
     rows = []
     for h in p.slices:
         for j in p.classes:
             serving = [u for u in p.unit_ids if p.units.at[u, "class"] == j and p.units.at[u, "kind"] != "prefill"]
-            running = sum(p.unit_tput_ktok_s[u] * o.running.get((u, h), 0) for u in serving) * 1e3
-            bought = sum(p.unit_tput_ktok_s[u] * o.x.get(u, 0) for u in serving) * 1e3
-            demand = p.slice_demand_ktok_s[j, h] * 1e3 * (o.alpha if p.objective == "throughput" else 1.0)
+            running = sum(p.unit_tput_ktok_s[u] * o.running.get((u, h), 0) for u in serving) * TOK_S_PER_KTOK_S
+            bought = sum(p.unit_tput_ktok_s[u] * o.x.get(u, 0) for u in serving) * TOK_S_PER_KTOK_S
+            demand = p.slice_demand_ktok_s[j, h] * TOK_S_PER_KTOK_S * (o.alpha if p.objective == "throughput" else 1.0)
             rows.append({"hour": h, "class": j, "demand_tok_s": demand, "running_capacity_tok_s": running,
                          "fleet_capacity_tok_s": bought, "utilization": demand / bought if bought else 0.0,
                          "running_chips": sum(running_chips(p, o, c, h) for c in p.chips),
@@ -226,7 +229,7 @@ def slice_frame(p: Problem, o: Outcome) -> pd.DataFrame:
                                        "utilization", "running_chips", "price_usd_per_kwh"])
 
 
-def spare_groups(p: Problem, o: Outcome) -> pd.DataFrame:
+def spare_groups(p: FleetProblem, o: Outcome) -> pd.DataFrame:
     """One row per spare group in use (planner/spares.py): working and spare items, the down probability
     of one item and the probability that the group's working capacity is there."""
     from .spares import covered
@@ -314,32 +317,25 @@ def unmeasured_warnings(case, chips: pd.DataFrame) -> list[str]:
     return out
 
 
-DUAL_UNITS = {  # family → (model units → user units, what one unit of relaxation is)
-    "throughput": (1.0, "per extra 1,000 output tok/s of demand"),
-    "prefill": (1.0, "per extra 1,000 input tok/s of prefill"),
-    "power": (1000.0, "per extra MW"),
-    "capex": (1.0, "per extra M USD"),
-    "supply": (1.0, "per extra chip"),
-    "types_per_stage": (1.0, "(integer limit: no shadow price)"),
-}
+OBJECTIVE_UNITS = {"tco": "USD/hour", "capex": "M USD", "power": "kW", "throughput": "share of demand"}
 
 
-def constraint_frame(p: Problem, o: Outcome) -> pd.DataFrame:
-    """Each budget/target constraint: binding or not, and its shadow price in user units."""
-    obj_unit = {"tco": "USD/hour", "capex": "M USD", "power": "kW", "throughput": "share of demand"}[p.objective]
-    total_demand = sum(p.demand_ktok_s.values()) * 1e3
+def constraint_frame(p: FleetProblem, o: Outcome) -> pd.DataFrame:
+    """Each budget/target constraint: binding or not, and its shadow price in user units (the
+    family's unit, formulations/families.py, after the objective's)."""
+    obj_unit = OBJECTIVE_UNITS[p.objective]
+    total_demand = sum(p.demand_ktok_s.values()) * TOK_S_PER_KTOK_S
     rows = []
     for name, slack in sorted(o.slacks.items()):
-        family = name.split("[")[0]
+        family, _ = family_of(name)
         dual = abs(o.duals.get(name, 0.0))
-        scale, per = DUAL_UNITS.get(family, (1.0, ""))
-        unit = f"{obj_unit} {per}".strip()
-        value = dual * scale
-        if p.objective == "throughput" and family in ("power", "capex", "supply"):
-            value, unit = value * total_demand, f"tok/s {per}"
-        ref = {"power": p.power_kw_budget, "capex": (p.capex_usd_budget or 0) / 1e6}.get(family, 1.0) or 1.0
+        unit = f"{obj_unit} {family.what}".strip()
+        value = dual * family.dual_scale
+        if p.objective == "throughput" and family.budget:
+            value, unit = value * total_demand, f"tok/s {family.what}"
+        ref = (family.rhs(p) if family.rhs else 1.0) or 1.0
         rows.append({"name": name, "binding": bool(slack <= TOL * max(1.0, abs(ref))), "slack": slack,
-                     "shadow_price": value if family != "types_per_stage" else None, "unit": unit})
+                     "shadow_price": value if family.has_dual else None, "unit": unit})
     return pd.DataFrame(rows, columns=["name", "binding", "slack", "shadow_price", "unit"])
 
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 import pyomo.environ as pyo
 from pyomo.contrib.appsi.solvers import Highs
 
-from formulations.elastic import build_elastic
+from formulations.elastic import build_elastic, slack_amounts
+from formulations.families import FAMILIES, Slack
 from formulations.fleet import build_model, tco_usd_per_hour
 
 from .errors import SolverError
-from .problem import Problem
+from .problem import FleetProblem
+from .units import TOK_S_PER_KTOK_S
 
 STATUS = {"optimal": "optimal", "maxTimeLimit": "time_limit", "infeasible": "infeasible",
           "infeasibleOrUnbounded": "infeasible", "unbounded": "unbounded"}
@@ -83,7 +85,7 @@ def _stats(m) -> dict[str, int]:
             "columns": len(vars_), "integers": sum(1 for v in vars_ if v.is_integer() or v.is_binary())}
 
 
-def solve(p: Problem, opts: SolveOptions | None = None, warm: Outcome | None = None, extra=None) -> Outcome:
+def solve(p: FleetProblem, opts: SolveOptions | None = None, warm: Outcome | None = None, extra=None) -> Outcome:
     """Solve the fleet MILP; for the throughput objective, a second solve finds the cheapest fleet
     that reaches the best served share (lexicographic: throughput first, then TCO).
 
@@ -101,7 +103,7 @@ class FleetSolver:
     the previous point's plan is the MIP start when it is still feasible (studies run speeds from
     the highest down, so it always is)."""
 
-    def __init__(self, p: Problem, opts: SolveOptions | None = None, extra=None):
+    def __init__(self, p: FleetProblem, opts: SolveOptions | None = None, extra=None):
         self.p, self.opts = p, opts or SolveOptions()
         t0 = time.perf_counter()
         self.m = build_model(p)
@@ -179,14 +181,15 @@ class FleetSolver:
             out.spare_systems = {c: int(round(m.sr[c].value or 0)) for c in m.RS}
         if hasattr(m, "k"):
             out.kept = {c: int(round(m.k[c].value or 0)) for c in m.O}
-        out.served = {j: (pyo.value(m.served_agg[j]) * 1e3, pyo.value(m.served_dis[j]) * 1e3) for j in m.J}
-        out.shares = {k: (m.share[k].value or 0.0) * 1e3 for k in m.S if out.x.get(k[0], 0) > 0}
+        out.served = {j: (pyo.value(m.served_agg[j]) * TOK_S_PER_KTOK_S, pyo.value(m.served_dis[j]) * TOK_S_PER_KTOK_S)
+                      for j in m.J}
+        out.shares = {k: (m.share[k].value or 0.0) * TOK_S_PER_KTOK_S for k in m.S if out.x.get(k[0], 0) > 0}
         out.slacks = _slacks(m)
         out.duals = _shadow_prices(m, p, opt)
         return out
 
 
-def _load_start(m, p: Problem, warm: Outcome) -> None:
+def _load_start(m, p: FleetProblem, warm: Outcome) -> None:
     """Previous counts as starting values, chip counts and systems made consistent with them."""
     for u, v in warm.x.items():
         ub = m.x[u].ub
@@ -215,28 +218,25 @@ def _load_start(m, p: Problem, warm: Outcome) -> None:
             m.y[k].set_value(warm.y.get(k, 1), skip_validation=True)
 
 
-REPORTED = ("throughput", "prefill", "power", "capex", "supply", "types_per_stage")
-"""Constraint families whose slack (and, but for the integer types limit, dual) a plan reports."""
-
-
 def _reported(m):
-    """(name, constraint data) of the reported families' rows, named as Pyomo names them — found
-    through their components, not by walking (and naming) every row of the model."""
-    for family in REPORTED:
-        comp = getattr(m, family, None)
+    """(family, name, constraint data) of the reported families' rows (formulations/families.py),
+    named as Pyomo names them — found through their components, not by walking (and naming) every
+    row of the model."""
+    for family in FAMILIES:
+        comp = m.component(family.name)
         if comp is None or not comp.active:
             continue
         if not comp.is_indexed():
-            yield family, comp
+            yield family, family.name, comp
             continue
         for idx, con in comp.items():
             if con.active:
-                yield con.name, con
+                yield family, con.name, con
 
 
 def _slacks(m) -> dict[str, float]:
     out = {}
-    for name, con in _reported(m):
+    for _, name, con in _reported(m):
         body = pyo.value(con.body)
         slack = min((pyo.value(con.upper) - body) if con.has_ub() else math.inf,
                     (body - pyo.value(con.lower)) if con.has_lb() else math.inf)
@@ -244,7 +244,7 @@ def _slacks(m) -> dict[str, float]:
     return out
 
 
-def _shadow_prices(m, p: Problem, opt: Highs) -> dict[str, float]:
+def _shadow_prices(m, p: FleetProblem, opt: Highs) -> dict[str, float]:
     """Duals of the LP with binaries fixed and counts relaxed; {} when that LP does not solve.
 
     Done on the HiGHS model appsi already holds (relax integrality, fix binary columns, re-run):
@@ -288,30 +288,25 @@ def _shadow_prices(m, p: Problem, opt: Highs) -> dict[str, float]:
     if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
         row_dual = h.getSolution().row_dual
         rows = opt._pyomo_con_to_solver_con_map
-        for name, con in _reported(m):
-            if con.parent_component().local_name != "types_per_stage" and con in rows:
+        for family, name, con in _reported(m):
+            if family.has_dual and con in rows:
                 out[name] = float(row_dual[rows[con]])
     h.changeColsIntegrality(n, cols, kept_integrality)
     h.changeColsBounds(n, cols, kept_lower, kept_upper)
     return out
 
 
-def solve_elastic(p: Problem, opts: SolveOptions | None = None) -> dict[str, float]:
-    """Slack amounts of the elastic model: which targets cannot be met and by how much."""
+def solve_elastic(p: FleetProblem, opts: SolveOptions | None = None) -> list[Slack]:
+    """Slack amounts of the elastic model, per relaxable family: which targets cannot be met and by
+    how much ([] when even the elastic model finds no fleet)."""
     opts = opts or SolveOptions()
     m = build_elastic(p)
     opt = _highs(opts)
     res = opt.solve(m)
     if res.best_feasible_objective is None:
-        return {}
+        return []
     res.solution_loader.load_vars()
-    out = {f"short[{j}]": pyo.value(m.short[j]) for j in m.J}
-    for name in ("over_power", "over_capex"):
-        if hasattr(m, name):
-            out[name] = pyo.value(getattr(m, name))
-    if hasattr(m, "over_supply"):
-        out.update({f"over_supply[{c}]": pyo.value(m.over_supply[c]) for c in m.over_supply})
-    return out
+    return slack_amounts(m)
 
 
 def _solver_name() -> str:

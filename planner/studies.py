@@ -30,6 +30,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from formulations.families import is_budget
+
 from .cases import apply_override, build_case, get_path, parse_value, read_case_raw
 from .errors import CaseError, PlannerError, Problem, SolverError, did_you_mean
 from .solve import DEFAULT_MIP_GAP
@@ -145,8 +147,7 @@ def plan_row(p) -> dict:
     binding = p.constraints[p.constraints["binding"]] if len(p.constraints) else p.constraints
     row["binding"] = ";".join(binding["name"]) if len(binding) else ""
     for r in p.constraints.itertuples():  # budgets always (their LP marginal value); targets when binding
-        budget_row = r.name.split("[")[0] in ("power", "capex", "supply")
-        if (budget_row or r.binding) and r.shadow_price is not None and not (
+        if (is_budget(r.name) or r.binding) and r.shadow_price is not None and not (
                 isinstance(r.shadow_price, float) and math.isnan(r.shadow_price)):
             row[f"shadow.{r.name}"] = r.shadow_price
     return row

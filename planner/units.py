@@ -1,10 +1,19 @@
 """Unit conversions, in one place: catalogs speak GB, TB/s, TFLOPS, kW; the model speaks SI."""
+from typing import Literal, get_args
+
 GB = 1e9
 TB = 1e12
 TFLOPS = 1e12
 US = 1e-6
-KW = 1e3
 HOURS_PER_YEAR = 8760.0
+
+# The MILP's own units (planner/problem.py converts to them once; results convert back):
+TOK_S_PER_KTOK_S = 1e3
+"""Throughput in the model is k tokens/s."""
+USD_PER_MUSD = 1e6
+"""The capex objective and budget are M USD."""
+KW_PER_MW = 1e3
+"""Power in the model is kW; budgets and reports say MW."""
 
 BYTES_PER_PARAM = {"bf16": 2.0, "fp8": 1.0, "fp4": 0.5625}
 """Weight bytes per parameter; fp4 includes MX block scales (4.5 bits/param)."""
@@ -15,7 +24,9 @@ KV_BYTES_PER_ELEM = {"bf16": 2.0, "fp8": 1.0, "fp4": 1.0}
 ACT_BYTES = 2.0
 """Activation element size on the wire (bf16)."""
 
-PRECISIONS = ("bf16", "fp8", "fp4")
+Precision = Literal["bf16", "fp8", "fp4"]
+"""The catalog precisions; the names users give them are resolved through PRECISION_ALIASES at load."""
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 PRECISION_ALIASES = {
     "bf16": "bf16", "bfloat16": "bf16", "fp16": "bf16", "float16": "bf16", "half": "bf16",

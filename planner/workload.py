@@ -345,7 +345,7 @@ def mixture_comparison(bucketing: Bucketing, model, chip, precision: str = "fp8"
 
     def at(isl, osl, cached):
         w = pf.Workload(model, precision, max(1, round(isl)), max(1, round(osl)), min(round(cached), round(isl) - 1))
-        n_min = max(1, math.ceil(w.weight_bytes() / (c.mem_bytes * pf.USABLE_MEM_FRAC)))
+        n_min = pf.chips_to_hold(w.weight_bytes(), c)
         n = 2 ** math.ceil(math.log2(n_min))
         probe = pf.decode(w, c, n, None, None, 1)
         b = batch or int(min(1024, max(0, float(probe["max_batch"]))))

@@ -49,7 +49,7 @@ def milp(p):
 def brute_force(p, limit=12):
     """Enumerate copies of every unit (0..bound) and return the cheapest feasible TCO (or None)."""
     U = p.unit_ids
-    ranges = [range(0, (p.unit_max[u] if p.unit_max[u] >= 0 else limit) + 1) for u in U]
+    ranges = [range(0, (p.unit_max[u] if p.unit_max[u] is not None else limit) + 1) for u in U]
     spares_on = p.spare_fraction > 0 or p.availability is not None
 
     def spares(n_work, q):

@@ -29,7 +29,20 @@ def test_power_family():
     assert milp(toy([hungry, frugal], units)).n.get("hungry") == 2
     o = milp(toy([hungry, frugal], units, power_mw=0.015))  # 2 hungry = 20 kW > 15 kW
     assert o.n["hungry"] == 1 and o.n["frugal"] == 1
-    assert "power" in o.duals  # budget binds: it has a shadow price
+    assert "power" in o.duals  # the budget row is reported (its value: test_power_shadow_price below)
+
+
+@pytest.mark.xfail(strict=True, reason="known (#15 report): the LP behind shadow prices keeps the budget-derived "
+                   "bound x_u ≤ floor(budget / kW per copy) as a column bound, which takes the budget's dual")
+def test_power_shadow_price():
+    """Hand LP (stage choices fixed, counts relaxed): 0.5·(x_h + x_f) ≥ 1 k tok/s, 10·x_h + x_f ≤ 15 kW,
+    min 1.5·x_h + 2.1·x_f → x_h = 13/9, x_f = 5/9; one more kW moves 1/9 of a unit from frugal to
+    hungry: −0.6/9 USD/h per kW."""
+    hungry = chip("hungry", power_kw=10, price_usd=8760 * 0.5)
+    frugal = chip("frugal", power_kw=1, price_usd=8760 * 2)
+    units = [unit("c", "aggregated", "hungry", 1, tput=500), unit("c", "aggregated", "frugal", 1, tput=500)]
+    o = milp(toy([hungry, frugal], units, power_mw=0.015))
+    assert abs(o.duals["power"]) == pytest.approx(0.6 / 9, rel=1e-6)
 
 
 def test_capex_family():
@@ -119,7 +132,7 @@ def test_milp_equals_brute_force_on_random_tiny_instances():
     checked = feasible = 0
     for _ in range(400):
         p = random_problem(rng)
-        if math.prod((m if m >= 0 else 12) + 1 for m in p.unit_max.values()) > 20000:  # enumerated: 20k is fast
+        if math.prod((m if m is not None else 12) + 1 for m in p.unit_max.values()) > 20000:  # enumerated: 20k is fast
             continue
         truth = brute_force(p)
         o = milp(p)
@@ -234,7 +247,7 @@ def test_spares_follow_the_brute_force_oracle():
         kw = rng.choice([{"availability": 0.99}, {"spare_fraction": 0.2}, {"availability": 0.999, "spare_fraction": 0.1}])
         q = toy(chips, p.units.to_dict("records"), classes=tuple((tc.name, tc.demand_tok_s, tc.isl, tc.osl)
                                                                   for tc in p.case.classes), **kw)
-        if math.prod((m if m >= 0 else 12) + 1 for m in q.unit_max.values()) > 3000:
+        if math.prod((m if m is not None else 12) + 1 for m in q.unit_max.values()) > 3000:
             continue
         truth, o = brute_force(q), milp(q)
         checked += 1

@@ -125,3 +125,15 @@ def test_write_model(tmp_path):
     lp = tmp_path / "m.lp"
     res = CliRunner().invoke(main, ["plan", "default", "--write-model", str(lp), "--format", "json"])
     assert res.exit_code == 0 and lp.exists() and "throughput" in lp.read_text()
+
+
+def test_throughput_spares_without_a_bound_on_every_chip_is_the_users_error():
+    """Under the throughput objective, spares with a supply cap on one chip only left the other chip's
+    units unbounded: that was a ValueError while building (exit 70); it names the fix (exit 2)."""
+    from planner.errors import CaseError
+
+    case = small_case(chips=("h100-sxm", "b200"), supply={"h100-sxm": 100}, availability=0.999)
+    with pytest.raises(CaseError) as e:
+        plan_case(case, "throughput")
+    assert e.value.exit_code == 2
+    assert "b200" in e.value.problems[0].what and "power_mw" in e.value.problems[0].fix
