@@ -41,6 +41,8 @@ class Family:
     """problem → the right-hand side in model units, the scale of 'binding' (default 1)."""
     slack_words: Callable | None = None
     """A budget's slack [model units] in user words ("1.2 MW", "3,000,000 USD", "40 chips")."""
+    slack_unit: str = ""
+    """The unit of the slack column of constraints.csv (the model's units)."""
 
 
 def _demand_short(p, j: str, v: float) -> Diagnosis:
@@ -72,15 +74,17 @@ def mw_words(mw: float) -> str:
 
 
 FAMILIES: tuple[Family, ...] = (
-    Family("throughput", "per extra 1,000 output tok/s of demand", slack="short", diagnose=_demand_short),
-    Family("prefill", "per extra 1,000 input tok/s of prefill"),
+    Family("throughput", "per extra 1,000 output tok/s of demand", slack="short", diagnose=_demand_short,
+           slack_unit="1,000 output tok/s"),
+    Family("prefill", "per extra 1,000 input tok/s of prefill", slack_unit="1,000 input tok/s"),
     Family("power", "per extra MW", dual_scale=KW_PER_MW, budget=True, slack="over_power", diagnose=_power_short,
-           rhs=lambda p: p.power_kw_budget, slack_words=lambda kw: f"{kw / KW_PER_MW:,.3g} MW"),
+           rhs=lambda p: p.power_kw_budget, slack_words=lambda kw: f"{kw / KW_PER_MW:,.3g} MW", slack_unit="kW (site)"),
     Family("capex", "per extra M USD", budget=True, slack="over_capex", diagnose=_capex_short,
-           rhs=lambda p: p.capex_musd_budget or 0.0, slack_words=lambda musd: f"{musd * USD_PER_MUSD:,.0f} USD"),
+           rhs=lambda p: p.capex_musd_budget or 0.0, slack_words=lambda musd: f"{musd * USD_PER_MUSD:,.0f} USD",
+           slack_unit="M USD"),
     Family("supply", "per extra chip", budget=True, slack="over_supply", diagnose=_supply_short,
-           slack_words=lambda chips: f"{chips:,.0f} chips"),
-    Family("types_per_stage", "(integer limit: no shadow price)", has_dual=False),
+           slack_words=lambda chips: f"{chips:,.0f} chips", slack_unit="chips"),
+    Family("types_per_stage", "(integer limit: no shadow price)", has_dual=False, slack_unit="chip types"),
 )
 """In report order: the slacks, duals and diagnoses come out in this order."""
 

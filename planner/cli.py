@@ -338,7 +338,7 @@ def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
             "lengths, and a speed or throughput")])
     if fmt == "table" or holdout:
         folds = len({p.chip for p in points}) + len({p.model for p in points}) if holdout else 0
-        click.echo(f"fitting {len(points)} points" + (f", then {folds} hold-out refits (about a minute)" if folds else ""),
+        click.echo(f"fitting {len(points)} points" + (f", then {folds} hold-out refits (a few minutes; --no-holdout skips them)" if folds else ""),
                    err=True)
     fit = cal.fit_groups(points, cat)
     rows = cal.evaluate(points, cat, fit)
@@ -379,8 +379,12 @@ def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
         out = rows + [r for h in held.values() for r in h]
         click.echo(render(out, "csv"), nl=False)
         return
-    click.echo(render([{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
-                        if k in ("id", "chip", "model", "kind", "measured", "predicted", "error")} for r in rows], "table"))
+    click.echo(render([{**{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
+                           if k in ("id", "chip", "model", "kind", "predicted", "error")},
+                        "measured": (f"> {r['measured']:.4g}" if r.get("lower_bound") else round(r["measured"], 3))}
+                       for r in rows], "table", ["id", "chip", "model", "kind", "measured", "predicted", "error"]))
+    if any(r.get("lower_bound") for r in rows):
+        click.echo("(> X: a claim of more than X; a prediction at or above it counts as no error)")
     click.echo(render([{**t, "value": round(t["value"], 4), "catalog": None if t["catalog"] is None else round(t["catalog"], 4)}
                        for t in terms], "table"))
     for name, s_ in summary.items():
@@ -625,7 +629,9 @@ def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_lim
         baseline = _sweep_baseline(df, case, sets, catalogs, objective, time_limit_s, mip_gap, grid)
         tornado_plot(df, str(png), objective=objective, baseline=baseline, case=_case_label(case, sets))
         click.echo(f"wrote {png}")
-    varied = [c for c in df.columns if "." in c and not c.startswith(("chips.", "shadow."))][:4]
+    from .studies import is_count_column
+
+    varied = [c for c in df.columns if "." in c and not is_count_column(c) and not c.startswith("shadow.")][:4]
     click.echo(_summary(df, [*varied, "status", "objective", "usd_per_mtok", "power_mw", "stages"]))
     from pathlib import Path
 
@@ -651,10 +657,10 @@ def breakeven(case, vary, until, rel_tol, objective, fmt, sets, catalogs, time_l
     """At what value does the plan change in the named way? Bisection over one parameter.
 
     \b
-    Examples:
-      fleet breakeven hbm-shortage --vary chips.cerebras-wse3.price_usd=200000:3000000 --until 'chips.cerebras-wse3 > 0'
-      fleet breakeven rubin-lpx --set classes.0.min_speed_tok_s_user=200 \\
-          --vary chips.groq3-lpu.price_usd=100:12000 --until 'stage.decode_ffn == groq3-lpu'
+    Examples (each finds a break-even on the shipped catalogs):
+      fleet breakeven default --vary chips.groq3-lpu.price_usd=100:12000 --until 'chips.groq3-lpu > 0'
+      fleet breakeven default --vary chips.cerebras-wse3.price_usd=200000:2000000 \\
+          --until 'stage.reasoning.decode_ffn == cerebras-wse3'
     """
     from .reports import to_json
     from .studies import breakeven as run

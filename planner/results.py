@@ -310,11 +310,16 @@ def unmeasured_warnings(case, chips: pd.DataFrame) -> list[str]:
     out = []
     for cid in chips.loc[chips["chips"] > 0, "chip"] if len(chips) else []:
         chip = case.chips[cid]
-        prov = chip.provenance.get("bw_eff")
-        if prov is not None and prov.conf != "calibrated":
+        terms = [chip.provenance[t] for t in MEASURED_BY if t in chip.provenance]
+        if terms and not any(p.conf in ("calibrated", "reported") for p in terms):
             out.append(f"{cid}: no published measurement of its architecture ({chip.arch}); its efficiency terms are "
-                       f"{prov.note or prov.conf} — treat its figures as an estimate")
+                       f"{terms[0].note or terms[0].conf} — treat its figures as an estimate")
     return out
+
+
+MEASURED_BY = ("bw_eff", "flop_eff", "t_layer_us")
+"""An architecture is measured when one of these terms comes from its own points (fitted) or its own
+operator tables (reported: NVIDIA's bw_eff from aiconfigurator); inherited terms are estimates."""
 
 
 OBJECTIVE_UNITS = {"tco": "USD/hour", "capex": "M USD", "power": "kW", "throughput": "share of demand"}
@@ -335,8 +340,9 @@ def constraint_frame(p: FleetProblem, o: Outcome) -> pd.DataFrame:
             value, unit = value * total_demand, f"tok/s {family.what}"
         ref = (family.rhs(p) if family.rhs else 1.0) or 1.0
         rows.append({"name": name, "binding": bool(slack <= TOL * max(1.0, abs(ref))), "slack": slack,
-                     "shadow_price": value if family.has_dual else None, "unit": unit})
-    return pd.DataFrame(rows, columns=["name", "binding", "slack", "shadow_price", "unit"])
+                     "shadow_price": value if family.has_dual else None, "unit": unit,
+                     "slack_unit": family.slack_unit})
+    return pd.DataFrame(rows, columns=["name", "binding", "slack", "shadow_price", "unit", "slack_unit"])
 
 
 def plan_text(plan: Plan) -> str:

@@ -306,3 +306,29 @@ def test_plan_output_on_a_read_only_mount_fails_before_solving(tmp_path):
     ro.chmod(0o755)
     assert res.returncode == 2, res.stderr
     assert "cannot write" in res.stderr and "Traceback" not in res.stderr and "Chips to buy" not in res.stdout
+
+
+def test_unmeasured_warning_only_for_architectures_without_their_own_measurements():
+    """H100/B200 (Hopper, Blackwell: fitted to points, bandwidth from NVIDIA's tables) are measured;
+    Rubin inherits Blackwell Ultra's terms and must say so."""
+    from planner.results import unmeasured_warnings
+    import pandas as pd
+
+    case = load_case("default", ['fleet.chips=["rubin", "gb300", "cerebras-wse3"]'])
+    chips = pd.DataFrame({"chip": ["rubin", "gb300", "cerebras-wse3"], "chips": [72, 72, 1]})
+    warned = {w.split(":")[0] for w in unmeasured_warnings(case, chips)}
+    assert warned == {"rubin"}
+
+
+@pytest.mark.slow
+def test_every_breakeven_help_example_finds_a_break_even():
+    """Both examples printed 'no break-even' once the catalogs moved; a user copies them first."""
+    import re
+    import shlex
+
+    text = run("breakeven", "--help").output.replace("\\\n", " ")
+    examples = re.findall(r"fleet (breakeven .+?)(?=\n\s*fleet |\n\n|\Z)", text, re.S)
+    assert len(examples) == 2
+    for e in examples:
+        res = run(*shlex.split(" ".join(e.split())), "--format", "json")
+        assert res.exit_code == 0 and json.loads(res.stdout)["found"], (e, res.output[-400:])
