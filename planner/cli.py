@@ -230,7 +230,7 @@ def estimate(case, class_name, model, chip, chips, batch, isl, cached_isl, osl, 
 
     Give the workload with --model/--isl/--osl, or take it from a class of CASE (a shipped case name
     or a path; its inline chips and models are known too). Exits 1 when the model or the batch does
-    not fit.
+    not fit, 2 when --chips has no runnable tp × pp layout (the message lists the counts that run).
 
     \b
     Examples:

@@ -41,9 +41,11 @@ def choose_layout(w: pf.Workload, c: pf.ChipSI, chips: int, batch: int, tp: int 
         widths = ", ".join(str(t) for t in widths_l)
         why = (f"tensor/expert-parallel width tp must be one of {widths} (it divides the model's "
                f"{w.model.q_heads} query heads, {w.model.kv_heads} KV heads"
-               + (f" and {w.model.experts} experts" if w.model.experts else "") + f"), pp ≤ {w.model.layers} layers")
+               + (f" and {w.model.experts} experts" if w.model.experts else "")
+               + f"; at most 8 scale-up domains wide: tp ≤ {max(c.domain, 1) * 8}), pp ≤ {w.model.layers} layers")
         if not c.on_chip:
-            why += f"; HBM chips pipeline (pp > 1) only across full scale-up domains (tp ≥ {min(c.domain, widths_l[-1])})"
+            why += (f"; HBM chips pipeline (pp > 1) only across full scale-up domains (tp ≥ {min(c.domain, widths_l[-1])}) "
+                    "and in powers of two (pp = 1, 2, 4, … 32), as serving stacks split layers")
         if tp or pp:
             fix = "drop --tp/--pp to take the fastest runnable layout"
         else:

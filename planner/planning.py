@@ -193,9 +193,17 @@ def _elastic_problems(problem, slacks) -> list[Problem]:
     return out
 
 
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "?"
+
+
 def run_record(plan_: Plan, case_source: str, sets, catalogs, options: dict) -> dict:
     """What is needed to reproduce a plan: inputs hash, catalog versions, package versions, options."""
-    import highspy
     import pandas
     import pyomo
 
@@ -208,7 +216,7 @@ def run_record(plan_: Plan, case_source: str, sets, catalogs, options: dict) -> 
     return {"inputs_sha256": h.hexdigest(), "case": case_source, "sets": list(sets), "catalogs": list(catalogs),
             "catalog_versions": dict(plan_.problem.case.catalog_versions), "options": options,
             "versions": {"fleet-planner": version("fleet-planner"), "python": platform.python_version(),
-                         "pyomo": pyomo.__version__, "highspy": getattr(highspy, "__version__", "?"),
+                         "pyomo": pyomo.__version__, "highspy": _version("highspy"),
                          "numpy": np.__version__, "pandas": pandas.__version__},
             "solver": plan_.outcome.solver}
 
