@@ -540,6 +540,12 @@ def _check_owned(owned, catalog: Catalog, P) -> list[Problem]:
     return out
 
 
+def referenced_files(raw: dict, label: str) -> list[Path]:
+    """Files a case reads besides itself (its classes' traces): their contents decide the plan too,
+    so input hashes (run.json, a study's resume check) include them."""
+    return [_trace_path(c, label) for c in raw.get("classes", []) if isinstance(c, dict) and isinstance(c.get("trace"), str)]
+
+
 def _trace_path(cls: dict, label: str) -> Path:
     """A class's trace, relative to the case file (absolute paths as given)."""
     p = Path(str(cls["trace"]))

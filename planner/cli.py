@@ -452,6 +452,16 @@ def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_mod
     if write_model and Path(write_model).exists() and not force:  # outputs are checked before any solving
         raise PlannerError(f"{write_model} exists", [Problem("--write-model", "file exists",
                                                              "pass --force to overwrite or choose another path")])
+    if write_model:
+        import tempfile
+
+        parent = Path(write_model).parent
+        try:
+            with tempfile.TemporaryFile(dir=parent):
+                pass
+        except OSError as exc:
+            raise PlannerError(f"cannot write {write_model}", [Problem("--write-model", f"{parent}: {exc.strerror or exc}",
+                                                                       "give a path in an existing, writable directory")])
     if out_dir:
         check_output_dir(out_dir, force)
     p = run_plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, grid)
@@ -719,7 +729,8 @@ def report(target, out_file, force, grid):
         raise PlannerError(f"{out} exists", [Problem(str(out), "output file exists",
                                                      "pass --force to overwrite or choose another -o")])
     path = Path(target)
-    if path.exists() or target.endswith((".csv", "/")) or "/" in target and not target.endswith(".toml"):
+    is_case_file = path.is_file() and path.suffix == ".toml"
+    if not is_case_file and (path.exists() or target.endswith((".csv", "/")) or "/" in target and not target.endswith(".toml")):
         html = build_report(path)
     else:  # a case: plan it into a temporary directory, then report that
         from .cases import case_path

@@ -44,9 +44,44 @@ def read_plan_dir(path: str | Path) -> Side:
         raise PlannerError(f"{d / 'plan.json'} is not a plan", [Problem(f"{d / 'plan.json'}: {missing[0]}",
                            "missing" if isinstance(plan, dict) else "not a JSON object",
                            f"rewrite it with `fleet plan --output {d} --force`")])
+    check_plan_shape(plan, d / "plan.json")
     run = _read_json(d / "run.json", fix) if (d / "run.json").is_file() else None
     chips = _read_chips_csv(d / "chips.csv") if (d / "chips.csv").is_file() else _chips_from_plan(plan)
     return Side(label=f"plan dir {d}", plan=plan, chips=chips, run=run)
+
+
+UNIT_KEYS = ("class", "kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "copies")
+
+
+def check_plan_shape(plan, path: Path) -> None:
+    """A plan.json edited by hand (or by another tool) is refused by name before anything reads it:
+    counts must be whole numbers, tables lists of rows, the cost a table of numbers."""
+    fix = "rewrite it with `fleet plan CASE --output DIR --force`"
+
+    def bad(where: str, what: str):
+        raise PlannerError(f"{path} is not a plan fleet-planner wrote", [Problem(f"{path}: {where}", what, fix)])
+
+    if not isinstance(plan, dict):
+        bad("(top level)", "not a JSON object")
+    for key in ("chips", "systems"):
+        table = plan.get(key, {})
+        if not isinstance(table, dict):
+            bad(key, "must be a table of chip = count")
+        for chip, n in table.items():
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                bad(f"{key}.{chip}", f"must be a whole number of chips ≥ 0, got {n!r}"[:120])
+    for key in ("units", "classes", "stages", "constraints"):
+        rows = plan.get(key, [])
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            bad(key, "must be a list of rows")
+    for i, u in enumerate(plan.get("units", [])):
+        missing = [k for k in UNIT_KEYS if k not in u]
+        if missing:
+            bad(f"units.{i}.{missing[0]}", "missing")
+    cost = plan.get("cost", {})
+    if not isinstance(cost, dict) or not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                                             for v in cost.values()):
+        bad("cost", "must be a table of numbers")
 
 
 def _read_json(path: Path, fix: str):

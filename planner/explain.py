@@ -13,7 +13,6 @@ What-ifs are compared with the cheapest plan on the what-if grid, so grid effect
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -106,20 +105,14 @@ def _dir_context(d: Path, sets, catalogs, grid: str, opts: SolveOptions) -> Cont
         raise
     ctx = Context(side=side, case=case, case_ref=run["case"], sets=tuple(run["sets"]), catalogs=tuple(run["catalogs"]),
                   plan_grid=str(options.get("grid", "fine")), grid=grid, opts=opts)
+    from .planning import inputs_sha256
+
     if run.get("inputs_sha256") and run["inputs_sha256"] != inputs_sha256(run["case"], run["sets"], run["catalogs"]):
-        ctx.inputs_changed = True
-        ctx.notes.append(f"the case or a catalog changed since {d} was written (run.json inputs_sha256 differs): "
-                         "the what-ifs re-solve the current files")
+        raise PlannerError(f"the inputs of {d} changed since it was written", [Problem(
+            f"{d / 'run.json'}: inputs_sha256", "the case, an overlay or a trace it reads is not what the plan was made from: "
+            "what-ifs on the new inputs would be compared with the old plan",
+            f"re-plan: fleet plan {run['case']} --output {d} --force (or explain the case itself)")])
     return ctx
-
-
-def inputs_sha256(case_source: str, sets, catalogs) -> str:
-    """The hash `planning.run_record` writes: case bytes, --set texts, catalog bytes."""
-    h = hashlib.sha256()
-    for part in [Path(case_source).read_bytes() if Path(case_source).exists() else b"", *[s.encode() for s in sets],
-                 *[Path(c).read_bytes() for c in catalogs]]:
-        h.update(part)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------ solving

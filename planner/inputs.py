@@ -29,6 +29,9 @@ def read_bytes(path: str | Path, what: str, error=PlannerError, limit: int = MAX
     try:
         if p.is_dir():
             raise error(f"{p} is a directory", [Problem(str(p), "is a directory, not a file", f"give the path of {what}")])
+        if p.exists() and not (p.is_file() or p.is_char_device()):  # a FIFO or socket would block the read
+            raise error(f"{p} is not a regular file", [Problem(str(p), "a pipe, socket or other special file",
+                                                              f"give the path of {what}")])
         with open(p, "rb") as fh:
             data = fh.read(limit + 1)
     except FileNotFoundError:

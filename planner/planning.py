@@ -78,6 +78,8 @@ def conclude(problem, outcome, solve_opts: SolveOptions, deadline: float, timing
         raise TimeLimitError(f"time limit of {solve_opts.time_limit_s:g} s reached before any plan was found", [
             Problem("--time-limit", f"HiGHS found no feasible fleet in {outcome.wall_s:.1f} s "
                     f"({len(problem.units):,} candidate units)", "raise --time-limit, use --grid coarse, or split the case")])
+    if problem.objective == "throughput" and outcome.alpha <= 1e-9:
+        raise InfeasibleError("the budgets buy nothing that serves", _nothing_served(problem))
     t = time.perf_counter()
     plan = extract(problem, outcome, timings)
     verify.check(plan)
@@ -106,6 +108,22 @@ def _sized_at_average(case: Case, objective: str, solve_opts: SolveOptions, dead
     return {"chips": {r.chip: int(r.chips) for r in avg.chips.itertuples() if r.chips},
             "tco_usd_per_hour": avg.cost["tco_usd_per_hour"], "capex_usd": avg.cost["capex_usd"],
             "peak_share_served": share}
+
+
+def _nothing_served(p) -> list[Problem]:
+    """Under the throughput objective, budgets too small for a single serving unit: an empty fleet
+    is not an answer. Names each budget with what the smallest unit needs."""
+    serving = [u for u in p.unit_ids if p.units.at[u, "kind"] != "prefill"]
+    site_kw = min((p.pue * sum(n * p.chip_power_kw[c] for c, n in p.unit_chips[u].items()) for u in serving), default=0)
+    price = min((sum(n * p.chip_price_usd[c] for c, n in p.unit_chips[u].items()) for u in serving), default=0)
+    out = []
+    if p.power_kw_budget is not None:
+        out.append(Problem("constraints.power_mw", f"{p.power_kw_budget / 1000:,.4g} MW buys no serving unit",
+                           f"the smallest needs {site_kw / 1000:,.4g} MW at the site (with prefill, more)"))
+    if p.capex_usd_budget is not None:
+        out.append(Problem("constraints.capex_usd", f"{p.capex_usd_budget:,.0f} USD buys no serving unit",
+                           f"the cheapest costs {price:,.0f} USD (with prefill, more)"))
+    return out or [Problem("constraints.supply", "the supply caps leave no serving unit", "raise the caps")]
 
 
 def _remaining(opts: SolveOptions, deadline: float, doing: str) -> SolveOptions:
@@ -202,18 +220,33 @@ def _version(package: str) -> str:
         return "?"
 
 
+def inputs_sha256(case_source: str, sets, catalogs) -> str:
+    """SHA-256 of what a plan was made from: the case file, the --set texts, the overlay files and
+    the traces the case reads. run.json stores it; explain refuses a plan whose inputs changed."""
+    from .cases import read_case_raw, referenced_files
+
+    traces = []
+    if Path(case_source).is_file():
+        raw, label = read_case_raw(case_source)
+        traces = [f for f in referenced_files(raw, label) if f.is_file()]
+    h = hashlib.sha256()
+    for part in [Path(case_source).read_bytes() if Path(case_source).is_file() else b"", *[s.encode() for s in sets],
+                 *[Path(c).read_bytes() for c in catalogs], *[f.read_bytes() for f in traces]]:
+        h.update(part)
+    return h.hexdigest()
+
+
 def run_record(plan_: Plan, case_source: str, sets, catalogs, options: dict) -> dict:
     """What is needed to reproduce a plan: inputs hash, catalog versions, package versions, options."""
     import pandas
     import pyomo
 
-    h = hashlib.sha256()
-    for part in [Path(case_source).read_bytes() if Path(case_source).exists() else b"", *[s.encode() for s in sets],
-                 *[Path(c).read_bytes() for c in catalogs]]:
-        h.update(part)
+    if Path(case_source).is_file():
+        case_source = str(Path(case_source).resolve())  # explain and report find it from any directory
+    digest = inputs_sha256(case_source, sets, catalogs)
     from importlib.metadata import version
 
-    return {"inputs_sha256": h.hexdigest(), "case": case_source, "sets": list(sets), "catalogs": list(catalogs),
+    return {"inputs_sha256": digest, "case": case_source, "sets": list(sets), "catalogs": list(catalogs),
             "catalog_versions": dict(plan_.problem.case.catalog_versions), "options": options,
             "versions": {"fleet-planner": version("fleet-planner"), "python": platform.python_version(),
                          "pyomo": pyomo.__version__, "highspy": _version("highspy"),

@@ -263,14 +263,27 @@ def _spare_params(case: Case, unit_chips: dict, unit_max: dict, wanted: bool) ->
         out["unit_spare_chips"][u] = mine
         down = 1.0 - math.prod((1.0 - q[c]) ** n for c, n in mine.items())
         out["unit_down"][u] = down
-        out["unit_spare_steps"][u] = thresholds(down, A, unit_max[u]) if A is not None else []
+        out["unit_spare_steps"][u] = _steps(down, A, unit_max[u], "+".join(mine), thresholds) if A is not None else []
     for c in sorted(racks):
         size = case.chips[c].chips_per_system
         bound = math.ceil(sum(counts.get(c, 0) * unit_max[u] for u, counts in unit_chips.items()) / size)
         out["rack_down"][c] = down_probability(q[c], size)
         out["rack_max"][c] = bound
-        out["rack_spare_steps"][c] = thresholds(out["rack_down"][c], A, bound) if A is not None else []
+        out["rack_spare_steps"][c] = _steps(out["rack_down"][c], A, bound, f"{c} system", thresholds) if A is not None else []
     return out
+
+
+def _steps(q: float, availability: float, bound: int, what: str, thresholds) -> list[int]:
+    """The spares step function, or a CaseError when no spare count can reach the availability (an
+    item down most of the time: the search for a spare count would not end)."""
+    try:
+        if q >= 0.5:
+            raise ValueError
+        return thresholds(q, availability, bound)
+    except ValueError:
+        raise CaseError(f"no number of spares reaches availability {availability}", [Problem(
+            "constraints.availability", f"a {what} is down {q:.1%} of the time (failure rate × economics.mttr_hours)",
+            "lower constraints.availability, shorten economics.mttr_hours, or leave that chip out of fleet.chips")]) from None
 
 
 __all__ = ["FleetProblem", "build_problem", "hourly_cost_usd", "OBJECTIVES"]

@@ -313,6 +313,9 @@ def read_plan(dirpath: Path) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         raise PlannerError(f"{dirpath}/plan.json is unreadable", [Problem(str(dirpath / "plan.json"), str(exc),
                            "rewrite the plan with `fleet plan --output DIR --force`")])
+    from .diff import check_plan_shape
+
+    check_plan_shape(plan, dirpath / "plan.json")
     run = {}
     if (dirpath / "run.json").is_file():
         try:

@@ -16,7 +16,8 @@ TOL = 1e-6
 
 METRIC_DEFINITIONS = {
     "served_tok_s": "output tokens/s the plan is built to deliver: each class's demand (under the throughput "
-                    "objective, the common served share of it); spare capacity is not counted",
+                    "objective, the common served share of it; with a daily profile, the day's mean demand); spare "
+                    "capacity is not counted",
     "capacity_tok_s": "output tokens/s the bought units can produce at the speed target (≥ served)",
     "tco_usd_per_hour": "chip capex amortised over economics.amortization_years + energy at the site (× PUE) + "
                         "facility capex per MW amortised over economics.facility_amortization_years + fixed platform costs",
@@ -169,7 +170,8 @@ def extract(p: FleetProblem, o: Outcome, timings: dict | None = None) -> Plan:
         # served = the demand the plan is built to deliver (all of it; α of it under the throughput
         # objective), never spare capacity: the one definition every cost per token uses
         share = o.alpha if p.objective == "throughput" else 1.0
-        served = min(capacity, share * tc.demand_tok_s)
+        mean = tc.demand_tok_s * (sum(tc.demand_profile) / len(tc.demand_profile) if tc.demand_profile else 1.0)
+        served = min(capacity, share * mean)  # with a daily profile: the day's mean, what is delivered
         ttfts = mine[mine["kind"] != "decode"]["ttft_s"] if len(mine) else []
         class_rows.append({"name": tc.name, "model": tc.model, "demand_tok_s": tc.demand_tok_s, "served_tok_s": served,
                            "capacity_tok_s": capacity,

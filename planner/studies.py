@@ -399,8 +399,10 @@ def run_points(spec: StudySpec, points: list[Point], workers: int | None = None,
     The output is checked and locked before any point runs; a resume continues only a file of this
     very study (same `study_sha256`)."""
     points = unique_points(points)
+    from .cases import referenced_files
+
     sha = study_hash(kind, spec.raw, spec.catalogs, spec.objective, spec.time_limit_s, spec.mip_gap, spec.grid,
-                     spec.families, [p.key for p in points])
+                     spec.families, [p.key for p in points], referenced_files(spec.raw, spec.label))
     out = Path(output) if output else None
     if out is None:
         return _finish(_run(spec, points, workers, scheduler, None, sha, quiet, kind, chains), None)
@@ -508,7 +510,8 @@ def _run(spec: StudySpec, points: list[Point], workers, scheduler, out: Path | N
 
     try:
         with sigterm_raises():
-            if chains and not scheduler:
+            shaped = any(isinstance(c, dict) and ("lengths" in c or "trace" in c) for c in spec.raw.get("classes", []))
+            if chains and not scheduler and not shaped:  # length buckets: per-bucket speeds, point by point
                 from .speed_chain import evaluate_chain
 
                 groups = _chains(points)
@@ -705,6 +708,8 @@ def pareto(case: str | None = None, speeds: str = "25:2000:40", families: Iterab
         raise CaseError(f"--speeds: {exc}", [Problem("--speeds", str(exc),
                         "tok/s/user > 0 as start:stop:n (geometric) or a list, e.g. 25:2000:40 or 42,71,100")])
     values = positive_numbers(values, "--speeds", "25:2000:40 or 42,71,100")
+    if not values:
+        raise CaseError("--speeds: no values", [Problem("--speeds", repr(speeds), "e.g. 25:2000:40 or 42,71,100")])
     paths = speed_paths(spec, class_name)
     points = []
     for fam in chosen:

@@ -50,7 +50,7 @@ class _Signalled(BaseException):
 
 # ------------------------------------------------------------------------------------- the hash
 def study_hash(kind: str, raw: dict, catalogs, objective: str, time_limit_s: float, mip_gap: float, grid: str,
-               families: dict, point_keys) -> str:
+               families: dict, point_keys, files=()) -> str:
     """SHA-256 of what decides a study's rows: kind, raw case after --set, overlay file contents,
     solve settings, families and the points themselves (so resume never mixes two studies)."""
     overlays = []
@@ -59,6 +59,11 @@ def study_hash(kind: str, raw: dict, catalogs, objective: str, time_limit_s: flo
             overlays.append(hashlib.sha256(Path(c).read_bytes()).hexdigest())
         except OSError:
             overlays.append(str(c))  # an unreadable overlay already failed to load; keep the hash total
+    for f in files:  # files the case reads (traces): a changed trace is another study
+        try:
+            overlays.append(hashlib.sha256(Path(f).read_bytes()).hexdigest())
+        except OSError:
+            overlays.append(str(f))
     blob = json.dumps({"kind": kind, "raw": raw, "catalogs": overlays, "objective": objective,
                        "time_limit_s": float(time_limit_s), "mip_gap": float(mip_gap), "grid": grid,
                        "families": families, "points": list(point_keys)}, sort_keys=True, default=str)

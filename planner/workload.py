@@ -107,6 +107,20 @@ def _k(n: float) -> str:
 
 # ---- reading ------------------------------------------------------------------------------------
 
+def _check_fields_per_line(text: str, where: str, p) -> None:
+    """Every data line has the header's number of fields: a row with one more would otherwise be read
+    with its first value as a row label and every length shifted one column (pandas' index guess)."""
+    lines = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        return
+    want = lines[0][1].count(",")
+    for i, ln in lines[1:]:
+        if ln.split("#", 1)[0].count(",") != want:
+            raise CaseError(f"{p}: line {i} has {ln.count(',') + 1} fields, the header {want + 1}", [Problem(
+                where, f"line {i} has {ln.count(',') + 1} fields, the header {want + 1}: {ln[:60]!r}",
+                "one value per header column on every line (no trailing commas)")])
+
+
 def load_trace(path: str | Path, where: str) -> pd.DataFrame:
     """A trace's requests: columns isl, osl, cached_isl (0 when absent); bounded read, clear errors."""
     from .inputs import read_bytes
@@ -129,7 +143,9 @@ def load_trace(path: str | Path, where: str) -> pd.DataFrame:
                             "write the trace with columns isl, osl[, arrival_s][, cached_isl]")])
     else:
         try:
-            df = pd.read_csv(io.StringIO(data.decode("utf-8-sig")), comment="#", skipinitialspace=True)
+            text = data.decode("utf-8-sig")
+            _check_fields_per_line(text, where, p)
+            df = pd.read_csv(io.StringIO(text), comment="#", skipinitialspace=True, index_col=False)
         except UnicodeDecodeError:
             raise CaseError(f"{p} is not UTF-8 text", [Problem(where, "not a UTF-8 CSV", "save the trace as UTF-8 CSV")])
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
