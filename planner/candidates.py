@@ -263,7 +263,7 @@ def build_candidates(case: Case, opts: GridOptions | None = None, deadline: floa
     if opts.prune:
         df = prune(df)
     df = df.assign(serves=None)
-    shared = [shared_candidates(sh, [full[b] for b in sh.buckets], opts.prune, sh.merge_span)
+    shared = [shared_candidates(sh, [full[b] for b in sh.buckets], opts.prune, sh.merge_span, deadline)
               for sh in case.shapes.values()
               if sh.merge_buckets and len(sh.buckets) > 1]
     shared = [d for d in shared if len(d)]
@@ -280,7 +280,8 @@ CONFIG = ["kind", "attn_chip", "n_attn", "ffn_chip", "n_ffn", "batch", "draft_ch
 """What makes two buckets' grid points the same deployment (same chips, layout and batch)."""
 
 
-def shared_candidates(shape, tables: list[pd.DataFrame], prune_: bool = True, max_span: int | None = None) -> pd.DataFrame:
+def shared_candidates(shape, tables: list[pd.DataFrame], prune_: bool = True, max_span: int | None = None,
+                      deadline: float | None = None) -> pd.DataFrame:
     """Units that serve a contiguous range of a class's buckets (shortest first), sized for the
     longest they serve: a deployment (chips, layout, batch) is a shared unit of buckets s..e when it
     is a candidate of every one of them — so its KV fits the longest bucket's sequences, and it
@@ -293,9 +294,17 @@ def shared_candidates(shape, tables: list[pd.DataFrame], prune_: bool = True, ma
     max_span = max_span or n
     value = [t.assign(_v=np.where(t["kind"] == "prefill", t["prefill_tok_s"], t["throughput_tok_s"]))
              [CONFIG + ["_v", "speed_tok_s_user", "ttft_s", "class_index"]] for t in tables]
+    import time
+
+    from .errors import Problem, TimeLimitError
+
     for s in range(n):
         acc = value[s].rename(columns={"_v": "_v0", "speed_tok_s_user": "_s0", "ttft_s": "_t0"})
         for e in range(s + 1, min(n, s + max_span)):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeLimitError("time limit reached while generating units shared between length buckets", [
+                    Problem("--time-limit", f"{shape.name}: {n} buckets, shared units over up to {max_span} of them",
+                            f"raise --time-limit, or lower classes.{shape.name}.max_buckets / merge_span")])
             k = e - s
             acc = acc.merge(value[e].drop(columns="class_index").rename(
                 columns={"_v": f"_v{k}", "speed_tok_s_user": f"_s{k}", "ttft_s": f"_t{k}"}), on=CONFIG)

@@ -651,6 +651,12 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
         expanded += tcs
         if shape is not None:
             shapes[shape.name] = shape
+    names = collections.Counter(tc.name for tc in expanded)
+    clash = sorted(n for n, k in names.items() if k > 1)
+    if clash:  # a plain class named like a generated length bucket
+        raise CaseError(f"{label}: class name {clash[0]!r} is also a length bucket's", [Problem(
+            f"{label}: classes", f"{clash[0]!r} names a class and a bucket of a class given as lengths or a trace",
+            "rename the class (bucket names are PARENT[isl≤…,osl≤…])")])
     classes = tuple(expanded)
     used_models = {c.model for c in classes} | {c.draft_model for c in classes if c.draft_model}
     return Case(

@@ -387,6 +387,15 @@ def parse_vary(items: Iterable[str], spec: StudySpec) -> list[tuple[str, list]]:
         if not values:
             raise CaseError(f"--vary {item}: no values", [Problem(f"--vary {item}", "no values", f"use {FORMS}")])
         out.append((path.strip(), values))
+    from .cases import resolve_path
+
+    seen: dict[str, str] = {}
+    for path, _ in out:  # classes.chat.isl and classes.0.isl are one field: two --vary of it would mislabel rows
+        canon = resolve_path(spec.raw, path)
+        if canon in seen:
+            raise CaseError(f"--vary {path}: the same field as --vary {seen[canon]}", [Problem(
+                f"--vary {path}", f"is {canon}, already varied as {seen[canon]}", "give each field one --vary")])
+        seen[canon] = path
     return out
 
 

@@ -142,3 +142,33 @@ def test_report_takes_a_case_file_path(plain, tmp_path):
     res = run("report", plain, "-o", tmp_path / "r.html")
     assert res.exit_code == 0, res.output
     assert "<html" in (tmp_path / "r.html").read_text()
+
+
+def test_one_field_varied_twice_under_two_spellings_is_refused(plain, tmp_path):
+    res = run("sweep", plain, "--vary", "classes.chat.isl=1000", "--vary", "classes.0.isl=2000", "--output", tmp_path / "s.csv")
+    assert res.exit_code == 2 and "the same field" in res.output
+
+
+def test_a_class_named_like_a_bucket_is_refused(traced):
+    from planner.cases import load_case
+
+    bucket = next(tc.name for tc in load_case(str(traced)).classes)
+    traced.write_text(traced.read_text() + f"""
+[[classes]]
+name = "{bucket}"
+model = "llama-3.1-70b"
+precision = "fp8"
+isl = 2000
+osl = 200
+demand_tok_s = 1000
+min_speed_tok_s_user = 40
+ttft_s = 2.0
+""")
+    res = run("plan", traced)
+    assert res.exit_code == 2 and "also a length bucket" in res.output, res.output
+
+
+def test_the_time_limit_bounds_shared_bucket_generation():
+    res = run("plan", "trace-chat-agent", "--set", "classes.chat.max_buckets=64", "--set", "classes.chat.merge_span=64",
+              "--set", "classes.chat.bucket_tolerance=0", "--time-limit", "3")
+    assert res.exit_code == 3 and "--time-limit" in res.output, res.output
