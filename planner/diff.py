@@ -258,7 +258,7 @@ def diff_text(r: dict) -> str:
     chips = [{"chip": c, "A": a["chips"].get(c, 0), "B": b["chips"].get(c, 0),
               "delta": b["chips"].get(c, 0) - a["chips"].get(c, 0)}
              for c in sorted(set(a["chips"]) | set(b["chips"]))]
-    lines += ["Chips to buy", text_table(chips), ""]
+    lines += ["Chips in service (bought new + owned kept)", text_table(chips), ""]
     stage_rows = []
     for j in sorted(set(a["stages"]) | set(b["stages"])):
         sa, sb = a["stages"].get(j, {}), b["stages"].get(j, {})
