@@ -332,3 +332,18 @@ def test_every_breakeven_help_example_finds_a_break_even():
     for e in examples:
         res = run(*shlex.split(" ".join(e.split())), "--format", "json")
         assert res.exit_code == 0 and json.loads(res.stdout)["found"], (e, res.output[-400:])
+
+
+@pytest.mark.slow
+def test_every_public_study_function_works_twice_in_one_process():
+    """Notebooks call the API again and again: sweep, pareto, budget and breakeven included."""
+    import planner
+
+    for _ in range(2):
+        assert len(planner.sweep("default", ["economics.pue=1.1,1.3"])) == 2
+        assert len(planner.pareto("default", speeds="100", families=["gpu-only"])) == 1
+        assert len(planner.budget("default", power_mw="5")) == 1
+        r = planner.breakeven("default", vary="chips.groq3-lpu.price_usd=100:12000", until="chips.groq3-lpu > 0",
+                              rel_tol=0.2)
+        assert r["found"]
+    assert callable(planner.sweep) and callable(planner.pareto) and callable(planner.breakeven)
