@@ -32,6 +32,15 @@ def describe_case(case: Case) -> str:
     return "\n".join(lines)
 
 
+def first_sentence(text: str) -> str:
+    """A description's question: its first sentence, even when the TOML wraps it over lines."""
+    import re
+
+    para = " ".join(text.strip().split("\n\n")[0].split())
+    m = re.search(r"^(.+?[?.!])(\s|$)", para)
+    return m.group(1) if m else para
+
+
 def case_index() -> str:
     from .cases import shipped_cases
 
@@ -39,8 +48,8 @@ def case_index() -> str:
     for name, path in sorted(shipped_cases().items()):
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
-            question = str(raw.get("description", "")).strip().splitlines()[0:1]
+            question = first_sentence(str(raw.get("description", "")))
         except (tomllib.TOMLDecodeError, OSError):
-            question = ["(unreadable)"]
-        rows.append({"case": name, "question": (question or [""])[0]})
+            question = "(unreadable)"
+        rows.append({"case": name, "question": question})
     return text_table(rows, max_width=160)

@@ -141,3 +141,13 @@ def test_a_diurnal_fleet_is_sized_for_its_peak_and_the_average_sizing_falls_shor
     assert p.slices["running_chips"].min() < p.slices["running_chips"].max()  # off-peak hours run fewer chips
     avg = p.sized_at_average
     assert avg["peak_share_served"]["chat"] < 1 and avg["tco_usd_per_hour"] < p.cost["tco_usd_per_hour"]
+
+
+def test_fleet_cases_shows_whole_questions():
+    """A description wrapped over TOML lines used to be cut at the first line break, mid-sentence."""
+    from planner.summary import first_sentence
+
+    for name, path in shipped_cases().items():
+        question = first_sentence(load_case(name).description)
+        assert question.endswith(("?", ".", "!")), (name, question)
+    assert first_sentence("Does it pay at\nvery high speed? More text.") == "Does it pay at very high speed?"
