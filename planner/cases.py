@@ -267,12 +267,20 @@ def blame_sets(raw: dict, set_paths: list[str], option: str = "--set"):
         raise
 
 
+INLINE_TABLES = ("chips", "models", "arch", "fabric", "software")
+"""Catalog tables a case may carry inline; they overlay the catalog for that case."""
+
+
+def case_catalog(raw: dict, label: str, catalogs=()) -> Catalog:
+    """The catalog a case sees: shipped + --catalog overlays + the case's inline tables."""
+    inline = {k: raw[k] for k in INLINE_TABLES if isinstance(raw.get(k), dict)}
+    return load_catalog(list(catalogs) + ([(label, inline)] if inline else []))
+
+
 def build_case(raw: dict, label: str, catalogs=()) -> Case:
     """Validate a raw case dict (already overridden) against the catalog into a Case."""
     raw = copy.deepcopy(raw)
-    inline = {k: raw[k] for k in ("chips", "models", "arch", "fabric", "software") if isinstance(raw.get(k), dict)}
-    overlays = list(catalogs) + ([(label, inline)] if inline else [])
-    catalog = load_catalog(overlays)
+    catalog = case_catalog(raw, label, catalogs)
     problems = validate_raw(raw, label, catalog)
     if problems:
         raise CaseError(f"{label}: {len(problems)} problem(s)", problems)
@@ -289,7 +297,7 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                               or f"known keys: {', '.join(TOP_KEYS)}"))
     if not isinstance(raw.get("name", ""), str):
         problems.append(P("name", "must be a string"))
-    for key in ("chips", "models", "arch", "fabric", "software"):
+    for key in INLINE_TABLES:
         if key in raw and not isinstance(raw[key], dict):
             problems.append(P(key, f"must be a table of [{key}.ID] entries, got {type(raw[key]).__name__}",
                               f"e.g. --set {key}.ID.FIELD=VALUE"))

@@ -453,15 +453,10 @@ def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_mod
         raise PlannerError(f"{write_model} exists", [Problem("--write-model", "file exists",
                                                              "pass --force to overwrite or choose another path")])
     if write_model:
-        import tempfile
+        from .reports import check_writable
 
-        parent = Path(write_model).parent
-        try:
-            with tempfile.TemporaryFile(dir=parent):
-                pass
-        except OSError as exc:
-            raise PlannerError(f"cannot write {write_model}", [Problem("--write-model", f"{parent}: {exc.strerror or exc}",
-                                                                       "give a path in an existing, writable directory")])
+        check_writable(Path(write_model).parent, write_model, "--write-model",
+                       "give a path in an existing, writable directory")
     if out_dir:
         check_output_dir(out_dir, force)
     p = run_plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, grid)

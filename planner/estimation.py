@@ -88,13 +88,12 @@ def error_band(catalog: Catalog, chip_id: str) -> dict | None:
 def from_case(case: str, class_name: str | None = None, sets=(), catalogs=()) -> tuple[Catalog, dict]:
     """A case's catalog (its inline chips/models included) and one class's workload fields, so
     `fleet estimate CASE --class NAME` runs the model and lengths the case plans for."""
-    from .cases import apply_override, parse_sets, read_case_raw
+    from .cases import apply_override, case_catalog, parse_sets, read_case_raw
 
     raw, label = read_case_raw(case)
     for path, value in parse_sets(sets):
         apply_override(raw, path, value)
-    inline = {k: raw[k] for k in ("chips", "models", "arch", "fabric", "software") if isinstance(raw.get(k), dict)}
-    catalog = load_catalog(list(catalogs) + ([(label, inline)] if inline else []))
+    catalog = case_catalog(raw, label, catalogs)
     classes = [c for c in raw.get("classes", []) if isinstance(c, dict)]
     names = [str(c.get("name")) for c in classes]
     if class_name is None:

@@ -273,14 +273,9 @@ def check_output_dir(out_dir: str | Path, force: bool = False) -> Path:
             raise PlannerError(f"{out} holds directories", [Problem(str(out), f"contains {', '.join(nested[:3])}",
                                "write the plan into its own directory (it is replaced as a whole)")])
     parent = out.parent if out.parent.exists() else next((p for p in out.parents if p.exists()), Path("."))
-    try:  # a real probe: os.access says yes to root on a read-only mount
-        import tempfile
+    from .reports import check_writable
 
-        with tempfile.TemporaryDirectory(prefix=f".{out.name}.probe.", dir=parent):
-            pass
-    except OSError as exc:
-        raise PlannerError(f"cannot write {out}", [Problem("--output", f"{parent}: {exc.strerror or exc}",
-                                                           "choose a directory you can write to")]) from None
+    check_writable(parent, out, "--output", "choose a directory you can write to")
     return out
 
 

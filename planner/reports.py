@@ -89,6 +89,18 @@ def _csv_value(v: Any) -> Any:
     return "" if v is None else v
 
 
+def check_writable(directory: str | Path, target: str | Path, option: str, fix: str) -> None:
+    """Raise a PlannerError naming `option` unless a file can really be created in `directory`
+    (a probe, because os.access says yes to root on a read-only mount)."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        from .errors import PlannerError, Problem
+
+        raise PlannerError(f"cannot write {target}", [Problem(option, f"{directory}: {exc.strerror or exc}", fix)]) from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

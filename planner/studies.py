@@ -283,11 +283,9 @@ def base_value(spec: StudySpec, path: str):
 
 def spec_catalog(spec: StudySpec):
     """The catalog the case sees: shipped + --catalog overlays + the case's inline tables."""
-    from .catalog import load_catalog
+    from .cases import case_catalog
 
-    inline = {k: spec.raw[k] for k in ("chips", "models", "arch", "fabric", "software")
-              if isinstance(spec.raw.get(k), dict)}
-    return load_catalog(list(spec.catalogs) + ([(spec.label, inline)] if inline else []))
+    return case_catalog(spec.raw, spec.label, spec.catalogs)
 
 
 def check_paths(spec: StudySpec, varies: list[tuple[str, list]], option: str = "--vary") -> None:
