@@ -638,8 +638,6 @@ def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_lim
 
     varied = [c for c in df.columns if "." in c and not is_count_column(c) and not c.startswith("shadow.")][:4]
     click.echo(_summary(df, [*varied, "status", "objective", "usd_per_mtok", "power_mw", "stages"]))
-    from pathlib import Path
-
     _study_record(beside(output, ".study.json"), "sweep", case, sets, catalogs, {
         "vary": list(vary), "mode": "oat" if tornado else mode, "objective": objective, "grid": grid,
         "mip_gap": mip_gap, "time_limit_s": time_limit_s}, baseline)

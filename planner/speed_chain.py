@@ -24,27 +24,19 @@ import numpy as np
 from .errors import PlannerError
 
 
-_TABLES: dict[str, object] = {}  # per process: a family's unpruned table at the floor speed, for all its chains
 FLOOR_TOK_S = 0.01  # the lowest speed target a case may give: a table built at it serves every target
 
 
-def _unpruned_table(spec, raw: dict, paths: list[str], lowest, grid):
+def _unpruned_table(spec, raw: dict, paths: list[str]):
     """The family's unpruned candidate table with the varied speeds at the floor: built once per
-    process and shared by every chain of the family (a chain filters it to its own targets)."""
+    process (studies.cached_candidates) and shared by every chain of the family."""
     from .cases import apply_override, build_case
-    from .candidates import build_candidates
-    from .studies import _candidate_key
+    from .studies import cached_candidates
 
     r = copy.deepcopy(raw)
     for path in paths:
         apply_override(r, path, FLOOR_TOK_S)
-    floor = build_case(r, spec.label, spec.catalogs)
-    key = _candidate_key(floor) + spec.grid
-    if key not in _TABLES:
-        if len(_TABLES) > 8:
-            _TABLES.clear()
-        _TABLES[key] = build_candidates(floor, replace(grid, prune=False))
-    return _TABLES[key]
+    return cached_candidates(build_case(r, spec.label, spec.catalogs), spec.grid, prune=False)[1]
 
 
 def speed_of(point) -> float:
@@ -53,12 +45,12 @@ def speed_of(point) -> float:
 
 def evaluate_chain(spec, points: list, emit: Callable[[dict], None]) -> int:
     """Evaluate every point of one family's chain, emitting each row as it finishes; returns the count."""
-    from .candidates import GRIDS, build_candidates, prune
-    from .cases import apply_override, build_case
+    from .candidates import GRIDS, prune
+    from .cases import build_case
     from .planning import _diagnose_candidates, _remaining, check_objective, conclude
     from .problem import build_problem
     from .solve import FleetSolver, SolveOptions
-    from .studies import apply_family, error_row, plan_row, point_row
+    from .studies import apply_family, error_row, plan_row, point_raw, point_row
 
     order = sorted(points, key=speed_of, reverse=True)
     grid = GRIDS[spec.grid]
@@ -68,15 +60,10 @@ def evaluate_chain(spec, points: list, emit: Callable[[dict], None]) -> int:
         if order[0].family:
             apply_family(raw, spec.families[order[0].family])
         paths = [path for path, _ in order[0].overrides]
-        cases = {}
-        for point in order:
-            r = copy.deepcopy(raw)
-            for path, value in point.overrides:
-                apply_override(r, path, value)
-            cases[point.key] = build_case(r, spec.label, spec.catalogs)
+        cases = {point.key: build_case(point_raw(spec, point), spec.label, spec.catalogs) for point in order}
         lowest = cases[order[-1].key]
         objective = check_objective(lowest, spec.objective)
-        table = _unpruned_table(spec, raw, paths, lowest, grid)
+        table = _unpruned_table(spec, raw, paths)
         targeted = {lowest.classes[int(p.split(".")[1])].name for p in paths}
         speed = table["speed_tok_s_user"].to_numpy(float)
         gated = table["class"].isin(targeted).to_numpy() & (table["kind"] != "prefill").to_numpy()
@@ -102,7 +89,6 @@ def evaluate_chain(spec, points: list, emit: Callable[[dict], None]) -> int:
         t = time.perf_counter()
         row = point_row(point)
         try:
-            s = speed_of(point)
             case = cases[point.key]
             # the pruned table a point planned alone would solve, plus the last plan's units (they met a
             # higher target, so they meet this one): that plan is then a feasible MIP start

@@ -83,30 +83,43 @@ def _candidate_key(case) -> str:
     return hashlib.sha256(repr((case.classes, case.fleet, chips, tuple(case.models.values()))).encode()).hexdigest()
 
 
+def point_raw(spec: StudySpec, point: Point) -> dict:
+    """The raw case of one point: the study's case with the point's family and overrides applied."""
+    raw = copy.deepcopy(spec.raw)
+    if point.family:
+        apply_family(raw, spec.families[point.family])
+    for path, value in point.overrides:
+        apply_override(raw, path, value)
+    return raw
+
+
+def cached_candidates(case, grid: str, prune: bool = True) -> tuple[str, pd.DataFrame]:
+    """(cache key, candidate table) of a case, built once per process per performance inputs: points
+    that only move prices, budgets or economics reuse it; a speed chain reuses one unpruned table."""
+    from .candidates import GRIDS, build_candidates
+
+    key = _candidate_key(case) + grid + ("" if prune else ":unpruned")
+    if key not in _CANDIDATES:
+        if len(_CANDIDATES) > 16:
+            _CANDIDATES.clear()
+            _LAST.clear()
+        _CANDIDATES[key] = build_candidates(case, replace(GRIDS[grid], prune=prune))
+    return key, _CANDIDATES[key]
+
+
 def evaluate(spec: StudySpec, point: Point) -> dict:
     """Plan one point; always returns a row (infeasible and invalid points say why)."""
-    from .candidates import GRIDS, build_candidates
+    from .candidates import GRIDS
     from .planning import plan_case
     from .solve import SolveOptions
 
     t0 = time.perf_counter()
     row = point_row(point)
-    raw = copy.deepcopy(spec.raw)
     try:
-        if point.family:
-            apply_family(raw, spec.families[point.family])
-        for path, value in point.overrides:
-            apply_override(raw, path, value)
-        case = build_case(raw, spec.label, spec.catalogs)
-        key = _candidate_key(case) + spec.grid
-        if key not in _CANDIDATES:
-            if len(_CANDIDATES) > 16:
-                _CANDIDATES.clear()
-                _LAST.clear()
-            _CANDIDATES[key] = build_candidates(case, GRIDS[spec.grid])
+        case = build_case(point_raw(spec, point), spec.label, spec.catalogs)
+        key, units = cached_candidates(case, spec.grid)
         p = plan_case(case, spec.objective, SolveOptions(time_limit_s=spec.time_limit_s, mip_gap=spec.mip_gap),
-                      grid=GRIDS[spec.grid], units=_CANDIDATES[key],
-                      warm=_LAST.get(key) if spec.warm_start else None)
+                      grid=GRIDS[spec.grid], units=units, warm=_LAST.get(key) if spec.warm_start else None)
         _LAST[key] = p.outcome
         row.update(plan_row(p))
     except PlannerError as exc:
