@@ -282,6 +282,14 @@ def tco_usd_per_hour(m, p: FleetProblem):
             + fixed)
 
 
+def running_usd_per_hour(m, p: FleetProblem):
+    """Σ_c running_c·n_c   [USD/h] (with slices: Σ_c facility_c·n_c + slice_energy_usd_per_hour): what the
+    chips in service cost beyond their price; a roadmap (formulations/roadmap.py) prices each period by it."""
+    if p.slices:
+        return sum(p.chip_facility_usd_per_hour[c] * m.n[c] for c in m.C) + slice_energy_usd_per_hour(m, p)
+    return sum(p.chip_running_usd_per_hour[c] * m.n[c] for c in m.C)
+
+
 def site_power_kw(m, p: FleetProblem):
     return p.pue * sum(p.chip_power_kw[c] * m.n[c] for c in m.C)
 

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import ECONOMICS_FIELDS, PHYSICAL_RANGES, Catalog, check_fields, check_range, check_value, load_catalog
-from .domain import STAGES, Case, Constraints, Economics, Fleet, OwnedChips, TrafficClass
+from .domain import STAGES, Case, Constraints, Economics, Fleet, OwnedChips, Period, TrafficClass
 from .errors import CaseError, CatalogError, Problem, did_you_mean
 from .units import PRECISION_ALIASES, PRECISIONS, canonical_precision
 
 TOP_KEYS = ("name", "description", "options", "economics", "constraints", "fleet", "classes", "chips", "models", "arch",
-            "fabric", "software", "families", "studies")
+            "fabric", "software", "families", "studies", "periods")
 OPTION_FIELDS = {"objective": ("tco", "capex", "power", "throughput")}
 """[options]: how the case's question is answered by default (a command-line flag still wins)."""
 CLASS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
@@ -110,6 +110,16 @@ OWNED_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "count": ("int", True, ">=0", "chips owned (whole systems for chips sold by system)"),
     "age_years": ("float", False, ">=0", "years since the chips went into service"),
 }
+PERIOD_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
+    "year": ("float", True, ">0", "the year the period starts, e.g. 2027 (periods in increasing order)"),
+    "years": ("float", False, ">0", "how long the period lasts (default: until the next period; the last lasts 1 year)"),
+    "demand_growth": ("number or table", False, None, "× each class's demand_tok_s in this period: 1.5, or {chat = 1.5, agent = 3}"),
+    "power_mw": ("float", False, ">0", "site power budget in this period (MW; default constraints.power_mw)"),
+    "capex_usd": ("float", False, ">0", "what chips bought in this period may cost (USD; default: no limit)"),
+    "electricity_usd_per_kwh": ("float", False, ">=0", "electricity price in this period (default economics)"),
+    "supply": ("table", False, None, "chips that may be bought new in this period, e.g. {rubin = 20000} (default constraints.supply)"),
+}
+"""[[periods]]: a multi-year roadmap (`fleet roadmap`, planner/roadmap.py)."""
 HOURS = 24
 """A daily profile has one slice per hour."""
 MODES = ("aggregated", "disaggregated")
@@ -485,6 +495,8 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
         mu = cls.get("max_utilization")
         if isinstance(mu, (int, float)) and not isinstance(mu, bool) and math.isfinite(mu) and not 0 < mu < 1:
             problems.append(P(f"{where}.max_utilization", f"must be in (0, 1), got {mu}"))
+    if "periods" in raw:
+        problems += _check_periods(raw["periods"], [n for n in names if isinstance(n, str)], catalog, raw, P)
     shaped = [c.get("name") for c in classes if isinstance(c, dict) and ("lengths" in c or "trace" in c)]
     hourly = [f"classes.{c.get('name')}.demand_profile" for c in classes if isinstance(c, dict) and "demand_profile" in c]
     if isinstance(econ, dict) and "electricity_usd_per_kwh_by_hour" in econ:
@@ -512,6 +524,59 @@ def _check_hourly(values, where: str, P, fix: str, allow_all_zero: bool = False)
             out.append(P(f"{where}.{h}", why, fix))
     if not out and not allow_all_zero and max(values) <= 0:
         out.append(P(where, "every hour is 0", "give at least one hour a factor above 0"))
+    return out
+
+
+def _check_periods(periods, class_names: list[str], catalog: Catalog, raw: dict, P) -> list[Problem]:
+    """[[periods]] year, years, demand_growth, power_mw, capex_usd, electricity_usd_per_kwh, supply:
+    years increasing, growth per known class, and the parts of a case a roadmap does not model yet."""
+    if not isinstance(periods, list) or not periods or not all(isinstance(t, dict) for t in periods):
+        return [P("periods", "must be a non-empty list of [[periods]] tables", "e.g. [[periods]] year = 2027, demand_growth = 1.5")]
+    out, years = [], []
+    scalar = {k: v for k, v in PERIOD_FIELDS.items() if k not in ("demand_growth", "supply")}
+    for i, t in enumerate(periods):
+        where = f"periods.{i}"
+        errs = check_fields({k: v for k, v in t.items() if k not in ("demand_growth", "supply")}, scalar, where,
+                            partial=False, ranges=CASE_RANGES)
+        out += [P(e.where, e.what, e.fix) for e in errs]
+        if _number(t.get("year")):
+            years.append((i, t["year"]))
+        growth = t.get("demand_growth", 1.0)
+        entries = growth if isinstance(growth, dict) else {"*": growth}
+        if not isinstance(growth, dict) and not _number(growth):
+            out.append(P(f"{where}.demand_growth", f"must be a number or a table of class = number, got {growth!r}",
+                         "e.g. demand_growth = 1.5 or demand_growth = {chat = 1.5}"))
+            entries = {}
+        for name, v in entries.items():
+            key = f"{where}.demand_growth" + ("" if name == "*" else f".{name}")
+            if name != "*" and name not in class_names:
+                out.append(P(key, f"no class named {name!r}", did_you_mean(name, class_names)
+                             or f"classes: {', '.join(class_names)}"))
+            elif not _number(v) or v < 0:
+                out.append(P(key, f"must be a number ≥ 0, got {v!r}", "a factor on the class's demand_tok_s"))
+            elif v > 1_000:
+                out.append(P(key, f"{v:,g} is outside the physical range [0, 1,000] × demand_tok_s", "a factor, not a rate"))
+        supply = t.get("supply", {})
+        if not isinstance(supply, dict):
+            out.append(P(f"{where}.supply", "must be a table of chip = number", "e.g. supply = {rubin = 20000}"))
+            supply = {}
+        for chip, v in supply.items():
+            try:
+                catalog.resolve_chip(chip)
+            except CatalogError as exc:
+                out += [P(f"{where}.supply.{chip}", p.what, p.fix) for p in exc.problems]
+            why = check_value(v, "int", ">=0") or check_range("supply", v, CASE_RANGES)
+            if why:
+                out.append(P(f"{where}.supply.{chip}", why))
+    for (i, a), (j, b) in zip(years, years[1:]):
+        if b <= a:
+            out.append(P(f"periods.{j}.year", f"{b:g} does not follow period {i}'s {a:g}", "list periods in increasing year"))
+    cons = raw.get("constraints", {}) if isinstance(raw.get("constraints"), dict) else {}
+    if cons.get("fixed_cost_usd"):
+        out.append(P("constraints.fixed_cost_usd", "fixed platform costs are not modelled in a roadmap yet",
+                     "remove fixed_cost_usd, or plan one year with `fleet plan`"))
+    if "capex_usd" in cons:
+        out.append(P("constraints.capex_usd", "a roadmap budgets capex per period", "give each [[periods]] its capex_usd"))
     return out
 
 
@@ -666,6 +731,7 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
             f"{label}: classes", f"{clash[0]!r} names a class and a bucket of a class given as lengths or a trace",
             "rename the class (bucket names are PARENT[isl≤…,osl≤…])")])
     classes = tuple(expanded)
+    periods = _periods(raw.get("periods", []), catalog)
     used_models = {c.model for c in classes} | {c.draft_model for c in classes if c.draft_model}
     return Case(
         name=str(raw.get("name", Path(label).stem)),
@@ -686,7 +752,23 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
         catalog_versions=dict(catalog.versions),
         options=dict(raw.get("options", {})),
         shapes=shapes,
+        periods=periods,
     )
+
+
+def _periods(raw_periods: list, catalog: Catalog) -> tuple[Period, ...]:
+    """[[periods]] → Periods; a period lasts until the next one (the last: `years`, default 1)."""
+    out = []
+    for i, t in enumerate(raw_periods):
+        nxt = raw_periods[i + 1]["year"] if i + 1 < len(raw_periods) else None
+        growth = t.get("demand_growth", 1.0)
+        out.append(Period(
+            year=float(t["year"]), years=float(t.get("years", (nxt - t["year"]) if nxt is not None else 1.0)),
+            demand_growth={k: float(v) for k, v in growth.items()} if isinstance(growth, dict) else {"*": float(growth)},
+            power_mw=_opt(t.get("power_mw")), capex_usd=_opt(t.get("capex_usd")),
+            electricity_usd_per_kwh=_opt(t.get("electricity_usd_per_kwh")),
+            supply={catalog.resolve_chip(k): int(v) for k, v in t["supply"].items()} if "supply" in t else None))
+    return tuple(out)
 
 
 def _number(value) -> bool:

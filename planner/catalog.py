@@ -56,6 +56,7 @@ CHIP_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "mla_layer_extra": ("float", False, ">=0", "extra fixed time of an MLA layer, × t_layer_us"),
     "annual_failure_rate": ("float", False, ">0", "failures per chip-year, all-in (chip, HBM, host and network share)"),
     "mttr_hours": ("float", False, ">0", "hours from a failure until the chip serves again"),
+    "available_year": ("float", False, ">0", "first year it can be bought in volume (decimal: 2026.5 = H2-2026; roadmaps)"),
 }
 TOPOLOGIES = ("switch", "mesh", "direct")
 
@@ -136,6 +137,8 @@ ECONOMICS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "idle_power_fraction": ("float", False, ">=0", "share of power_kw a bought chip draws while it runs no unit"),
     "annual_failure_rate": ("float", False, ">0", "failures per chip-year for chips that give none"),
     "mttr_hours": ("float", False, ">0", "repair time (hours) for chips that give none"),
+    "discount_rate": ("float", False, ">=0", "yearly discount rate of a roadmap's net present value, e.g. 0.08"),
+    "service_life_years": ("float", False, ">0", "age at which a chip is retired in a roadmap (years)"),
 }
 
 
@@ -180,6 +183,9 @@ PHYSICAL_RANGES: dict[str, tuple[float, float, str]] = {
     "idle_power_fraction": (0, 1, "of power_kw"),
     "annual_failure_rate": (1e-4, 10, "failures per chip-year"),
     "mttr_hours": (0.01, 10_000, "hours"),
+    "available_year": (1990, 2100, "year"),
+    "discount_rate": (0, 1, "per year"),
+    "service_life_years": (0.5, 50, "years"),
 }
 
 

@@ -164,6 +164,7 @@ def catalog_show(entry_id, catalogs, fmt):
     title, rows = inventory.entry_rows(load_catalog(list(catalogs)), entry_id)
     if fmt == "table":
         click.echo(title)
+        rows = [{**r, "value": f"{r['value']:g}"} if r["unit"] == "year" else r for r in rows]  # 2026.5, not "2,026"
     click.echo(render(rows, fmt, ["field", "value", "unit", "confidence", "source", "date", "note"]), nl=False)
 
 
@@ -874,3 +875,44 @@ def diff(a, b, set_a, set_b, catalogs, time_limit_s, mip_gap, grid, fmt):
 
 def run():  # console-script entry point
     sys.exit(main())
+
+
+@main.command()
+@click.argument("case")
+@set_option
+@catalog_option
+@solve_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--output", "out_dir", type=click.Path(file_okay=False),
+              help="Write periods.csv, chips.csv, units.csv, roadmap.json, run.json and roadmap.png.")
+@click.option("--force", is_flag=True, help="Replace the roadmap in --output.")
+def roadmap(case, sets, catalogs, time_limit_s, mip_gap, grid, fmt, out_dir, force):
+    """Plan a fleet over years for CASE (its [[periods]]): what to buy, keep and retire each period.
+
+    Minimises the net present value of running costs and straight-line depreciation (economics.
+    discount_rate, amortization_years); chips can be bought from their catalog available_year,
+    are retired at economics.service_life_years of age, and a retired chip does not come back.
+    Owned chips ([[fleet.owned]]) are sunk. Exits 1 with a per-period diagnosis when no roadmap
+    meets every period's demand within its power and capex.
+
+    \b
+    Examples:
+      fleet roadmap roadmap-100mw
+      fleet roadmap roadmap-100mw --set economics.discount_rate=0.12 --format json
+      fleet roadmap roadmap-100mw --set chips.rubin-cpx.available_year=2027 --output out/
+    """
+    from .planning import case_run_record, check_output_dir
+    from .reports import to_json
+    from .roadmap import roadmap as run_roadmap
+    from .roadmap_report import ROADMAP_FILES, roadmap_text, write_roadmap
+
+    if out_dir:
+        check_output_dir(out_dir, force, ROADMAP_FILES, "a roadmap")
+    rm = run_roadmap(case, sets, catalogs, time_limit_s, mip_gap, grid)
+    click.echo(to_json(rm.to_dict()) if fmt == "json" else roadmap_text(rm), nl=fmt != "json")
+    if out_dir:
+        run = case_run_record(rm.problem.case, rm.stats.get("solver", ""), rm.problem.case.source, sets, catalogs,
+                              {"time_limit_s": time_limit_s, "mip_gap": mip_gap, "grid": grid})
+        write_roadmap(rm, out_dir, run, force)
+        if fmt != "json":
+            click.echo(f"wrote {out_dir}/ (periods, chips, units CSVs; roadmap.json; run.json; roadmap.png)")

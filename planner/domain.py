@@ -72,6 +72,7 @@ class Chip:
     topology: str = ""  # switch | mesh | direct; "" = switch for gpu/prefill, direct otherwise
     annual_failure_rate: float = 0.0  # failures per chip-year; 0 = the economics default
     mttr_hours: float = 0.0  # repair time; 0 = the economics default
+    available_year: float = 0.0  # first year it can be bought in volume (roadmaps); 0 = always
     aliases: tuple[str, ...] = ()
     provenance: Mapping[str, Provenance] = field(default_factory=dict, compare=False, repr=False)
 
@@ -141,6 +142,8 @@ class Economics:
     annual_failure_rate: float = 0.173  # per chip-year, when the chip gives none (family default)
     mttr_hours: float = 72.0  # hours from failure to back in service, when the chip gives none
     electricity_usd_per_kwh_by_hour: tuple[float, ...] = ()  # 24 time-of-use prices; () = flat price
+    discount_rate: float = 0.08  # per year, for a roadmap's net present value
+    service_life_years: float = 6.0  # a roadmap retires chips at this age
 
     def price_at(self, hour: int) -> float:
         """Electricity price in slice `hour` (USD/kWh): the time-of-use price, else the flat one."""
@@ -250,6 +253,24 @@ class Fleet:
 
 
 @dataclass(frozen=True)
+class Period:
+    """One step of a multi-year roadmap ([[periods]]): its demand, budgets and prices.
+
+    The period runs from `year` for `years` years; chips bought in it serve from its start."""
+
+    year: float
+    years: float
+    demand_growth: Mapping[str, float] = field(default_factory=dict)  # class (as the case names it) → × demand_tok_s
+    power_mw: float | None = None  # site power in this period (None = the case's constraints.power_mw)
+    capex_usd: float | None = None  # chips bought in this period cost at most this (None = no limit)
+    electricity_usd_per_kwh: float | None = None  # None = the case's economics
+    supply: Mapping[str, int] | None = None  # chips that may be bought new in this period (None = constraints.supply)
+
+    def growth(self, class_name: str) -> float:
+        return self.demand_growth.get(class_name, self.demand_growth.get("*", 1.0))
+
+
+@dataclass(frozen=True)
 class Case:
     name: str
     description: str
@@ -263,6 +284,7 @@ class Case:
     catalog_versions: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, str] = field(default_factory=dict)  # [options]: the case's default objective
     shapes: Mapping[str, Shape] = field(default_factory=dict)  # classes given as length distributions
+    periods: tuple[Period, ...] = ()  # a multi-year roadmap ([[periods]]; planner/roadmap.py)
 
     @property
     def objective(self) -> Objective:
@@ -271,6 +293,6 @@ class Case:
 
 
 __all__ = [
-    "Chip", "Model", "Economics", "Constraints", "TrafficClass", "Fleet", "OwnedChips", "Case", "Provenance", "Shape",
+    "Chip", "Model", "Economics", "Constraints", "TrafficClass", "Fleet", "OwnedChips", "Case", "Provenance", "Shape", "Period",
     "CHIP_CLASSES", "STAGES", "CONFIDENCES", "replace",
 ]

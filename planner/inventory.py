@@ -78,7 +78,8 @@ def _rows(entry, spec, extra) -> list[dict]:
 def _unit(name: str) -> str:
     for suffix, unit in (("_gb", "GB"), ("_tbs", "TB/s"), ("_tflops", "TFLOPS"), ("_kw", "kW"),
                          ("_usd", "USD"), ("_gbs", "GB/s"), ("_us", "µs"), ("_chips", "chips"),
-                         ("_params_b", "B params"), ("_bf16", "bytes"), ("_tokens", "tokens")):
+                         ("_params_b", "B params"), ("_bf16", "bytes"), ("_tokens", "tokens"),
+                         ("_year", "year")):
         if name.endswith(suffix):
             return unit
     return ""

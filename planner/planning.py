@@ -238,6 +238,11 @@ def inputs_sha256(case_source: str, sets, catalogs) -> str:
 
 def run_record(plan_: Plan, case_source: str, sets, catalogs, options: dict) -> dict:
     """What is needed to reproduce a plan: inputs hash, catalog versions, package versions, options."""
+    return case_run_record(plan_.problem.case, plan_.outcome.solver, case_source, sets, catalogs, options)
+
+
+def case_run_record(case: Case, solver: str, case_source: str, sets, catalogs, options: dict) -> dict:
+    """run_record for any result made from `case` (plans, roadmaps)."""
     import pandas
     import pyomo
 
@@ -247,31 +252,32 @@ def run_record(plan_: Plan, case_source: str, sets, catalogs, options: dict) -> 
     from importlib.metadata import version
 
     return {"inputs_sha256": digest, "case": case_source, "sets": list(sets), "catalogs": list(catalogs),
-            "catalog_versions": dict(plan_.problem.case.catalog_versions), "options": options,
+            "catalog_versions": dict(case.catalog_versions), "options": options,
             "versions": {"fleet-planner": version("fleet-planner"), "python": platform.python_version(),
                          "pyomo": pyomo.__version__, "highspy": _version("highspy"),
                          "numpy": np.__version__, "pandas": pandas.__version__},
-            "solver": plan_.outcome.solver}
+            "solver": solver}
 
 
 PLAN_FILES = ("chips.csv", "stages.csv", "units.csv", "classes.csv", "constraints.csv", "costs.csv", "plan.json", "run.json")
 
 
-def check_output_dir(out_dir: str | Path, force: bool = False) -> Path:
+def check_output_dir(out_dir: str | Path, force: bool = False, files: tuple[str, ...] = PLAN_FILES,
+                     what: str = "a plan") -> Path:
     """Refuse an unusable --output before any solving: a file, a plan without --force, no write access."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise PlannerError(f"{out} is not a directory", [Problem("--output", f"{out} is a file",
-                                                                 "give a directory path for the plan's files")])
+                                                                 f"give a directory path for {what}'s files")])
     if out.is_dir():
-        clash = [n for n in PLAN_FILES if (out / n).exists()]
+        clash = [n for n in files if (out / n).exists()]
         if clash and not force:
-            raise PlannerError(f"{out} already holds a plan", [Problem(str(out), f"would overwrite {', '.join(clash)}",
+            raise PlannerError(f"{out} already holds {what}", [Problem(str(out), f"would overwrite {', '.join(clash)}",
                                                                        "pass --force or choose another --output")])
         nested = [p.name for p in out.iterdir() if p.is_dir()]
         if nested:
             raise PlannerError(f"{out} holds directories", [Problem(str(out), f"contains {', '.join(nested[:3])}",
-                               "write the plan into its own directory (it is replaced as a whole)")])
+                               f"write {what} into its own directory (it is replaced as a whole)")])
     parent = out.parent if out.parent.exists() else next((p for p in out.parents if p.exists()), Path("."))
     from .reports import check_writable
 
@@ -280,17 +286,32 @@ def check_output_dir(out_dir: str | Path, force: bool = False) -> Path:
 
 
 def write_outputs(plan_: Plan, out_dir: str | Path, run: dict, force: bool = False) -> list[Path]:
-    """One tidy CSV per concept + plan.json + run.json, written into a fresh directory that then
-    replaces `out_dir` in one rename: a killed run leaves the old plan or the new one, never a mix.
-    Files of the user's in an existing `out_dir` (not the plan's) are carried over."""
+    """One tidy CSV per concept + plan.json + run.json (see write_dir)."""
+    from .reports import to_csv, to_json
+
+    contents = {name: to_csv(df.to_dict("records"), list(df.columns)) for name, df in (
+        ("chips.csv", plan_.chips), ("stages.csv", plan_.stages), ("units.csv", plan_.units),
+        ("classes.csv", plan_.classes), ("constraints.csv", plan_.constraints))}
+    costs = [{"capex_usd": plan_.cost["capex_usd"], "tco_usd_per_hour": plan_.cost["tco_usd_per_hour"],
+              "usd_per_mtok": plan_.cost["usd_per_mtok"], "power_mw": plan_.power_mw,
+              "throughput_tok_s": plan_.throughput_tok_s}]
+    contents["costs.csv"] = to_csv(costs)
+    contents["plan.json"] = to_json(plan_.to_dict())
+    contents["run.json"] = json.dumps(run, indent=2, sort_keys=True) + "\n"
+    return write_dir(out_dir, contents, PLAN_FILES, force)
+
+
+def write_dir(out_dir: str | Path, contents: dict[str, str | bytes], files: tuple[str, ...], force: bool = False,
+              what: str = "a plan") -> list[Path]:
+    """`contents` (file name → text or bytes) written into a fresh directory that then replaces
+    `out_dir` in one rename: a killed run leaves the old output or the new one, never a mix. Files of
+    the user's in an existing `out_dir` (not among `files`) are carried over."""
     import shutil
     import tempfile
 
-    from .reports import _umask, to_csv, to_json, write_atomic
+    from .reports import _umask, write_atomic
 
-    out = check_output_dir(out_dir, force)
-    targets = {"chips.csv": plan_.chips, "stages.csv": plan_.stages, "units.csv": plan_.units,
-               "classes.csv": plan_.classes, "constraints.csv": plan_.constraints}
+    out = check_output_dir(out_dir, force, files, what)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -301,25 +322,19 @@ def write_outputs(plan_: Plan, out_dir: str | Path, run: dict, force: bool = Fal
         os.chmod(tmp, 0o777 & ~_umask())
         if out.is_dir():
             for f in out.iterdir():
-                if f.name not in PLAN_FILES:
+                if f.name not in files:
                     shutil.copy2(f, tmp / f.name)
-        for name, df in targets.items():
-            write_atomic(tmp / name, to_csv(df.to_dict("records"), list(df.columns)))
-        costs = [{"capex_usd": plan_.cost["capex_usd"], "tco_usd_per_hour": plan_.cost["tco_usd_per_hour"],
-                  "usd_per_mtok": plan_.cost["usd_per_mtok"], "power_mw": plan_.power_mw,
-                  "throughput_tok_s": plan_.throughput_tok_s}]
-        write_atomic(tmp / "costs.csv", to_csv(costs))
-        write_atomic(tmp / "plan.json", to_json(plan_.to_dict()))
-        write_atomic(tmp / "run.json", json.dumps(run, indent=2, sort_keys=True) + "\n")
+        for name, data in contents.items():
+            write_atomic(tmp / name, data)
         _swap_in(tmp, out)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise PlannerError(f"cannot write {out}", [Problem(str(out), exc.strerror or str(exc),
-                           "free space or choose another --output; the previous plan there is unchanged")]) from None
+                           f"free space or choose another --output; the previous {what.split()[-1]} there is unchanged")]) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return [out / n for n in PLAN_FILES]
+    return [out / n for n in contents]
 
 
 def _swap_in(new: Path, out: Path) -> None:

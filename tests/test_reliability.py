@@ -5,6 +5,7 @@ import copy
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -186,7 +187,14 @@ def test_a_failed_rewrite_leaves_the_old_plan_whole(tmp_path, monkeypatch):
     planning.write_outputs(p, out, {"run": 1})
     (out / "notes.txt").write_text("mine")
     before = {f.name: f.read_bytes() for f in out.iterdir()}
-    monkeypatch.setattr(reports, "to_json", lambda obj: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    real = reports.write_atomic
+
+    def disk_full_at_plan_json(path, data, force=True):  # the disk fills up half-way through the files
+        if Path(path).name == "plan.json":
+            raise OSError(28, "No space left on device")
+        return real(path, data, force)
+
+    monkeypatch.setattr(reports, "write_atomic", disk_full_at_plan_json)
     with pytest.raises(PlannerError, match="cannot write"):
         planning.write_outputs(p, out, {"run": 2}, force=True)
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before

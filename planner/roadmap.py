@@ -1,0 +1,375 @@
+"""`fleet roadmap`: a multi-year plan — what to buy, keep and retire each period — at the lowest net
+present value (formulations/roadmap.py states the MILP).
+
+A case becomes a roadmap with [[periods]]: each period scales every class's demand, has its own
+site power, capex budget, electricity price and supply caps. Chips can be bought from their
+catalog `available_year`; every chip (owned or bought) is retired at `economics.service_life_years`
+of age; capex is charged as straight-line depreciation over `economics.amortization_years`,
+discounted at `economics.discount_rate`; running cost (energy × PUE + facility share) is paid by
+the chips in service. Retiring is for good: a chip taken out of service does not come back.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+
+from .candidates import GridOptions, build_candidates
+from .domain import Case, OwnedChips, Period
+from .errors import CaseError, InfeasibleError, PlannerError, Problem, SolverError, TimeLimitError
+from .problem import FleetProblem, build_problem
+from .units import HOURS_PER_YEAR, KW_PER_MW, TOK_S_PER_KTOK_S, USD_PER_MUSD
+
+NPV_REL_TOL = 1e-6
+"""The NPV recomputed from the plan in user units must match the solver's objective this closely."""
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Chips that enter and leave service together: an owned stock, or one period's purchase of a chip."""
+
+    chip: str
+    lot: int  # chips per lot: whole systems for chips sold by system, else 1
+    periods: tuple[int, ...]  # periods it may serve (before its service life ends)
+    bought_in: int | None = None  # purchase period; None = owned
+    owned_lots: int = 0
+    age_years: float = 0.0  # at the first period (owned stocks)
+    price_musd: float = 0.0
+    depreciation_weight: float = 0.0  # discounted years of depreciation inside the horizon / depreciation years
+    supply: int | None = None  # chips the purchase period may buy of it
+
+
+@dataclass(frozen=True)
+class RoadmapProblem:
+    """Sets and parameters of one roadmap MILP (no Pyomo here)."""
+
+    case: Case
+    periods: tuple[Period, ...]
+    problems: tuple[FleetProblem, ...]  # one single-period problem per period (demand, power, prices)
+    usable: tuple[frozenset[str], ...]  # chips some cohort can supply in each period
+    cohorts: tuple[Cohort, ...]
+    capex_musd: tuple[float | None, ...]
+    hours_weight: tuple[float, ...]  # discounted hours of each period
+    discount: tuple[float, ...]  # (1 + r)^−(year − first year), for the report
+    idle_owned: dict[str, int] = field(default_factory=dict)  # owned chips no candidate unit can use
+
+
+def discounted_years(a: float, b: float, rate: float) -> float:
+    """∫_a^b (1 + rate)^−s ds: years from a to b (years after the first period), discounted continuously."""
+    if b <= a:
+        return 0.0
+    if rate == 0:
+        return b - a
+    k = math.log1p(rate)
+    return (math.exp(-k * a) - math.exp(-k * b)) / k
+
+
+def period_case(case: Case, t: Period) -> Case:
+    """The single-period case of period t: demand × growth, the period's power, price and no
+    purchases rules (the roadmap model owns stock, capex and supply)."""
+    classes = tuple(replace(tc, demand_tok_s=tc.demand_tok_s * t.growth(tc.parent or tc.name)) for tc in case.classes)
+    econ = case.economics if t.electricity_usd_per_kwh is None else replace(
+        case.economics, electricity_usd_per_kwh=t.electricity_usd_per_kwh)
+    cons = replace(case.constraints, power_mw=t.power_mw or case.constraints.power_mw, capex_usd=None, supply={},
+                   fixed_cost_usd={})
+    return replace(case, classes=classes, economics=econ, constraints=cons,
+                   fleet=replace(case.fleet, owned=(), buy=None), periods=())
+
+
+def build_roadmap_problem(case: Case, units: pd.DataFrame) -> RoadmapProblem:
+    """Case with [[periods]] + its candidate table → RoadmapProblem (cohorts, weights, budgets)."""
+    if not case.periods:
+        raise CaseError(f"{case.name}: no [[periods]]", [Problem(
+            "periods", "a roadmap needs at least one [[periods]] table",
+            "add [[periods]] year = 2027, demand_growth = 1.5 (one per year or phase), or use `fleet plan`")])
+    periods, e = case.periods, case.economics
+    y0 = periods[0].year
+    horizon = periods[-1].year + periods[-1].years - y0
+    rate, life, dep = e.discount_rate, e.service_life_years, e.amortization_years
+    problems = tuple(build_problem(period_case(case, t), units, "tco") for t in periods)
+    chips = problems[0].chips
+    size = {c: case.chips[c].chips_per_system if case.chips[c].sold_by_system else 1 for c in chips}
+    cohorts: list[Cohort] = []
+    idle: dict[str, int] = {}
+    for o in case.fleet.owned:
+        if o.chip not in chips:
+            idle[o.chip] = idle.get(o.chip, 0) + o.count
+            continue
+        alive = tuple(i for i, t in enumerate(periods) if o.age_years + (t.year - y0) < life)
+        cohorts.append(Cohort(chip=o.chip, lot=size[o.chip], periods=alive, owned_lots=o.count // size[o.chip],
+                              age_years=o.age_years))
+    for c in chips:
+        if not case.fleet.buyable(c):
+            continue
+        chip = case.chips[c]
+        for i, t in enumerate(periods):
+            if chip.available_year > t.year:
+                continue
+            a = t.year - y0
+            supply = (t.supply if t.supply is not None else case.constraints.supply).get(c)
+            cohorts.append(Cohort(
+                chip=c, lot=size[c], periods=tuple(k for k in range(i, len(periods)) if periods[k].year - t.year < life),
+                bought_in=i, price_musd=chip.price_usd / USD_PER_MUSD, supply=supply,
+                depreciation_weight=discounted_years(a, min(a + dep, horizon), rate) / dep))
+    usable = tuple(frozenset(co.chip for co in cohorts if i in co.periods) for i in range(len(periods)))
+    return RoadmapProblem(
+        case=case, periods=periods, problems=problems, usable=usable, cohorts=tuple(cohorts),
+        capex_musd=tuple(None if t.capex_usd is None else t.capex_usd / USD_PER_MUSD for t in periods),
+        hours_weight=tuple(HOURS_PER_YEAR * discounted_years(t.year - y0, t.year - y0 + t.years, rate) for t in periods),
+        discount=tuple((1 + rate) ** -(t.year - y0) for t in periods), idle_owned=idle)
+
+
+@dataclass
+class Roadmap:
+    """A solved roadmap: per period and chip what is bought, kept and retired, and what it costs."""
+
+    problem: RoadmapProblem
+    status: str
+    npv_usd: float
+    gap: float | None
+    periods: pd.DataFrame  # one row per period
+    chips: pd.DataFrame  # one row per period and chip type
+    units: pd.DataFrame  # the units each period runs (period-tagged rows of the period plans)
+    plans: list  # per period, its checked single-period Plan (planner/results.py)
+    stats: dict
+    timings_s: dict
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "case": self.problem.case.name, "npv_usd": self.npv_usd, "gap": self.gap,
+                "discount_rate": self.problem.case.economics.discount_rate,
+                "service_life_years": self.problem.case.economics.service_life_years,
+                "depreciation_years": self.problem.case.economics.amortization_years,
+                "periods": self.periods.to_dict("records"), "chips": self.chips.to_dict("records"),
+                "units": self.units.to_dict("records"), "milp": self.stats, "timings_s": self.timings_s,
+                "warnings": self.warnings}
+
+
+def solve_roadmap(r: RoadmapProblem, opts=None) -> Roadmap:
+    """Build and solve the roadmap MILP; infeasible targets are diagnosed period by period."""
+    import pyomo.environ as pyo
+
+    from formulations.roadmap import build_roadmap
+
+    from .solve import STATUS, SolveOptions, _highs, _solver_name, _stats
+
+    opts = opts or SolveOptions()
+    t0 = time.perf_counter()
+    m = build_roadmap(r)
+    build_s = time.perf_counter() - t0
+    opt = _highs(opts)
+    t1 = time.perf_counter()
+    res = opt.solve(m)
+    wall = time.perf_counter() - t1
+    status = STATUS.get(res.termination_condition.name, "error")
+    if status == "error":
+        raise SolverError(f"HiGHS stopped: {res.termination_condition.name}", [])
+    found = res.best_feasible_objective is not None and status in ("optimal", "time_limit")
+    if not found:
+        return None if status != "time_limit" else _no_plan_in_time(opts, wall, m)
+    res.solution_loader.load_vars()
+    bound = res.best_objective_bound
+    objective = res.best_feasible_objective
+    gap = abs(objective - bound) / max(abs(objective), 1e-9) if bound is not None and math.isfinite(bound) else None
+    if status == "optimal" and gap is not None and gap > opts.mip_gap * 1.01:
+        status = "feasible"
+    stats = {**_stats(m), "solver": _solver_name()}
+    return _extract(r, m, pyo, status, objective * USD_PER_MUSD, gap, stats, {"build_s": build_s, "solve_s": wall})
+
+
+def _no_plan_in_time(opts, wall: float, m):
+    raise TimeLimitError(f"time limit of {opts.time_limit_s:g} s reached before any roadmap was found", [
+        Problem("--time-limit", f"HiGHS found no feasible roadmap in {wall:.1f} s", "raise --time-limit or use --grid coarse")])
+
+
+def _block_outcome(b, p: FleetProblem, pyo):
+    """One period's block values as a single-period Outcome, so results.extract and verify.check
+    read and check it like any plan."""
+    from .solve import Outcome
+
+    out = Outcome(status="optimal", objective=None, bound=None, gap=None, wall_s=0.0, build_s=0.0, solver="",
+                  x={u: int(round(b.x[u].value or 0)) for u in b.U},
+                  n={c: int(round(b.n[c].value or 0)) for c in b.C},
+                  y={k: int(round(b.y[k].value or 0)) for k in b.SC}, alpha=1.0)
+    if hasattr(b, "xr"):
+        out.running = {(u, h): int(round(b.xr[u, h].value or 0)) for u in b.U for h in b.H if (b.xr[u, h].value or 0) > 0.5}
+    if hasattr(b, "s"):
+        out.spares = {u: int(round(b.s[u].value or 0)) for u in b.US}
+    if hasattr(b, "sr"):
+        out.spare_systems = {c: int(round(b.sr[c].value or 0)) for c in b.RS}
+    out.served = {j: (pyo.value(b.served_agg[j]) * TOK_S_PER_KTOK_S, pyo.value(b.served_dis[j]) * TOK_S_PER_KTOK_S)
+                  for j in b.J}
+    out.shares = {k: (b.share[k].value or 0.0) * TOK_S_PER_KTOK_S for k in b.S if out.x.get(k[0], 0) > 0}
+    return out
+
+
+def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) -> Roadmap:
+    from . import verify
+    from .results import extract
+
+    case, periods = r.case, r.periods
+    plans = []
+    for t, p in enumerate(r.problems):
+        plan = extract(p, _block_outcome(m.period[t], p, pyo))
+        verify.check(plan)
+        plans.append(plan)
+    k = {(g, t): int(round(m.k[g, t].value or 0)) for g, t in m.GT}
+    chip_rows, period_rows = [], []
+    dep_years = case.economics.amortization_years
+    y0 = periods[0].year
+    for t, (per, p, plan) in enumerate(zip(periods, r.problems, plans)):
+        totals = {"bought": 0, "retired": 0, "in_service": 0, "in_use": 0, "capex_usd": 0.0, "depreciation_usd_per_year": 0.0}
+        for c in sorted({co.chip for co in r.cohorts} | set(r.idle_owned)):
+            in_use = int(plan.chips.set_index("chip")["chips_in_use"].get(c, 0)) if len(plan.chips) else 0
+            row = {"year": per.year, "chip": c, "bought": 0, "owned_in_service": 0, "in_service": 0, "in_use": in_use,
+                   "retired": 0, "retired_end_of_life": 0, "capex_usd": 0.0, "depreciation_usd_per_year": 0.0}
+            if t == 0 and c in r.idle_owned:
+                row["retired"] += r.idle_owned[c]
+            for g, co in enumerate(r.cohorts):
+                if co.chip != c:
+                    continue
+                now = k.get((g, t), 0) * co.lot
+                prev = (co.owned_lots * co.lot if t == 0 else k.get((g, t - 1), 0) * co.lot) if co.bought_in is None \
+                    else (k.get((g, t - 1), 0) * co.lot if co.bought_in < t else now)
+                if co.bought_in == t:
+                    row["bought"] += now
+                    row["capex_usd"] += now * co.price_musd * USD_PER_MUSD
+                elif co.bought_in is None or co.bought_in < t:
+                    gone = prev - now
+                    row["retired"] += gone
+                    if t not in co.periods:
+                        row["retired_end_of_life"] += gone
+                row["in_service"] += now
+                if co.bought_in is None:
+                    row["owned_in_service"] += now
+                else:  # straight-line depreciation of purchases still on the books in this period (sunk once bought)
+                    bought = k.get((g, co.bought_in), 0) * co.lot
+                    start = periods[co.bought_in].year
+                    overlap = max(0.0, min(per.year + per.years, start + dep_years) - max(per.year, start))
+                    row["depreciation_usd_per_year"] += bought * co.price_musd * USD_PER_MUSD / dep_years * overlap / per.years
+            chips_in_plan = int(plan.chips.set_index("chip")["chips"].get(c, 0)) if len(plan.chips) else 0
+            if chips_in_plan != row["in_service"]:
+                raise SolverError(f"roadmap bookkeeping: period {per.year:g} has {chips_in_plan} {c} in its plan "
+                                  f"but {row['in_service']} in its cohorts", [])
+            row["power_mw"] = row["in_service"] * case.chips[c].power_kw * case.economics.pue / KW_PER_MW
+            if any(row[x] for x in ("bought", "in_service", "retired")):
+                chip_rows.append(row)
+                for key in totals:
+                    totals[key] += row[key]
+        running_usd_per_hour = sum(p.chip_running_usd_per_hour[c] * n for c, n in plan.outcome.n.items()) \
+            if not p.slices else _slice_running(plan, p)
+        demand = sum(tc.peak_demand_tok_s for tc in p.case.classes)
+        served_mtok_year = sum(tc.demand_tok_s * (sum(tc.demand_profile) / 24 if tc.demand_profile else 1.0)
+                               for tc in p.case.classes) * 3600 * HOURS_PER_YEAR / 1e6
+        cost_year = running_usd_per_hour * HOURS_PER_YEAR + totals["depreciation_usd_per_year"]
+        period_rows.append({
+            "year": per.year, "years": per.years, "demand_tok_s": demand, "capacity_tok_s": plan.throughput_tok_s,
+            "chips_in_service": totals["in_service"], "chips_in_use": totals["in_use"], "chips_bought": totals["bought"], "chips_retired": totals["retired"],
+            "power_mw": plan.power_mw, "power_budget_mw": p.power_kw_budget / KW_PER_MW if p.power_kw_budget else None,
+            "capex_usd": totals["capex_usd"], "capex_budget_usd": per.capex_usd,
+            "running_usd_per_year": running_usd_per_hour * HOURS_PER_YEAR,
+            "depreciation_usd_per_year": totals["depreciation_usd_per_year"], "cost_usd_per_year": cost_year,
+            "usd_per_mtok": cost_year / served_mtok_year if served_mtok_year else None,
+            "discount_factor": r.discount[t]})
+    check = _npv_of(r, period_rows, k)
+    if abs(check - npv_usd) > NPV_REL_TOL * max(abs(npv_usd), 1.0) + 1.0:
+        raise SolverError(f"roadmap NPV re-check: {check:,.2f} USD recomputed vs {npv_usd:,.2f} USD from HiGHS", [])
+    units = pd.concat([plan.units.assign(year=per.year) for per, plan in zip(periods, plans)], ignore_index=True)
+    units = units[["year"] + [c for c in units.columns if c != "year"]]
+    warnings = sorted({w for plan in plans for w in plan.warnings})
+    return Roadmap(problem=r, status=status, npv_usd=npv_usd, gap=gap, periods=pd.DataFrame(period_rows),
+                   chips=pd.DataFrame(chip_rows), units=units, plans=plans, stats=stats, timings_s=timings,
+                   warnings=warnings)
+
+
+def _slice_running(plan, p: FleetProblem) -> float:
+    """Running cost per hour of a period with hourly slices: facility share of chips in service plus
+    the day's mean energy bill (the plan's own per-chip figures)."""
+    capex = sum(p.chip_capex_usd_per_hour[c] * n for c, n in plan.outcome.n.items())
+    return float(plan.chips["tco_usd_per_hour"].sum()) - capex
+
+
+def _npv_of(r: RoadmapProblem, period_rows: list[dict], k: dict) -> float:
+    """The NPV recomputed from the extracted plan: each period's running cost on its discounted hours,
+    each purchase's price on its discounted depreciation years."""
+    running = sum(w * row["running_usd_per_year"] / HOURS_PER_YEAR for w, row in zip(r.hours_weight, period_rows))
+    capex = sum(co.depreciation_weight * co.price_musd * USD_PER_MUSD * co.lot * k.get((g, co.bought_in), 0)
+                for g, co in enumerate(r.cohorts) if co.bought_in is not None)
+    return running + capex
+
+
+def diagnose(r: RoadmapProblem, units, opts, grid) -> list[Problem]:
+    """Why no roadmap exists: each period planned alone, with the owned stock still in service then
+    and what it may buy (chips available by its year, its capex budget and supply caps). A period
+    infeasible alone is named with its own diagnosis."""
+    from .planning import plan_case
+
+    case, periods = r.case, r.periods
+    out: list[Problem] = []
+    y0 = periods[0].year
+    for i, t in enumerate(periods):
+        pc = period_case(case, t)
+        keep = [tc for tc in pc.classes if tc.demand_tok_s > 0]
+        owned = tuple(OwnedChips(o.chip, o.count, o.age_years + t.year - y0) for o in case.fleet.owned
+                      if o.age_years + t.year - y0 < case.economics.service_life_years)
+        buy = tuple(c for c in case.fleet.chips if case.fleet.buyable(c) and case.chips[c].available_year <= t.year)
+        supply = t.supply if t.supply is not None else case.constraints.supply
+        alone = replace(pc, classes=tuple(keep), constraints=replace(pc.constraints, capex_usd=t.capex_usd, supply=dict(supply)),
+                        fleet=replace(case.fleet, owned=owned, buy=buy))
+        names = {tc.name for tc in keep}
+        try:
+            plan_case(alone, "tco", opts, grid, units=units[units["class"].isin(names)].reset_index(drop=True))
+        except InfeasibleError as exc:
+            out += [Problem(f"periods.{i} ({t.year:g}): {p.where}", p.what, p.fix) for p in exc.problems]
+    if not out:
+        out.append(Problem("periods", "each period can be served on its own, but not in sequence: a chip retired "
+                           "does not come back and owned chips age out at economics.service_life_years",
+                           "raise an earlier period's capex_usd or power_mw, or a later period's"))
+    return out
+
+
+def roadmap_case(case: Case, opts=None, grid: GridOptions | None = None, units=None) -> Roadmap:
+    """Plan a loaded case with [[periods]]; raises InfeasibleError with a per-period diagnosis."""
+    from .solve import SolveOptions
+
+    opts = opts or SolveOptions()
+    deadline = time.monotonic() + opts.time_limit_s
+    t = time.perf_counter()
+    units = build_candidates(case, grid, deadline=deadline) if units is None else units
+    cand_s = time.perf_counter() - t
+    r = build_roadmap_problem(case, units)
+    left = deadline - time.monotonic()
+    if left <= 0.05:
+        raise TimeLimitError(f"time limit of {opts.time_limit_s:g} s reached while building candidates", [
+            Problem("--time-limit", f"{opts.time_limit_s:g} s is used up before HiGHS could run", "raise --time-limit")])
+    result = solve_roadmap(r, replace(opts, time_limit_s=left))
+    if result is None:
+        left = max(deadline - time.monotonic(), 1.0)
+        raise InfeasibleError("no roadmap meets every period's targets", diagnose(r, units, replace(opts, time_limit_s=left), grid))
+    result.timings_s = {"candidates_s": cand_s, **result.timings_s}
+    return result
+
+
+def roadmap(case: str | None = None, sets=(), catalogs=(), time_limit_s: float = 60.0, mip_gap: float | None = None,
+            grid: GridOptions | str | None = None) -> Roadmap:
+    """The Python API behind `fleet roadmap` (case = path or shipped name)."""
+    from .cases import load_case
+    from .solve import DEFAULT_MIP_GAP, SolveOptions
+
+    t = time.perf_counter()
+    c = load_case(case, sets, list(catalogs))
+    if isinstance(grid, str):
+        from .candidates import GRIDS
+
+        grid = GRIDS[grid]
+    load_s = time.perf_counter() - t
+    opts = SolveOptions(time_limit_s=max(time_limit_s - load_s, 0.1), mip_gap=DEFAULT_MIP_GAP if mip_gap is None else mip_gap)
+    out = roadmap_case(c, opts, grid)
+    out.timings_s = {"load_s": load_s, **out.timings_s}
+    return out
+
+
+__all__ = ["Roadmap", "RoadmapProblem", "Cohort", "build_roadmap_problem", "solve_roadmap", "roadmap_case", "roadmap",
+           "period_case", "discounted_years", "PlannerError"]
