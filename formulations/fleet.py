@@ -124,25 +124,38 @@ def add_slices(m, p: FleetProblem) -> None:
         Σ_{u ∈ A_j} tput_u·xr_{u,h} ≥ a_{j,h};  Σ_{u ∈ D_j} tput_u·xr_{u,h} ≥ d_{j,h};  a_{j,h} + d_{j,h} ≥ α·demand_{j,h}
         Σ_{u ∈ P_j} cap_u·xr_{u,h} ≥ (ISL/OSL)_j·d_{j,h}     ∀ j, h   [k tok/s]
     The peak slice sizes x through xr ≤ x (add_throughput's constraints at the peak are then implied).
+    A shared unit u (length buckets) serves shs_{u,j,h} of bucket j in slice h with Σ_j shs_{u,j,h}/cap_{u,j} ≤ xr_{u,h}.
     Energy is priced per slice in set_objective: running chips at power_kw, the rest of n at idle power."""
     if not p.slices:
         return
     m.H = pyo.Set(initialize=p.slices, doc="hourly slices")
-    m.xr = pyo.Var(m.U, m.H, within=pyo.NonNegativeIntegers, doc="copies of unit u running in slice h")
+    m.xr = pyo.Var(m.U, m.H, within=pyo.NonNegativeReals, doc="copies of unit u running in slice h (hour-average)")
     m.run_le_bought = pyo.Constraint(m.U, m.H, rule=lambda m, u, h: m.xr[u, h] <= m.x[u], doc="runs what is bought")
     agg = {j: p.units_of(j, "aggregated") for j in p.classes}
     dec = {j: p.units_of(j, "decode") for j in p.classes}
     pre = {j: p.units_of(j, "prefill") for j in p.classes}
     m.sh_agg = pyo.Var(m.J, m.H, within=pyo.NonNegativeReals, doc="slice demand served aggregated")
     m.sh_dis = pyo.Var(m.J, m.H, within=pyo.NonNegativeReals, doc="slice demand served disaggregated")
+    # shared units (length buckets, add_sharing) split each slice's running copies between their buckets
+    shared = {(j, k): p.shared_of(j, k) for j in p.classes for k in ("aggregated", "decode", "prefill")}
+    m.shs = pyo.Var(m.S, m.H, within=pyo.NonNegativeReals, doc="bucket j's k tok/s on shared unit u in slice h")
+    if p.unit_serves:
+        m.slice_sharing = pyo.Constraint(sorted(p.unit_serves), m.H, rule=lambda m, u, h: sum(
+            m.shs[u, j, h] / cap for j, cap in p.unit_serves[u].items()) <= m.xr[u, h],
+            doc="a shared unit's running time split between its buckets")
+
+    def on_shared(m, j, kind, h):
+        return sum(m.shs[u, j, h] for u in shared[j, kind])
+
     m.slice_agg = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: sum(p.unit_tput_ktok_s[u] * m.xr[u, h] for u in agg[j])
-                                 >= m.sh_agg[j, h])
+                                 + on_shared(m, j, "aggregated", h) >= m.sh_agg[j, h])
     m.slice_dis = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: sum(p.unit_tput_ktok_s[u] * m.xr[u, h] for u in dec[j])
-                                 >= m.sh_dis[j, h])
+                                 + on_shared(m, j, "decode", h) >= m.sh_dis[j, h])
     m.slice_throughput = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: m.sh_agg[j, h] + m.sh_dis[j, h]
                                         >= m.alpha * p.slice_demand_ktok_s[j, h], doc="slice throughput ≥ slice demand")
     m.slice_prefill = pyo.Constraint(m.J, m.H, rule=lambda m, j, h: sum(
-        p.unit_prefill_ktok_s[u] * m.xr[u, h] for u in pre[j]) >= p.isl_per_osl[j] * m.sh_dis[j, h])
+        p.unit_prefill_ktok_s[u] * m.xr[u, h] for u in pre[j]) + on_shared(m, j, "prefill", h)
+        >= p.isl_per_osl[j] * m.sh_dis[j, h])
 
 
 def slice_energy_usd_per_hour(m, p: FleetProblem):

@@ -497,14 +497,6 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
             problems.append(P(f"{where}.max_utilization", f"must be in (0, 1), got {mu}"))
     if "periods" in raw:
         problems += _check_periods(raw["periods"], [n for n in names if isinstance(n, str)], catalog, raw, P)
-    shaped = [c.get("name") for c in classes if isinstance(c, dict) and ("lengths" in c or "trace" in c)]
-    hourly = [f"classes.{c.get('name')}.demand_profile" for c in classes if isinstance(c, dict) and "demand_profile" in c]
-    if isinstance(econ, dict) and "electricity_usd_per_kwh_by_hour" in econ:
-        hourly.append("economics.electricity_usd_per_kwh_by_hour")
-    if shaped and hourly:  # the hourly slices do not yet know shared (multi-bucket) units
-        problems.append(P(hourly[0], f"hourly slices together with a length distribution (class {shaped[0]}) "
-                          "are not supported yet", "plan the daily profile with one (isl, osl) pair per class, or "
-                          "the length distribution with a flat demand"))
     seen = collections.Counter(n for n in names if isinstance(n, str))
     dupes = sorted(n for n, k in seen.items() if k > 1)
     if dupes:

@@ -59,6 +59,9 @@ def plan_case(case: Case, objective: str | None = None, solve_opts: SolveOptions
     timings["problem_s"] = time.perf_counter() - t
     outcome = solve(problem, _remaining(solve_opts, deadline, "building the MILP"), warm)
     plan = conclude(problem, outcome, solve_opts, deadline, timings)
+    if case.periods:
+        plan.warnings.append("this case has [[periods]]: `fleet plan` plans its own demand and constraints only; "
+                             "`fleet roadmap` plans the periods")
     if any(tc.demand_profile for tc in case.classes) and objective != "throughput":
         plan.sized_at_average = _sized_at_average(case, objective, solve_opts, deadline, units)
     return plan

@@ -219,9 +219,13 @@ def slice_frame(p: FleetProblem, o: Outcome) -> pd.DataFrame:
     rows = []
     for h in p.slices:
         for j in p.classes:
-            serving = [u for u in p.unit_ids if p.units.at[u, "class"] == j and p.units.at[u, "kind"] != "prefill"]
+            serving = [u for u in p.units_of(j, "aggregated") + p.units_of(j, "decode")]
             running = sum(p.unit_tput_ktok_s[u] * o.running.get((u, h), 0) for u in serving) * TOK_S_PER_KTOK_S
             bought = sum(p.unit_tput_ktok_s[u] * o.x.get(u, 0) for u in serving) * TOK_S_PER_KTOK_S
+            if p.unit_serves:  # shared units: what they serve of this bucket (running: in this hour; bought: at the peak)
+                on_shared = [u for u in p.shared_of(j, "aggregated") + p.shared_of(j, "decode")]
+                running += sum(o.slice_shares.get((u, j, h), 0.0) for u in on_shared)
+                bought += sum(o.shares.get((u, j), 0.0) for u in on_shared)
             demand = p.slice_demand_ktok_s[j, h] * TOK_S_PER_KTOK_S * (o.alpha if p.objective == "throughput" else 1.0)
             rows.append({"hour": h, "class": j, "demand_tok_s": demand, "running_capacity_tok_s": running,
                          "fleet_capacity_tok_s": bought, "utilization": demand / bought if bought else 0.0,

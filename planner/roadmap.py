@@ -237,7 +237,7 @@ def _block_outcome(b, p: FleetProblem, pyo):
                   n={c: int(round(b.n[c].value or 0)) for c in b.C},
                   y={k: int(round(b.y[k].value or 0)) for k in b.SC}, alpha=1.0)
     if hasattr(b, "xr"):
-        out.running = {(u, h): int(round(b.xr[u, h].value or 0)) for u in b.U for h in b.H if (b.xr[u, h].value or 0) > 0.5}
+        out.running = {(u, h): float(b.xr[u, h].value) for u in b.U for h in b.H if (b.xr[u, h].value or 0) > 1e-9}
     if hasattr(b, "s"):
         out.spares = {u: int(round(b.s[u].value or 0)) for u in b.US}
     if hasattr(b, "sr"):
@@ -245,6 +245,9 @@ def _block_outcome(b, p: FleetProblem, pyo):
     out.served = {j: (pyo.value(b.served_agg[j]) * TOK_S_PER_KTOK_S, pyo.value(b.served_dis[j]) * TOK_S_PER_KTOK_S)
                   for j in b.J}
     out.shares = {k: (b.share[k].value or 0.0) * TOK_S_PER_KTOK_S for k in b.S if out.x.get(k[0], 0) > 0}
+    if hasattr(b, "H"):
+        out.slice_shares = {(u, j, h): (b.shs[u, j, h].value or 0.0) * TOK_S_PER_KTOK_S for (u, j) in b.S for h in b.H
+                            if out.x.get(u, 0) > 0}
     return out
 
 

@@ -60,8 +60,9 @@ class Outcome:
     kept: dict[str, int] = field(default_factory=dict)  # owned chips kept in service, per chip type
     spares: dict[int, int] = field(default_factory=dict)  # spare copies per unit (chips not sold by system)
     spare_systems: dict[str, int] = field(default_factory=dict)  # spare whole systems per chip sold by system
-    running: dict[tuple[int, int], int] = field(default_factory=dict)  # (unit, hour) → copies running
+    running: dict[tuple[int, int], float] = field(default_factory=dict)  # (unit, hour) → copies running (hour-average)
     shares: dict[tuple[int, str], float] = field(default_factory=dict)  # (shared unit, bucket) → tok/s it serves
+    slice_shares: dict[tuple[int, str, int], float] = field(default_factory=dict)  # (shared unit, bucket, hour) → tok/s
 
 
 def _highs(opts: SolveOptions) -> Highs:
@@ -173,8 +174,8 @@ class FleetSolver:
                       n={c: int(round(m.n[c].value or 0)) for c in m.C},
                       y={k: int(round(m.y[k].value or 0)) for k in m.SC}, alpha=pyo.value(m.alpha))
         if hasattr(m, "xr"):
-            out.running = {(u, h): int(round(m.xr[u, h].value or 0)) for u in m.U for h in m.H
-                           if (m.xr[u, h].value or 0) > 0.5}
+            out.running = {(u, h): float(m.xr[u, h].value) for u in m.U for h in m.H
+                           if (m.xr[u, h].value or 0) > 1e-9}
         if hasattr(m, "s"):
             out.spares = {u: int(round(m.s[u].value or 0)) for u in m.US}
         if hasattr(m, "sr"):
@@ -184,6 +185,9 @@ class FleetSolver:
         out.served = {j: (pyo.value(m.served_agg[j]) * TOK_S_PER_KTOK_S, pyo.value(m.served_dis[j]) * TOK_S_PER_KTOK_S)
                       for j in m.J}
         out.shares = {k: (m.share[k].value or 0.0) * TOK_S_PER_KTOK_S for k in m.S if out.x.get(k[0], 0) > 0}
+        if hasattr(m, "H"):  # what shared units serve of each bucket in each hourly slice
+            out.slice_shares = {(u, j, h): (m.shs[u, j, h].value or 0.0) * TOK_S_PER_KTOK_S for (u, j) in m.S for h in m.H
+                                if out.x.get(u, 0) > 0}
         out.slacks = _slacks(m)
         out.duals = _shadow_prices(m, p, opt)
         return out

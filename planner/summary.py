@@ -29,6 +29,13 @@ def describe_case(case: Case) -> str:
              "TTFT (s)": t.ttft_s if t.ttft_required or t.ttft_s < 3600 else "- (beyond percentile)"}
             for t in case.classes]
     lines += ["", text_table(rows)]
+    if case.periods:  # a roadmap: `fleet roadmap` plans these
+        prow = [{"year": f"{t.year:g}", "years": t.years,
+                 "demand growth": ", ".join(f"{k} ×{v:g}" if k != "*" else f"×{v:g}" for k, v in t.demand_growth.items()),
+                 "power (MW)": t.power_mw or c.power_mw, "capex (USD)": t.capex_usd,
+                 "electricity (USD/kWh)": t.electricity_usd_per_kwh or e.electricity_usd_per_kwh} for t in case.periods]
+        lines += ["", f"periods (fleet roadmap; discount {e.discount_rate:.1%}/yr, service life {e.service_life_years:g} yr):",
+                  text_table(prow)]
     return "\n".join(lines)
 
 
