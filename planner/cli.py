@@ -609,12 +609,16 @@ def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip
 @click.option("--output", type=click.Path(dir_okay=False), required=True, help="CSV file, one row per point.")
 @click.option("--tornado", is_flag=True, help="Also write a tornado PNG (implies --mode oat).")
 @click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]), default="tco", show_default=True)
+@click.option("--point-by-point", is_flag=True,
+              help="Build and solve every point's model on its own (slower). By default points that share a "
+                   "candidate table share one model, changed in place: the same optima; plans equal within the "
+                   "MIP gap may differ.")
 @set_option
 @catalog_option
 @solve_options
 @study_options
-def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_limit_s, mip_gap, grid, workers, scheduler,
-          resume, force, quiet, warm_start):
+def sweep(case, vary, mode, output, tornado, objective, point_by_point, sets, catalogs, time_limit_s, mip_gap, grid,
+          workers, scheduler, resume, force, quiet, warm_start):
     """Sensitivity sweep over case fields and catalog figures, to tidy CSV.
 
     \b
@@ -627,7 +631,7 @@ def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_lim
     from .studies import beside, sweep as run, tornado_path
 
     df = run(case, vary, "oat" if tornado else mode, sets, catalogs, objective, _workers(workers), scheduler, output,
-             resume, quiet, force, time_limit_s, mip_gap, grid, warm_start)
+             resume, quiet, force, time_limit_s, mip_gap, grid, warm_start, chains=not point_by_point)
     baseline = None
     if tornado:
         png = tornado_path(output)  # beside the CSV, whatever dots its directories have
