@@ -426,7 +426,9 @@ def solve_options(f):
 @click.option("--output", "out_dir", type=click.Path(file_okay=False),
               help="Write tidy CSVs (chips, stages, units, classes, constraints, costs) + plan.json + run.json.")
 @click.option("--force", is_flag=True, help="Replace the plan in --output and an existing --write-model file.")
-def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_model, fmt, out_dir, force):
+@click.option("--no-cache", is_flag=True, help="Generate the candidate units even when the on-disk cache "
+              "(~/.cache/fleet-planner, keyed by the case and this code) holds them; FLEET_PLANNER_NO_CACHE=1 too.")
+def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_model, fmt, out_dir, force, no_cache):
     """Plan the fleet for CASE (a path or a shipped case name; default: 'default').
 
     Prints the chips to buy, which stage runs on which chip per class, cost, MW, achieved speed and
@@ -459,7 +461,7 @@ def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_mod
                        "give a path in an existing, writable directory")
     if out_dir:
         check_output_dir(out_dir, force)
-    p = run_plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, grid)
+    p = run_plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, grid, cache=not no_cache)
     if write_model:
         click.echo(f"wrote the MILP to {write_model}", err=True)
     click.echo(to_json(p.to_dict()) if fmt == "json" else plan_text(p), nl=fmt != "json")
