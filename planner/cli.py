@@ -427,7 +427,9 @@ def solve_options(f):
 @click.option("--output", "out_dir", type=click.Path(file_okay=False),
               help="Write tidy CSVs (chips, stages, units, classes, constraints, costs) + plan.json + run.json.")
 @click.option("--force", is_flag=True, help="Replace the plan in --output and an existing --write-model file.")
-def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_model, fmt, out_dir, force):
+@click.option("--no-cache", is_flag=True, help="Generate the candidate units even when the on-disk cache "
+              "(~/.cache/fleet-planner, keyed by the case and this code) holds them; FLEET_PLANNER_NO_CACHE=1 too.")
+def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_model, fmt, out_dir, force, no_cache):
     """Plan the fleet for CASE (a path or a shipped case name; default: 'default').
 
     Prints the chips to buy, which stage runs on which chip per class, cost, MW, achieved speed and
@@ -460,7 +462,7 @@ def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_mod
                        "give a path in an existing, writable directory")
     if out_dir:
         check_output_dir(out_dir, force)
-    p = run_plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, grid)
+    p = run_plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, grid, cache=not no_cache)
     if write_model:
         click.echo(f"wrote the MILP to {write_model}", err=True)
     click.echo(to_json(p.to_dict()) if fmt == "json" else plan_text(p), nl=fmt != "json")
@@ -610,12 +612,16 @@ def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip
 @click.option("--output", type=click.Path(dir_okay=False), required=True, help="CSV file, one row per point.")
 @click.option("--tornado", is_flag=True, help="Also write a tornado PNG (implies --mode oat).")
 @click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]), default="tco", show_default=True)
+@click.option("--point-by-point", is_flag=True,
+              help="Build and solve every point's model on its own (slower). By default points that share a "
+                   "candidate table share one model, changed in place: the same optima; plans equal within the "
+                   "MIP gap may differ.")
 @set_option
 @catalog_option
 @solve_options
 @study_options
-def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_limit_s, mip_gap, grid, workers, scheduler,
-          resume, force, quiet, warm_start):
+def sweep(case, vary, mode, output, tornado, objective, point_by_point, sets, catalogs, time_limit_s, mip_gap, grid,
+          workers, scheduler, resume, force, quiet, warm_start):
     """Sensitivity sweep over case fields and catalog figures, to tidy CSV.
 
     \b
@@ -628,7 +634,7 @@ def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_lim
     from .studies import beside, sweep as run, tornado_path
 
     df = run(case, vary, "oat" if tornado else mode, sets, catalogs, objective, _workers(workers), scheduler, output,
-             resume, quiet, force, time_limit_s, mip_gap, grid, warm_start)
+             resume, quiet, force, time_limit_s, mip_gap, grid, warm_start, chains=not point_by_point)
     baseline = None
     if tornado:
         png = tornado_path(output)  # beside the CSV, whatever dots its directories have

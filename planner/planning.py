@@ -140,9 +140,11 @@ def _remaining(opts: SolveOptions, deadline: float, doing: str) -> SolveOptions:
 
 
 def plan(case: str | None = None, sets=(), catalogs=(), objective: str | None = None, time_limit_s: float = 60.0,
-         mip_gap: float = DEFAULT_MIP_GAP, write_model: str | None = None, grid: GridOptions | str | None = None) -> Plan:
+         mip_gap: float = DEFAULT_MIP_GAP, write_model: str | None = None, grid: GridOptions | str | None = None,
+         cache: bool = True) -> Plan:
     """The Python API behind `fleet plan` (case = path or shipped name; None = default; objective
-    None = the case's own)."""
+    None = the case's own). `cache`: the candidate table from the on-disk cache when it holds this
+    very table (planner/candidate_cache.py), else generated and stored."""
     t = time.perf_counter()
     c = load_case(case, sets, list(catalogs))
     load_s = time.perf_counter() - t
@@ -154,8 +156,13 @@ def plan(case: str | None = None, sets=(), catalogs=(), objective: str | None = 
         raise TimeLimitError(f"time limit of {time_limit_s:g} s reached while loading the case", [Problem(
             "--time-limit", f"loading and validating took {load_s:.1f} s", "raise --time-limit or split the case")])
     opts = SolveOptions(time_limit_s=time_limit_s - load_s, mip_gap=mip_gap, write_model=write_model)
-    p = plan_case(c, objective, opts, grid)
-    p.timings_s = {"load_s": load_s, **p.timings_s}
+    from . import candidate_cache
+
+    t = time.perf_counter()
+    units = candidate_cache.build(c, grid, deadline=time.monotonic() + opts.time_limit_s, use_cache=cache)
+    candidates_s = time.perf_counter() - t
+    p = plan_case(c, objective, replace(opts, time_limit_s=opts.time_limit_s - candidates_s), grid, units=units)
+    p.timings_s = {"load_s": load_s, **p.timings_s, "candidates_s": candidates_s}
     return p
 
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import pyomo.environ as pyo
 from pyomo.contrib.appsi.solvers import Highs
 
 from formulations.elastic import build_elastic, slack_amounts
 from formulations.families import FAMILIES, Slack
-from formulations.fleet import build_model, tco_usd_per_hour
+from formulations.fleet import (add_assignment, add_capex, add_power, add_supply, build_model, set_objective,
+                                 tco_usd_per_hour)
 
 from .errors import SolverError
 from .problem import FleetProblem
@@ -124,6 +125,35 @@ class FleetSolver:
             if self.m.x[u].ub != ub:
                 self.m.x[u].setub(ub)
 
+    def retarget(self, p: FleetProblem) -> bool:
+        """Pose `p` — another study point on the same candidate table — on the built model, when it
+        differs from the model's problem only in what is changed here in place: the objective's
+        coefficients (prices, power, economics), the power and capex budgets (right-hand sides and
+        coefficients), supply caps and the units' bounds (with the assignment big-Ms derived from
+        them). The rows are rebuilt by formulations/fleet.py's own functions from `p`, so the model is
+        the one build_model(p) gives, up to row order. False, with nothing changed, when anything
+        else differs (sets, demand, spares, fixed-cost switches, the throughput objective's two
+        solves): the caller builds a new solver."""
+        if p.objective == "throughput" or _shape(p) != _shape(self.p):
+            return False
+        m = self.m
+        m.del_component(m.obj)
+        set_objective(m, p)
+        for name, add in (("power", add_power), ("capex", add_capex), ("supply", add_supply)):
+            if m.component(name) is not None:
+                m.del_component(name)
+            add(m, p)
+        if p.unit_max != self.p.unit_max:
+            for u in m.U:
+                m.x[u].setub(p.unit_max[u])
+            self._ub = {u: p.unit_max[u] for u in m.U}
+            if m.component("assign") is not None:
+                m.del_component("assign")
+                m.del_component("types_per_stage")
+                add_assignment(m, p)
+        self.p = p
+        return True
+
     def run(self, warm: Outcome | None = None, start_from_last: bool = False,
             time_limit_s: float | None = None) -> Outcome:
         """Solve with the current allowed units. `start_from_last`: the last run's plan (still in the
@@ -191,6 +221,25 @@ class FleetSolver:
         out.slacks = _slacks(m)
         out.duals = _shadow_prices(m, p, opt)
         return out
+
+
+IN_PLACE = frozenset({"case", "units", "chip_hourly_usd", "chip_capex_usd_per_hour", "chip_running_usd_per_hour",
+                      "chip_price_usd", "chip_price_musd", "chip_power_kw", "chip_idle_kw", "chip_facility_usd_per_hour",
+                      "pue", "power_kw_budget", "capex_usd_budget", "capex_musd_budget", "supply", "unit_max",
+                      "fixed_cost_usd_per_hour"})
+"""FleetProblem fields FleetSolver.retarget changes in place: objective coefficients (hourly costs, prices,
+power, PUE), the budgets, supply caps and unit bounds. `case` and `units` only name what the other
+fields hold (the model reads the unit table through unit_chips, unit_stages, throughputs)."""
+
+
+def _shape(p: FleetProblem) -> tuple:
+    """Everything of `p` the model is built from except what retarget changes in place — and of
+    that, what decides which rows and columns exist (which budgets are set, which chips have a
+    supply cap or a fixed cost, which units are bounded)."""
+    return (tuple(getattr(p, f.name) for f in fields(p) if f.name not in IN_PLACE),
+            p.power_kw_budget is None, p.capex_usd_budget is None, tuple(sorted(p.supply)),
+            tuple(p.unit_max[u] is None for u in p.unit_ids),
+            tuple(sorted(c for c, v in p.fixed_cost_usd_per_hour.items() if v)))
 
 
 def _load_start(m, p: FleetProblem, warm: Outcome) -> None:

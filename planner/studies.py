@@ -429,16 +429,18 @@ def run_points(spec: StudySpec, points: list[Point], workers: int | None = None,
     check_output(out)
     with OutputLock(out):
         done_rows: list[dict] = []
+        done: list[Point] = []  # speed13: points already written, which a sweep chain replays
         if out.exists() and not (resume or force):
             raise PlannerError(f"{out} exists", [Problem(str(out), "output exists",
                                "pass --resume to continue it, --force to overwrite, or another --output")])
         if out.exists() and resume:
             done_rows = resume_rows(out, sha)
             have = {r["point_key"] for r in done_rows}
+            done = [p for p in points if p.key in have]
             points = [p for p in points if p.key not in have]
         elif out.exists():
             out.unlink()
-        rows = done_rows + _run(spec, points, workers, scheduler, out, sha, quiet, kind, chains)
+        rows = done_rows + _run(spec, points, workers, scheduler, out, sha, quiet, kind, chains, done)
         return _finish(rows, out)
 
 
@@ -514,7 +516,7 @@ def _chains(points: list[Point]) -> list[list[Point]]:
 
 
 def _run(spec: StudySpec, points: list[Point], workers, scheduler, out: Path | None, sha: str, quiet: bool,
-         kind: str, chains: bool = False) -> list[dict]:
+         kind: str, chains: bool | str = False, done: list[Point] = ()) -> list[dict]:
     """Evaluate the points; Ctrl-C or SIGTERM stops promptly with the finished rows on disk.
     `chains`: the points are speed targets, solved per family as a chain (one model, re-solved)."""
     new_rows: list[dict] = []
@@ -531,10 +533,12 @@ def _run(spec: StudySpec, points: list[Point], workers, scheduler, out: Path | N
     try:
         with sigterm_raises():
             shaped = any(isinstance(c, dict) and ("lengths" in c or "trace" in c) for c in spec.raw.get("classes", []))
-            if chains and not scheduler and not shaped:  # length buckets: per-bucket speeds, point by point
+            if chains and not scheduler and (chains == "sweep" or not shaped):  # length buckets: per-bucket speeds
+                from .price_chain import chains_of, evaluate_price_chain  # speed13: chains="sweep", price chains
                 from .speed_chain import evaluate_chain
 
-                groups = _chains(points)
+                evaluate_chain, groups = (evaluate_price_chain, chains_of(points, done)) if chains == "sweep" else (
+                    evaluate_chain, _chains(points))
                 if (workers or 1) > 1 and len(groups) > 1:
                     run_chain_pool(evaluate_chain, spec, groups, workers, finished)
                 else:
@@ -681,14 +685,18 @@ def sweep_points(varies: list[tuple[str, list]], mode: str = "grid") -> list[Poi
 def sweep(case: str | None = None, vary: Iterable[str] = (), mode: str = "grid", sets=(), catalogs=(),
           objective: str = "tco", workers: int | None = 1, scheduler: str | None = None, output=None,
           resume: bool = False, quiet: bool = True, force: bool = False, time_limit_s: float = 60.0,
-          mip_gap: float = DEFAULT_MIP_GAP, grid: str = "fine", warm_start: bool = False) -> pd.DataFrame:
-    """Sensitivity sweep: one row per point (varied values, status, cost, MW, chips, stages, duals)."""
+          mip_gap: float = DEFAULT_MIP_GAP, grid: str = "fine", warm_start: bool = False,
+          chains: bool = True) -> pd.DataFrame:
+    """Sensitivity sweep: one row per point (varied values, status, cost, MW, chips, stages, duals).
+    `chains`: points on one candidate table share one model, changed in place (planner/price_chain.py;
+    exact, several times faster); False plans every point on its own."""
     spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, warm_start)
     varies = parse_vary(vary, spec)
     if not varies:
         raise CaseError("nothing to vary", [Problem("--vary", "missing", "give --vary PATH=VALUES")])
     check_paths(spec, varies)
-    return run_points(spec, sweep_points(varies, mode), workers, scheduler, output, resume, quiet, force, "sweep")
+    return run_points(spec, sweep_points(varies, mode), workers, scheduler, output, resume, quiet, force, "sweep",
+                      chains="sweep" if chains else False)  # speed13: price chains
 
 
 def speed_paths(spec: StudySpec, class_name: str | None) -> list[str]:

@@ -202,12 +202,12 @@ def bench_studies(points: int, smoke: bool) -> list[dict]:
     pts = [studies.Point(i, (("chips.rubin.price_usd", v),)) for i, v in enumerate(values)]
     rows = []
 
-    def run(label, workers, reuse, warm=False):
+    def run(label, workers, reuse, warm=False, chains=False):
         studies._CANDIDATES.clear()
         studies._LAST.clear()
         spec.warm_start = warm
         if reuse:
-            _, wall = timed(studies.run_points, spec, pts, workers=workers)
+            _, wall = timed(studies.run_points, spec, pts, workers=workers, chains="sweep" if chains else False)
         else:
             t = time.perf_counter()
             for p in pts:
@@ -220,9 +220,11 @@ def bench_studies(points: int, smoke: bool) -> list[dict]:
     run("sweep, rebuild per point", 1, False)
     run("sweep, reuse candidates", 1, True)
     run("sweep, reuse + warm start", 1, True, warm=True)
+    run("sweep, chains (the default)", 1, True, chains=True)
     if not smoke:
         run("sweep, reuse candidates", 2, True)
         run("sweep, reuse + warm start", 2, True, warm=True)
+        run("sweep, chains (the default)", 2, True, chains=True)
     speeds = "25:2000:8" if smoke else "25:2000:40"
     for chains in ((True,) if smoke else (False, True)):
         df, wall = timed(studies.pareto, "default", speeds=speeds, workers=1 if smoke else 2, chains=chains)
