@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from planner import studies
 from planner.cli import main
-from planner.study_runner import OutputLock
+from planner.studies.runtime import OutputLock
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP = ["sweep", "default", "--grid", "coarse", "--workers", "1"]
@@ -253,7 +253,7 @@ def test_workers_die_with_a_killed_parent(tmp_path):
 
 # ------------------------------------------------------------------------------------- progress
 def test_progress_off_a_terminal_is_a_line_per_tenth(capsys):
-    from planner.study_runner import progress
+    from planner.studies.runtime import progress
 
     bar = progress(100, quiet=False, desc="pareto")
     for _ in range(100):
@@ -428,7 +428,7 @@ def test_points_the_solver_fails_on_are_not_invalid(monkeypatch, tmp_path):
         raise SolverError("HiGHS is missing", [])
 
     monkeypatch.setattr("planner.candidates.build_candidates", broken)
-    monkeypatch.setattr(studies, "_CANDIDATES", {})
+    monkeypatch.setattr(studies.points, "_CANDIDATES", {})
     spec = studies.load_spec("default", grid="coarse")
     with pytest.raises(SolverError, match="no point of the study was solved"):
         studies.run_points(spec, studies.sweep_points([("economics.pue", [1.1, 1.2])]))

@@ -203,15 +203,15 @@ def bench_studies(points: int, smoke: bool) -> list[dict]:
     rows = []
 
     def run(label, workers, reuse, warm=False):
-        studies._CANDIDATES.clear()
-        studies._LAST.clear()
+        studies.points._CANDIDATES.clear()
+        studies.points._LAST.clear()
         spec.warm_start = warm
         if reuse:
             _, wall = timed(studies.run_points, spec, pts, workers=workers)
         else:
             t = time.perf_counter()
             for p in pts:
-                studies._CANDIDATES.clear()
+                studies.points._CANDIDATES.clear()
                 studies.evaluate(spec, p)
             wall = time.perf_counter() - t
         rows.append({"study": label, "points": len(pts), "workers": workers, "wall_s": wall,
