@@ -428,9 +428,9 @@ def test_points_the_solver_fails_on_are_not_invalid(monkeypatch, tmp_path):
         raise SolverError("HiGHS is missing", [])
 
     monkeypatch.setattr("planner.candidates.build_candidates", broken)
-    monkeypatch.setattr(studies.points, "_CANDIDATES", {})
+    cache = studies.CandidateCache()  # empty: the tables earlier tests left in studies.CACHE would hide the failure
     spec = studies.load_spec("default", grid="coarse")
     with pytest.raises(SolverError, match="no point of the study was solved"):
-        studies.run_points(spec, studies.sweep_points([("economics.pue", [1.1, 1.2])]))
-    row = studies.evaluate(spec, studies.Point(0, (("economics.pue", 1.1),)))
+        studies.run_points(spec, studies.sweep_points([("economics.pue", [1.1, 1.2])]), cache=cache)
+    row = studies.evaluate(spec, studies.Point(0, (("economics.pue", 1.1),)), cache)
     assert row["status"] == "solver_error" and "HiGHS" in row["message"]

@@ -20,7 +20,8 @@ One module per job; every public name is importable from `planner.studies`:
 """
 from .drivers import breakeven, budget, load_spec, pareto, speed_paths, sweep, sweep_points
 from .families import CHIP_GROUPS, apply_family, case_families, default_families
-from .points import Point, StudySpec, cached_candidates, error_row, evaluate, plan_row, point_raw, point_row
+from .points import (CACHE, CandidateCache, Point, StudySpec, cached_candidates, error_row, evaluate, plan_row,
+                     point_raw, point_row)
 from .runner import (CHAIN_POINTS, beside, is_count_column, resume_rows, run_points, tidy, tornado_path,
                      unique_points)
 from .runtime import (HASH_COLUMN, CsvAppender, Interrupted, OutputLock, StudyOutputError, check_output, progress,
@@ -32,7 +33,7 @@ from .values import (FORMS, MAX_VALUES, PCT, RANGE, base_value, check_paths, par
 __all__ = [
     "breakeven", "budget", "load_spec", "pareto", "speed_paths", "sweep", "sweep_points",
     "CHIP_GROUPS", "apply_family", "case_families", "default_families",
-    "Point", "StudySpec", "cached_candidates", "error_row", "evaluate", "plan_row", "point_raw", "point_row",
+    "CACHE", "CandidateCache", "Point", "StudySpec", "cached_candidates", "error_row", "evaluate", "plan_row", "point_raw", "point_row",
     "CHAIN_POINTS", "beside", "is_count_column", "resume_rows", "run_points", "tidy", "tornado_path", "unique_points",
     "HASH_COLUMN", "CsvAppender", "Interrupted", "OutputLock", "StudyOutputError", "check_output", "progress",
     "read_resumable", "run_chain_pool", "run_pool", "sigterm_raises", "signal_number", "study_hash",

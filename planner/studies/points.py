@@ -1,7 +1,7 @@
-"""A study's points and what one point becomes: its raw case, its candidate table (cached per
-process by what it depends on), its plan, and the one tidy row the plan is flattened into.
+"""A study's points and what one point becomes: its raw case, its candidate table, its plan, and
+the one tidy row the plan is flattened into.
 
-Within a process, candidate tables are cached by what they depend on (classes, fleet, the chips'
+Candidate tables are cached (CandidateCache) by what they depend on (classes, fleet, the chips'
 and models' performance figures): points that only move prices, budgets or economics skip
 candidate generation.
 """
@@ -56,8 +56,35 @@ class StudySpec:
     # but alternative optima (within the MIP gap) can then differ with the order points ran in
 
 
-_CANDIDATES: dict[str, pd.DataFrame] = {}
-_LAST: dict[str, Any] = {}  # candidate key → last outcome on that table (a MIP start for the next point)
+@dataclass
+class CandidateCache:
+    """Candidate tables keyed by what they depend on (classes, fleet, the chips' and models'
+    performance figures, grid, pruning), and the last outcome solved on each table (a MIP start for
+    the next point on it). Emptied whole past `limit` tables, so a long study does not hoard memory."""
+
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    last: dict[str, Any] = field(default_factory=dict)
+    limit: int = 16
+
+    def candidates(self, case, grid: str, prune: bool = True) -> tuple[str, pd.DataFrame]:
+        """(key, candidate table) of a case, built on first use."""
+        from ..candidates import GRIDS, build_candidates
+
+        key = _candidate_key(case) + grid + ("" if prune else ":unpruned")
+        if key not in self.tables:
+            if len(self.tables) > self.limit:
+                self.clear()
+            self.tables[key] = build_candidates(case, replace(GRIDS[grid], prune=prune))
+        return key, self.tables[key]
+
+    def clear(self) -> None:
+        self.tables.clear()
+        self.last.clear()
+
+
+CACHE = CandidateCache()
+"""This process's cache: what a study uses unless it is handed one. Pool and Dask workers are other
+processes, each with its own."""
 
 
 def _candidate_key(case) -> str:
@@ -75,22 +102,17 @@ def point_raw(spec: StudySpec, point: Point) -> dict:
     return raw
 
 
-def cached_candidates(case, grid: str, prune: bool = True) -> tuple[str, pd.DataFrame]:
-    """(cache key, candidate table) of a case, built once per process per performance inputs: points
-    that only move prices, budgets or economics reuse it; a speed chain reuses one unpruned table."""
-    from ..candidates import GRIDS, build_candidates
-
-    key = _candidate_key(case) + grid + ("" if prune else ":unpruned")
-    if key not in _CANDIDATES:
-        if len(_CANDIDATES) > 16:
-            _CANDIDATES.clear()
-            _LAST.clear()
-        _CANDIDATES[key] = build_candidates(case, replace(GRIDS[grid], prune=prune))
-    return key, _CANDIDATES[key]
+def cached_candidates(case, grid: str, prune: bool = True, cache: CandidateCache | None = None
+                      ) -> tuple[str, pd.DataFrame]:
+    """(cache key, candidate table) of a case, built once per cache (this process's by default) per
+    performance inputs: points that only move prices, budgets or economics reuse it; a speed chain
+    reuses one unpruned table."""
+    return (CACHE if cache is None else cache).candidates(case, grid, prune)
 
 
-def evaluate(spec: StudySpec, point: Point) -> dict:
-    """Plan one point; always returns a row (infeasible and invalid points say why)."""
+def evaluate(spec: StudySpec, point: Point, cache: CandidateCache | None = None) -> dict:
+    """Plan one point; always returns a row (infeasible and invalid points say why). `cache`: the
+    candidate tables and MIP starts to reuse, this process's by default."""
     from ..candidates import GRIDS
     from ..planning import plan_case
     from ..solve import SolveOptions
@@ -99,10 +121,11 @@ def evaluate(spec: StudySpec, point: Point) -> dict:
     row = point_row(point)
     try:
         case = build_case(point_raw(spec, point), spec.label, spec.catalogs)
-        key, units = cached_candidates(case, spec.grid)
+        cache = CACHE if cache is None else cache
+        key, units = cache.candidates(case, spec.grid)
         p = plan_case(case, spec.objective, SolveOptions(time_limit_s=spec.time_limit_s, mip_gap=spec.mip_gap),
-                      grid=GRIDS[spec.grid], units=units, warm=_LAST.get(key) if spec.warm_start else None)
-        _LAST[key] = p.outcome
+                      grid=GRIDS[spec.grid], units=units, warm=cache.last.get(key) if spec.warm_start else None)
+        cache.last[key] = p.outcome
         row.update(plan_row(p))
     except PlannerError as exc:
         row.update(error_row(exc))

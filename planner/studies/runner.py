@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import CaseError, PlannerError, Problem, SolverError
-from .points import Point, StudySpec, evaluate
+from .points import CandidateCache, Point, StudySpec, evaluate
 from .runtime import (HASH_COLUMN, CsvAppender, Interrupted, OutputLock, StudyOutputError, _Signalled,
                       check_output, progress, read_resumable, run_chain_pool, run_pool, sigterm_raises, signal_number,
                       study_hash)
@@ -21,11 +21,13 @@ from .runtime import (HASH_COLUMN, CsvAppender, Interrupted, OutputLock, StudyOu
 
 def run_points(spec: StudySpec, points: list[Point], workers: int | None = None, scheduler: str | None = None,
                output: str | Path | None = None, resume: bool = False, quiet: bool = True,
-               force: bool = False, kind: str = "study", chains: bool = False) -> pd.DataFrame:
+               force: bool = False, kind: str = "study", chains: bool = False,
+               cache: CandidateCache | None = None) -> pd.DataFrame:
     """Evaluate points (locally, in a pool, or on Dask), appending rows to `output` as they finish.
 
     The output is checked and locked before any point runs; a resume continues only a file of this
-    very study (same `study_sha256`)."""
+    very study (same `study_sha256`). `cache`: candidate tables for the points run in this process
+    (this process's by default; pool and Dask workers keep their own)."""
     points = unique_points(points)
     from ..cases import referenced_files
 
@@ -33,7 +35,7 @@ def run_points(spec: StudySpec, points: list[Point], workers: int | None = None,
                      spec.families, [p.key for p in points], referenced_files(spec.raw, spec.label))
     out = Path(output) if output else None
     if out is None:
-        return _finish(_run(spec, points, workers, scheduler, None, sha, quiet, kind, chains), None)
+        return _finish(_run(spec, points, workers, scheduler, None, sha, quiet, kind, chains, cache), None)
     check_output(out)
     with OutputLock(out):
         done_rows: list[dict] = []
@@ -46,7 +48,7 @@ def run_points(spec: StudySpec, points: list[Point], workers: int | None = None,
             points = [p for p in points if p.key not in have]
         elif out.exists():
             out.unlink()
-        rows = done_rows + _run(spec, points, workers, scheduler, out, sha, quiet, kind, chains)
+        rows = done_rows + _run(spec, points, workers, scheduler, out, sha, quiet, kind, chains, cache)
         return _finish(rows, out)
 
 
@@ -122,7 +124,7 @@ def _chains(points: list[Point]) -> list[list[Point]]:
 
 
 def _run(spec: StudySpec, points: list[Point], workers, scheduler, out: Path | None, sha: str, quiet: bool,
-         kind: str, chains: bool = False) -> list[dict]:
+         kind: str, chains: bool = False, cache: CandidateCache | None = None) -> list[dict]:
     """Evaluate the points; Ctrl-C or SIGTERM stops promptly with the finished rows on disk.
     `chains`: the points are speed targets, solved per family as a chain (one model, re-solved)."""
     new_rows: list[dict] = []
@@ -154,7 +156,7 @@ def _run(spec: StudySpec, points: list[Point], workers, scheduler, out: Path | N
                 run_pool(evaluate, spec, points, workers, finished)
             else:
                 for p in points:
-                    finished(evaluate(spec, p))
+                    finished(evaluate(spec, p, cache))
     except (KeyboardInterrupt, _Signalled) as exc:
         signum = signal_number(exc)
         name = signal.Signals(signum).name

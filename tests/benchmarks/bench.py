@@ -203,15 +203,14 @@ def bench_studies(points: int, smoke: bool) -> list[dict]:
     rows = []
 
     def run(label, workers, reuse, warm=False):
-        studies.points._CANDIDATES.clear()
-        studies.points._LAST.clear()
+        studies.CACHE.clear()
         spec.warm_start = warm
         if reuse:
             _, wall = timed(studies.run_points, spec, pts, workers=workers)
         else:
             t = time.perf_counter()
             for p in pts:
-                studies.points._CANDIDATES.clear()
+                studies.CACHE.clear()
                 studies.evaluate(spec, p)
             wall = time.perf_counter() - t
         rows.append({"study": label, "points": len(pts), "workers": workers, "wall_s": wall,
