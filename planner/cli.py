@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S, OBJECTIVES, PARETO_OBJECTIVES
 from .errors import PlannerError
 
 FORMATS = click.Choice(["table", "json", "csv"])
@@ -406,9 +407,10 @@ def solve_options(f):
     f = click.option("--grid", type=click.Choice(["fine", "coarse"]), default="fine", show_default=True,
                      help="Candidate grid. fine: the plan to act on. coarse: fewer chip counts per layout; on the "
                           "shipped cases not faster and 3-14 % dearer plans (for very large cases only).")(f)
-    f = click.option("--time-limit", "time_limit_s", type=FiniteFloatRange(min=0.1, max=1e6), default=60.0, show_default=True,
+    f = click.option("--time-limit", "time_limit_s", type=FiniteFloatRange(min=0.1, max=1e6), default=DEFAULT_TIME_LIMIT_S,
+                     show_default=True,
                      help="Solver time limit (s); the best plan found so far is returned with status time_limit.")(f)
-    f = click.option("--mip-gap", type=FiniteFloatRange(min=0.0, max=1.0), default=1e-3, show_default=True,
+    f = click.option("--mip-gap", type=FiniteFloatRange(min=0.0, max=1.0), default=DEFAULT_MIP_GAP, show_default=True,
                      help="Relative MIP gap at which the solver stops.")(f)
     return f
 
@@ -417,7 +419,7 @@ def solve_options(f):
 @click.argument("case", required=False)
 @set_option
 @catalog_option
-@click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]),
+@click.option("--objective", type=click.Choice(OBJECTIVES),
               help="tco: amortised capex + energy + facility (USD/hour); throughput: maximise served tokens/s "
                    "within the budgets. Default: the case's [options] objective, else tco.")
 @solve_options
@@ -507,7 +509,7 @@ def _summary(df, cols):
 @click.option("--class", "class_name", help="Apply the speed target to this class only (default: all).")
 @click.option("--output", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Directory for pareto.csv and the two PNG charts.")
-@click.option("--objective", type=click.Choice(["tco", "power", "capex"]), default="tco", show_default=True,
+@click.option("--objective", type=click.Choice(PARETO_OBJECTIVES), default="tco", show_default=True,
               help="What each family's plan minimises at each speed: tco (USD/hour), power (site MW: the "
                    "most tokens/s per MW for the demand), capex.")
 @set_option
@@ -608,7 +610,7 @@ def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip
               help="Several --vary: full grid, or one-at-a-time (tornado).")
 @click.option("--output", type=click.Path(dir_okay=False), required=True, help="CSV file, one row per point.")
 @click.option("--tornado", is_flag=True, help="Also write a tornado PNG (implies --mode oat).")
-@click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]), default="tco", show_default=True)
+@click.option("--objective", type=click.Choice(OBJECTIVES), default="tco", show_default=True)
 @set_option
 @catalog_option
 @solve_options
@@ -651,7 +653,7 @@ def sweep(case, vary, mode, output, tornado, objective, sets, catalogs, time_lim
               help="'chips.ID > 0', 'chips.ID == 0', or 'stage[.CLASS].STAGE == CHIP'.")
 @click.option("--rel-tol", type=FiniteFloatRange(min=1e-6, max=0.5), default=0.01, show_default=True,
               help="Stop when the interval is this fraction of the value.")
-@click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]), default="tco", show_default=True)
+@click.option("--objective", type=click.Choice(OBJECTIVES), default="tco", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @set_option
 @catalog_option
@@ -738,11 +740,11 @@ def report(target, out_file, force, grid):
                 "`fleet plan --output`/`fleet pareto --output`/`fleet budget --output`, a `fleet sweep` CSV, or a "
                 "case name or path (" + (exc.problems[0].fix if exc.problems else "see `fleet cases`") + ")")])
 
-        p = run_plan(target, (), (), "tco", 60.0, 1e-3, None, grid)
+        p = run_plan(target, (), (), "tco", DEFAULT_TIME_LIMIT_S, DEFAULT_MIP_GAP, None, grid)
         with tempfile.TemporaryDirectory(prefix="fleet-report-") as tmp:
             write_outputs(p, tmp, run_record(p, p.problem.case.source, (), (),
-                                             {"objective": "tco", "time_limit_s": 60.0, "mip_gap": 1e-3,
-                                              "grid": grid}), force=True)
+                                             {"objective": "tco", "time_limit_s": DEFAULT_TIME_LIMIT_S,
+                                              "mip_gap": DEFAULT_MIP_GAP, "grid": grid}), force=True)
             html = build_report(tmp)
     write_atomic(out, html, force=True)
     click.echo(f"wrote {out} ({len(html.encode()) / 1024:,.0f} KB)")

@@ -22,7 +22,8 @@ from formulations.families import family_of
 from .diff import Side, limits_plan, read_plan_dir, shadow_price, solved_side
 from .domain import STAGES, Case
 from .errors import InfeasibleError, PlannerError, Problem
-from .solve import DEFAULT_MIP_GAP, SolveOptions
+from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
+from .solve import SolveOptions
 
 WHAT_IF = ("cheapest plan that runs at least one unit on the chip (so buys at least one chip of it, "
            "or one whole system when it is sold by the system)")
@@ -53,7 +54,7 @@ class Context:
 
 
 # ------------------------------------------------------------------------------------ loading
-def load_context(target: str | None, sets=(), catalogs=(), grid: str = "fine", time_limit_s: float = 60.0,
+def load_context(target: str | None, sets=(), catalogs=(), grid: str = "fine", time_limit_s: float = DEFAULT_TIME_LIMIT_S,
                  mip_gap: float | None = None) -> Context:
     """A case (planned here, on `grid`) or a plan directory (plan.json as written; run.json names its case)."""
     opts = SolveOptions(time_limit_s=time_limit_s, mip_gap=DEFAULT_MIP_GAP if mip_gap is None else mip_gap)
@@ -463,7 +464,7 @@ def _usd(v: float, sign: str = "") -> str:
 
 
 # ------------------------------------------------------------------------------------ the whole answer
-def explain(target: str | None = None, sets=(), catalogs=(), grid: str = "fine", time_limit_s: float = 60.0,
+def explain(target: str | None = None, sets=(), catalogs=(), grid: str = "fine", time_limit_s: float = DEFAULT_TIME_LIMIT_S,
             mip_gap: float | None = None) -> dict:
     """The Python API behind `fleet explain` (target = case name/path or a plan directory)."""
     t0 = time.perf_counter()

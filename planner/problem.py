@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import get_args
 
 import pandas as pd
 
+from .defaults import OBJECTIVES
 from .domain import Case, Objective
 from .errors import CaseError, Problem
 from .units import HOURS_PER_YEAR, KW_PER_MW, TOK_S_PER_KTOK_S, USD_PER_MUSD
 
-OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
 
 
 @dataclass

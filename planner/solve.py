@@ -17,6 +17,7 @@ from formulations.elastic import build_elastic, slack_amounts
 from formulations.families import FAMILIES, Slack
 from formulations.fleet import build_model, tco_usd_per_hour
 
+from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
 from .errors import SolverError
 from .problem import FleetProblem
 from .units import TOK_S_PER_KTOK_S
@@ -25,14 +26,9 @@ STATUS = {"optimal": "optimal", "maxTimeLimit": "time_limit", "infeasible": "inf
           "infeasibleOrUnbounded": "infeasible", "unbounded": "unbounded"}
 
 
-DEFAULT_MIP_GAP = 1e-3
-"""0.1 %: far below the performance model's own error (~20-35 %), and it keeps high-speed points —
-hundreds of small units rounded into 72-GPU racks, a knapsack HiGHS closes slowly — to seconds."""
-
-
 @dataclass
 class SolveOptions:
-    time_limit_s: float = 60.0
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
     mip_gap: float = DEFAULT_MIP_GAP
     threads: int = 1
     write_model: str | None = None

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..cases import apply_override, build_case, read_case_raw
 from ..errors import CaseError, Problem
-from ..solve import DEFAULT_MIP_GAP
+from ..defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S, PARETO_OBJECTIVES
 from .families import case_families
 from .points import Point, StudySpec, evaluate
 from .runner import run_points
@@ -19,7 +19,7 @@ from .until import parse_until
 from .values import check_paths, parse_values, parse_vary, positive_numbers, spec_catalog
 
 
-def load_spec(case: str | None, sets=(), catalogs=(), objective="tco", time_limit_s=60.0, mip_gap=DEFAULT_MIP_GAP,
+def load_spec(case: str | None, sets=(), catalogs=(), objective="tco", time_limit_s=DEFAULT_TIME_LIMIT_S, mip_gap=DEFAULT_MIP_GAP,
               grid: str = "fine", warm_start: bool = False) -> StudySpec:
     """Read the case once, apply --set, and validate it (so a bad case fails before any point runs)."""
     from ..cases import parse_sets
@@ -47,7 +47,7 @@ def sweep_points(varies: list[tuple[str, list]], mode: str = "grid") -> list[Poi
 
 def sweep(case: str | None = None, vary: Iterable[str] = (), mode: str = "grid", sets=(), catalogs=(),
           objective: str = "tco", workers: int | None = 1, scheduler: str | None = None, output=None,
-          resume: bool = False, quiet: bool = True, force: bool = False, time_limit_s: float = 60.0,
+          resume: bool = False, quiet: bool = True, force: bool = False, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
           mip_gap: float = DEFAULT_MIP_GAP, grid: str = "fine", warm_start: bool = False) -> pd.DataFrame:
     """Sensitivity sweep: one row per point (varied values, status, cost, MW, chips, stages, duals)."""
     spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, warm_start)
@@ -73,13 +73,13 @@ def speed_paths(spec: StudySpec, class_name: str | None) -> list[str]:
 def pareto(case: str | None = None, speeds: str = "25:2000:40", families: Iterable[str] | None = None,
            class_name: str | None = None, sets=(), catalogs=(), workers: int | None = 1,
            scheduler: str | None = None, output=None, resume: bool = False, quiet: bool = True,
-           force: bool = False, time_limit_s: float = 60.0, mip_gap: float = DEFAULT_MIP_GAP,
+           force: bool = False, time_limit_s: float = DEFAULT_TIME_LIMIT_S, mip_gap: float = DEFAULT_MIP_GAP,
            grid: str = "fine", warm_start: bool = False, chains: bool = True, objective: str = "tco") -> pd.DataFrame:
     """Best plan (min `objective`: tco, power or capex) per fleet family and speed target: the
     TPS/MW-vs-TPS/user frontier (objective "power" maximises tokens/s per MW for the demand).
     `chains`: solve each family's speeds as one chain (planner/speed_chain.py; exact, and several
     times faster); False plans every point on its own."""
-    if objective not in ("tco", "power", "capex"):
+    if objective not in PARETO_OBJECTIVES:
         raise CaseError(f"unknown pareto objective '{objective}'", [Problem(
             "--objective", objective, "use tco, power or capex (the demand is fixed: throughput has nothing to maximise)")])
     spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, warm_start)
@@ -108,7 +108,7 @@ def pareto(case: str | None = None, speeds: str = "25:2000:40", families: Iterab
 
 def budget(case: str | None = None, power_mw: str | None = None, capex_usd: str | None = None, sets=(),
            catalogs=(), workers: int | None = 1, scheduler: str | None = None, output=None, resume=False,
-           quiet=True, force=False, time_limit_s: float = 60.0, mip_gap: float = DEFAULT_MIP_GAP,
+           quiet=True, force=False, time_limit_s: float = DEFAULT_TIME_LIMIT_S, mip_gap: float = DEFAULT_MIP_GAP,
            grid: str = "fine", warm_start: bool = False) -> pd.DataFrame:
     """Maximum served tokens/s inside each budget point, with the marginal value of each budget."""
     spec = load_spec(case, sets, catalogs, "throughput", time_limit_s, mip_gap, grid, warm_start)
@@ -132,7 +132,7 @@ def budget(case: str | None = None, power_mw: str | None = None, capex_usd: str 
 
 
 def breakeven(case: str | None = None, vary: str = "", until: str = "", rel_tol: float = 0.01, sets=(),
-              catalogs=(), objective="tco", max_steps: int = 30, time_limit_s: float = 60.0,
+              catalogs=(), objective="tco", max_steps: int = 30, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
               mip_gap: float = DEFAULT_MIP_GAP, grid: str = "fine") -> dict:
     """Bisection over one parameter until the plan changes in the named way."""
     spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap, grid)

@@ -21,7 +21,7 @@ from formulations.families import is_budget
 
 from ..cases import apply_override, build_case
 from ..errors import PlannerError
-from ..solve import DEFAULT_MIP_GAP
+from ..defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
 from .families import apply_family
 
 
@@ -48,7 +48,7 @@ class StudySpec:
     label: str
     catalogs: tuple[str, ...] = ()
     objective: str = "tco"
-    time_limit_s: float = 60.0
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
     mip_gap: float = DEFAULT_MIP_GAP
     families: dict[str, dict] = field(default_factory=dict)
     grid: str = "fine"
