@@ -19,10 +19,11 @@ from pathlib import Path
 
 from formulations.families import family_of
 
+from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
 from .diff import Side, limits_plan, read_plan_dir, shadow_price, solved_side
 from .domain import STAGES, Case
 from .errors import InfeasibleError, PlannerError, Problem
-from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
+from .problem import unit_parts
 from .solve import SolveOptions
 
 WHAT_IF = ("cheapest plan that runs at least one unit on the chip (so buys at least one chip of it, "
@@ -191,27 +192,12 @@ def price_to_enter(ctx: Context, chip: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------ chips in the plan
-def unit_parts(u: dict) -> list[tuple[str, int, tuple[str, ...]]]:
-    """(chip, chips in one copy, stages those chips run) for one unit of the plan."""
-    a, f = u["attn_chip"], u["ffn_chip"]
-    if u["kind"] == "prefill":
-        parts = [(a, u["n_attn"], ("prefill",))]
-    elif u["kind"] == "aggregated":
-        parts = [(a, u["n_attn"], ("prefill", "decode_attention", "decode_ffn"))]
-    elif f == a or not u["n_ffn"]:
-        parts = [(a, u["n_attn"], ("decode_attention", "decode_ffn"))]
-    else:
-        parts = [(a, u["n_attn"], ("decode_attention",)), (f, u["n_ffn"], ("decode_ffn",))]
-    if u.get("draft_chip"):
-        parts.append((u["draft_chip"], u["n_draft"], ("decode_draft",)))
-    return [(c, int(n), s) for c, n, s in parts]
-
-
 def chip_roles(plan: dict) -> dict[str, dict[str, dict]]:
     """chip → class → {"chips": n, "stages": [...]}: what each chip does, from the plan's units."""
     roles: dict[str, dict[str, dict]] = {}
     for u in plan.get("units", []):
-        for chip, n, stages in unit_parts(u):
+        for chip, n, stages in unit_parts(u["kind"], u["attn_chip"], u["n_attn"], u["ffn_chip"], u["n_ffn"],
+                                          u.get("draft_chip", ""), u.get("n_draft", 0)):
             r = roles.setdefault(chip, {}).setdefault(str(u["class"]), {"chips": 0, "stages": []})
             r["chips"] += n * int(u["copies"])
             r["stages"] = [s for s in (*STAGES, "decode_draft") if s in r["stages"] or s in stages]
