@@ -17,9 +17,10 @@ from .units import HOURS_PER_YEAR, KW_PER_MW, TOK_S_PER_KTOK_S, USD_PER_MUSD
 
 
 
-@dataclass
+@dataclass(frozen=True)
 class FleetProblem:
-    """Sets and parameters of one fleet MILP (no Pyomo here)."""
+    """Sets and parameters of one fleet MILP (no Pyomo here). Frozen: a variant (another case on the
+    same units, as the speed chains pose) is `dataclasses.replace(problem, ...)`."""
 
     case: Case
     units: pd.DataFrame  # the candidate table, one row per unit

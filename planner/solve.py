@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pyomo.environ as pyo
 from pyomo.contrib.appsi.solvers import Highs
@@ -34,11 +35,16 @@ class SolveOptions:
     write_model: str | None = None
 
 
+Status = Literal["optimal", "feasible", "time_limit", "infeasible"]
+"""How a solve ended (an unbounded model or a solver error raises SolverError instead)."""
+
+
 @dataclass
 class Outcome:
-    """Why the solver stopped and what it found (values are None when nothing was found)."""
+    """Why the solver stopped and what it found (values are None when nothing was found). Not frozen:
+    FleetSolver.run fills the optional results in after constructing it."""
 
-    status: str
+    status: Status
     objective: float | None
     bound: float | None
     gap: float | None

@@ -335,3 +335,13 @@ def test_candidates_give_drafts_to_decode_units_only():
     table = build_candidates(load_case("speculative-draft"), GRIDS["coarse"])
     drafted = table[table["draft_chip"].astype(str) != ""]
     assert len(drafted) and set(drafted["kind"]) == {"decode"}
+
+
+def test_a_fleet_problem_is_frozen():
+    """The solver, the elastic model and the speed chains share one FleetProblem; a variant is a copy."""
+    import dataclasses
+
+    p = toy([chip("a")], [unit("c", "aggregated", "a", 1, tput=1000.0)])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.objective = "capex"
+    assert dataclasses.replace(p, objective="capex").objective == "capex" and p.objective == "tco"
