@@ -883,3 +883,84 @@ def _add_missing(overlay: dict, section, out: list[str]) -> None:
         if t not in have:
             out.append(_prov_line(t, v) if section[2] else f"{t} = {v:.4g}")
     out.extend([""] * tail)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One calibration run: the points used and excluded, the fit, predicted vs measured per point
+    (in sample, and held out by chip and by model), error summaries overall and per architecture
+    group, the fitted terms beside the catalog's, and the terms a written overlay changes."""
+
+    points: list[CalPoint]
+    excluded: list[tuple[str, str]]
+    fit: Fit
+    rows: list[dict]
+    held: dict[str, list[dict]]
+    summary: dict[str, dict]
+    by_arch: dict[str, dict]
+    terms: list[dict]
+    bands: dict[str, tuple[float, float, int]] | None
+    changes: list[dict]  # what the overlay at write_path changes; [] when none was written
+
+    def to_dict(self) -> dict:
+        return {"points": self.rows, "held_out": dict(self.held), "summary": self.summary, "by_arch": self.by_arch,
+                "terms": self.terms,
+                "error_bands": {a: {"p10": lo, "p90": hi, "points": n} for a, (lo, hi, n) in (self.bands or {}).items()},
+                "excluded": [{"id": i, "reason": r} for i, r in self.excluded]}
+
+
+def calibrate(points_csv: str, catalogs=(), chip_ids: str | None = None, write_path: str | None = None,
+              holdout: bool = True, force: bool = False, announce=None) -> Calibration:
+    """Fit the behaviour groups' terms to the points of `points_csv` (only those on `chip_ids`, comma
+    separated, if given), hold out each chip and each model when `holdout`, refuse a fit that breaks
+    a physical invariant, and write the overlay TOML to `write_path` (refused before the fit if it
+    exists and not `force`). `announce(message)` is told what is about to take time."""
+    from . import invariants
+    from .catalog import load_catalog
+    from .reports import write_atomic
+
+    if write_path and Path(write_path).exists() and not force:  # before a fit that can take a minute
+        raise PlannerError(f"{write_path} exists", [Problem(str(write_path), "output file exists",
+                                                            "pass --force to overwrite or choose another path")])
+    cat = load_catalog(list(catalogs))
+    points, excluded = load_points(points_csv, cat)
+    if chip_ids:
+        keep = {cat.resolve_chip(c.strip(), "--chips") for c in chip_ids.split(",")}
+        points = [p for p in points if p.chip in keep]
+    if not points:
+        reasons = "; ".join(f"{i}: {r}" for i, r in excluded[:5]) + (" …" if len(excluded) > 5 else "")
+        raise PlannerError("no usable calibration points", [Problem(
+            points_csv, f"{len(excluded)} row(s) excluded" + (f" ({reasons})" if reasons else "")
+            + (f"; none of the usable rows is on {chip_ids}" if chip_ids else ""),
+            "rows need a catalog model and chip (catalog ids or the vendor names the shipped points use), "
+            "lengths, and a speed or throughput")])
+    if announce:
+        folds = len({p.chip for p in points}) + len({p.model for p in points}) if holdout else 0
+        announce(f"fitting {len(points)} points"
+                 + (f", then {folds} hold-out refits (a few minutes; --no-holdout skips them)" if folds else ""))
+    fit = fit_groups(points, cat)
+    rows = evaluate(points, cat, fit)
+    summary = {"in_sample": error_summary(rows), "catalog_terms": error_summary(rows, "error_catalog")}
+    held: dict[str, list[dict]] = {}
+    if holdout:
+        for by in ("chip", "model"):
+            held[by] = leave_one_out(points, cat, by, full=fit)
+            summary[f"held_out_by_{by}"] = error_summary(held[by])
+    bands = error_bands(held["chip"] + held["model"]) if held else None
+    broken = invariants.violations(fitted_catalog(fit, cat))
+    if broken:
+        raise PlannerError("calibration rejected: it breaks a physical invariant", [Problem(
+            "fit", str(v), "the points of one of the two chips disagree with the other's beyond what their specs "
+                          "allow (a different engine or setup?): check them, or leave one chip's points out with "
+                          "--chips") for v in broken[:5]])
+    changes: list[dict] = []
+    if write_path:
+        write_atomic(write_path, overlay_toml(fit, cat, points_csv.split("/")[-1], bands), force=force)
+        changes = overlay_changes(overlay_dict(fit, cat, "", bands, inherit=False), cat)
+    terms = [{"group": f"{k}.{g}", "term": t, "value": v,
+              "catalog": float(cat.groups[k][g][t]) if k in cat.groups and g in cat.groups[k] and t in cat.groups[k][g] else None,
+              "points": len(fit.points.get((k, g), []))}
+             for (k, g, t), v in sorted(fit.values.items()) if k != "family"]
+    by_arch = {name: summary_by(r, "arch") for name, r in (("in_sample", rows), *(
+        (f"held_out_by_{b}", h) for b, h in held.items()))}
+    return Calibration(points, excluded, fit, rows, held, summary, by_arch, terms, bands, changes)

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S, OBJECTIVES, PARETO_OBJECTIVES
 from .errors import PlannerError
 
 FORMATS = click.Choice(["table", "json", "csv"])
@@ -315,90 +316,41 @@ def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
       fleet calibrate ../shared/data/calibration-points.csv --write behaviour-overlay.toml
     """
     from . import calibrate as cal
-    from . import invariants
-    from .catalog import load_catalog
-    from .errors import PlannerError, Problem
-    from .reports import render, to_json, write_atomic
+    from .reports import render, to_json
 
-    from pathlib import Path
-
-    if write_path and Path(write_path).exists() and not force:  # before a fit that can take a minute
-        raise PlannerError(f"{write_path} exists", [Problem(str(write_path), "output file exists",
-                                                            "pass --force to overwrite or choose another path")])
-    cat = load_catalog(list(catalogs))
-    points, excluded = cal.load_points(points_csv, cat)
-    if chip_ids:
-        keep = {cat.resolve_chip(c.strip(), "--chips") for c in chip_ids.split(",")}
-        points = [p for p in points if p.chip in keep]
-    if not points:
-        reasons = "; ".join(f"{i}: {r}" for i, r in excluded[:5]) + (" …" if len(excluded) > 5 else "")
-        raise PlannerError("no usable calibration points", [Problem(
-            points_csv, f"{len(excluded)} row(s) excluded" + (f" ({reasons})" if reasons else "")
-            + (f"; none of the usable rows is on {chip_ids}" if chip_ids else ""),
-            "rows need a catalog model and chip (catalog ids or the vendor names the shipped points use), "
-            "lengths, and a speed or throughput")])
-    if fmt == "table" or holdout:
-        folds = len({p.chip for p in points}) + len({p.model for p in points}) if holdout else 0
-        click.echo(f"fitting {len(points)} points" + (f", then {folds} hold-out refits (a few minutes; --no-holdout skips them)" if folds else ""),
-                   err=True)
-    fit = cal.fit_groups(points, cat)
-    rows = cal.evaluate(points, cat, fit)
-    summary = {"in_sample": cal.error_summary(rows), "catalog_terms": cal.error_summary(rows, "error_catalog")}
-    held: dict[str, list[dict]] = {}
-    if holdout:
-        for by in ("chip", "model"):
-            held[by] = cal.leave_one_out(points, cat, by, full=fit)
-            summary[f"held_out_by_{by}"] = cal.error_summary(held[by])
-    bands = cal.error_bands(held["chip"] + held["model"]) if held else None
-    broken = invariants.violations(cal.fitted_catalog(fit, cat))
-    if broken:
-        raise PlannerError("calibration rejected: it breaks a physical invariant", [Problem(
-            "fit", str(v), "the points of one of the two chips disagree with the other's beyond what their specs "
-                          "allow (a different engine or setup?): check them, or leave one chip's points out with "
-                          "--chips") for v in broken[:5]])
+    res = cal.calibrate(points_csv, catalogs, chip_ids, write_path, holdout, force,
+                      announce=(lambda m: click.echo(m, err=True)) if fmt == "table" or holdout else None)
     if write_path:
-        write_atomic(write_path, cal.overlay_toml(fit, cat, points_csv.split("/")[-1], bands), force=force)
-        changes = cal.overlay_changes(cal.overlay_dict(fit, cat, "", bands, inherit=False), cat)
-        click.echo(f"{write_path} changes {len(changes)} term(s) (only the groups these points measure):", err=True)
-        for c in changes:
+        click.echo(f"{write_path} changes {len(res.changes)} term(s) (only the groups these points measure):", err=True)
+        for c in res.changes:
             old = "-" if c["catalog"] is None else f"{float(c['catalog']):.4g}"
             click.echo(f"  {c['group']}.{c['term']}: {old} → {float(c['overlay']):.4g}  (chips: {c['chips'] or 'none'})",
                        err=True)
-    terms = [{"group": f"{k}.{g}", "term": t, "value": v,
-              "catalog": float(cat.groups[k][g][t]) if k in cat.groups and g in cat.groups[k] and t in cat.groups[k][g] else None,
-              "points": len(fit.points.get((k, g), []))}
-             for (k, g, t), v in sorted(fit.values.items()) if k != "family"]
-    by_arch = {name: cal.summary_by(r, "arch") for name, r in (("in_sample", rows), *(
-        (f"held_out_by_{b}", h) for b, h in held.items()))}
     if fmt == "json":
-        click.echo(to_json({"points": rows, "held_out": {b: h for b, h in held.items()}, "summary": summary,
-                            "by_arch": by_arch, "terms": terms,
-                            "error_bands": {a: {"p10": lo, "p90": hi, "points": n} for a, (lo, hi, n) in (bands or {}).items()},
-                            "excluded": [{"id": i, "reason": r} for i, r in excluded]}), nl=False)
+        click.echo(to_json(res.to_dict()), nl=False)
         return
     if fmt == "csv":
-        out = rows + [r for h in held.values() for r in h]
-        click.echo(render(out, "csv"), nl=False)
+        click.echo(render(res.rows + [x for h in res.held.values() for x in h], "csv"), nl=False)
         return
     click.echo(render([{**{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
                            if k in ("id", "chip", "model", "kind", "predicted", "error")},
                         "measured": (f"> {r['measured']:.4g}" if r.get("lower_bound") else round(r["measured"], 3))}
-                       for r in rows], "table", ["id", "chip", "model", "kind", "measured", "predicted", "error"]))
-    if any(r.get("lower_bound") for r in rows):
+                       for r in res.rows], "table", ["id", "chip", "model", "kind", "measured", "predicted", "error"]))
+    if any(r.get("lower_bound") for r in res.rows):
         click.echo("(> X: a claim of more than X; a prediction at or above it counts as no error)")
     click.echo(render([{**t, "value": round(t["value"], 4), "catalog": None if t["catalog"] is None else round(t["catalog"], 4)}
-                       for t in terms], "table"))
-    for name, s_ in summary.items():
+                       for t in res.terms], "table"))
+    for name, s_ in res.summary.items():
         click.echo(f"{name:18s} |error| median {s_['median_abs_error']:.0%}, p90 {s_['p90_abs_error']:.0%}, "
                    f"worst ×{s_['worst_ratio']:.2f}, {s_['off_by_more_than_2x']} of {s_['points']} points off by > 2×")
-    for name, per in by_arch.items():
+    for name, per in res.by_arch.items():
         if name == "in_sample":
             continue
         click.echo(f"\n{name} by architecture group:")
         click.echo(render([{"arch": a, "points": x["points"], "median": f"{x['median_abs_error']:.0%}",
                             "p90": f"{x['p90_abs_error']:.0%}", "worst_x": round(x["worst_ratio"], 2),
                             "off_2x": x["off_by_more_than_2x"]} for a, x in per.items()], "table"))
-    click.echo(f"{len(points)} points used, {len(excluded)} excluded (see --format json for the reasons)")
+    click.echo(f"{len(res.points)} points used, {len(res.excluded)} excluded (see --format json for the reasons)")
     if write_path:
         click.echo(f"wrote {write_path}")
 
@@ -407,9 +359,10 @@ def solve_options(f):
     f = click.option("--grid", type=click.Choice(["fine", "coarse"]), default="fine", show_default=True,
                      help="Candidate grid. fine: the plan to act on. coarse: fewer chip counts per layout; on the "
                           "shipped cases not faster and 3-14 % dearer plans (for very large cases only).")(f)
-    f = click.option("--time-limit", "time_limit_s", type=FiniteFloatRange(min=0.1, max=1e6), default=60.0, show_default=True,
+    f = click.option("--time-limit", "time_limit_s", type=FiniteFloatRange(min=0.1, max=1e6), default=DEFAULT_TIME_LIMIT_S,
+                     show_default=True,
                      help="Solver time limit (s); the best plan found so far is returned with status time_limit.")(f)
-    f = click.option("--mip-gap", type=FiniteFloatRange(min=0.0, max=1.0), default=1e-3, show_default=True,
+    f = click.option("--mip-gap", type=FiniteFloatRange(min=0.0, max=1.0), default=DEFAULT_MIP_GAP, show_default=True,
                      help="Relative MIP gap at which the solver stops.")(f)
     return f
 
@@ -418,7 +371,7 @@ def solve_options(f):
 @click.argument("case", required=False)
 @set_option
 @catalog_option
-@click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]),
+@click.option("--objective", type=click.Choice(OBJECTIVES),
               help="tco: amortised capex + energy + facility (USD/hour); throughput: maximise served tokens/s "
                    "within the budgets. Default: the case's [options] objective, else tco.")
 @solve_options
@@ -510,7 +463,7 @@ def _summary(df, cols):
 @click.option("--class", "class_name", help="Apply the speed target to this class only (default: all).")
 @click.option("--output", "out_dir", type=click.Path(file_okay=False), required=True,
               help="Directory for pareto.csv and the two PNG charts.")
-@click.option("--objective", type=click.Choice(["tco", "power", "capex"]), default="tco", show_default=True,
+@click.option("--objective", type=click.Choice(PARETO_OBJECTIVES), default="tco", show_default=True,
               help="What each family's plan minimises at each speed: tco (USD/hour), power (site MW: the "
                    "most tokens/s per MW for the demand), capex.")
 @set_option
@@ -611,7 +564,7 @@ def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip
               help="Several --vary: full grid, or one-at-a-time (tornado).")
 @click.option("--output", type=click.Path(dir_okay=False), required=True, help="CSV file, one row per point.")
 @click.option("--tornado", is_flag=True, help="Also write a tornado PNG (implies --mode oat).")
-@click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]), default="tco", show_default=True)
+@click.option("--objective", type=click.Choice(OBJECTIVES), default="tco", show_default=True)
 @click.option("--point-by-point", is_flag=True,
               help="Build and solve every point's model on its own (slower). By default points that share a "
                    "candidate table share one model, changed in place: the same optima; plans equal within the "
@@ -658,7 +611,7 @@ def sweep(case, vary, mode, output, tornado, objective, point_by_point, sets, ca
               help="'chips.ID > 0', 'chips.ID == 0', or 'stage[.CLASS].STAGE == CHIP'.")
 @click.option("--rel-tol", type=FiniteFloatRange(min=1e-6, max=0.5), default=0.01, show_default=True,
               help="Stop when the interval is this fraction of the value.")
-@click.option("--objective", type=click.Choice(["tco", "capex", "power", "throughput"]), default="tco", show_default=True)
+@click.option("--objective", type=click.Choice(OBJECTIVES), default="tco", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @set_option
 @catalog_option
@@ -745,11 +698,11 @@ def report(target, out_file, force, grid):
                 "`fleet plan --output`/`fleet pareto --output`/`fleet budget --output`, a `fleet sweep` CSV, or a "
                 "case name or path (" + (exc.problems[0].fix if exc.problems else "see `fleet cases`") + ")")])
 
-        p = run_plan(target, (), (), "tco", 60.0, 1e-3, None, grid)
+        p = run_plan(target, (), (), "tco", DEFAULT_TIME_LIMIT_S, DEFAULT_MIP_GAP, None, grid)
         with tempfile.TemporaryDirectory(prefix="fleet-report-") as tmp:
             write_outputs(p, tmp, run_record(p, p.problem.case.source, (), (),
-                                             {"objective": "tco", "time_limit_s": 60.0, "mip_gap": 1e-3,
-                                              "grid": grid}), force=True)
+                                             {"objective": "tco", "time_limit_s": DEFAULT_TIME_LIMIT_S,
+                                              "mip_gap": DEFAULT_MIP_GAP, "grid": grid}), force=True)
             html = build_report(tmp)
     write_atomic(out, html, force=True)
     click.echo(f"wrote {out} ({len(html.encode()) / 1024:,.0f} KB)")

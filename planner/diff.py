@@ -14,6 +14,7 @@ from pathlib import Path
 
 from formulations.families import is_budget
 
+from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
 from .errors import PlannerError, Problem
 
 PLAN_KEYS = ("cost", "power_mw", "throughput_tok_s", "chips", "stages", "constraints")
@@ -142,11 +143,11 @@ def load_case_with(target: str, sets, catalogs, option: str = "--set"):
 
 
 def load_side(target: str, sets=(), catalogs=(), option: str = "--set", grid: str = "fine",
-              time_limit_s: float = 60.0, mip_gap: float | None = None) -> Side:
+              time_limit_s: float = DEFAULT_TIME_LIMIT_S, mip_gap: float | None = None) -> Side:
     """A plan directory as written, or a case (name or path) planned here with its overrides."""
     from .candidates import GRIDS
     from .planning import plan_case
-    from .solve import DEFAULT_MIP_GAP, SolveOptions
+    from .solve import SolveOptions
 
     p = Path(target)
     if p.is_dir():
@@ -229,7 +230,7 @@ def _same(a, b) -> bool:
 
 
 def diff(a: str, b: str | None = None, set_a=(), set_b=(), catalogs=(), grid: str = "fine",
-         time_limit_s: float = 60.0, mip_gap: float | None = None) -> dict:
+         time_limit_s: float = DEFAULT_TIME_LIMIT_S, mip_gap: float | None = None) -> dict:
     """The Python API behind `fleet diff`: B defaults to A when only overrides differ."""
     if b is None:
         if not (set_a or set_b):

@@ -19,10 +19,12 @@ from pathlib import Path
 
 from formulations.families import family_of
 
+from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
 from .diff import Side, limits_plan, read_plan_dir, shadow_price, solved_side
 from .domain import STAGES, Case
 from .errors import InfeasibleError, PlannerError, Problem
-from .solve import DEFAULT_MIP_GAP, SolveOptions
+from .problem import unit_parts
+from .solve import SolveOptions
 
 WHAT_IF = ("cheapest plan that runs at least one unit on the chip (so buys at least one chip of it, "
            "or one whole system when it is sold by the system)")
@@ -53,7 +55,7 @@ class Context:
 
 
 # ------------------------------------------------------------------------------------ loading
-def load_context(target: str | None, sets=(), catalogs=(), grid: str = "fine", time_limit_s: float = 60.0,
+def load_context(target: str | None, sets=(), catalogs=(), grid: str = "fine", time_limit_s: float = DEFAULT_TIME_LIMIT_S,
                  mip_gap: float | None = None) -> Context:
     """A case (planned here, on `grid`) or a plan directory (plan.json as written; run.json names its case)."""
     opts = SolveOptions(time_limit_s=time_limit_s, mip_gap=DEFAULT_MIP_GAP if mip_gap is None else mip_gap)
@@ -190,27 +192,12 @@ def price_to_enter(ctx: Context, chip: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------ chips in the plan
-def unit_parts(u: dict) -> list[tuple[str, int, tuple[str, ...]]]:
-    """(chip, chips in one copy, stages those chips run) for one unit of the plan."""
-    a, f = u["attn_chip"], u["ffn_chip"]
-    if u["kind"] == "prefill":
-        parts = [(a, u["n_attn"], ("prefill",))]
-    elif u["kind"] == "aggregated":
-        parts = [(a, u["n_attn"], ("prefill", "decode_attention", "decode_ffn"))]
-    elif f == a or not u["n_ffn"]:
-        parts = [(a, u["n_attn"], ("decode_attention", "decode_ffn"))]
-    else:
-        parts = [(a, u["n_attn"], ("decode_attention",)), (f, u["n_ffn"], ("decode_ffn",))]
-    if u.get("draft_chip"):
-        parts.append((u["draft_chip"], u["n_draft"], ("decode_draft",)))
-    return [(c, int(n), s) for c, n, s in parts]
-
-
 def chip_roles(plan: dict) -> dict[str, dict[str, dict]]:
     """chip → class → {"chips": n, "stages": [...]}: what each chip does, from the plan's units."""
     roles: dict[str, dict[str, dict]] = {}
     for u in plan.get("units", []):
-        for chip, n, stages in unit_parts(u):
+        for chip, n, stages in unit_parts(u["kind"], u["attn_chip"], u["n_attn"], u["ffn_chip"], u["n_ffn"],
+                                          u.get("draft_chip", ""), u.get("n_draft", 0)):
             r = roles.setdefault(chip, {}).setdefault(str(u["class"]), {"chips": 0, "stages": []})
             r["chips"] += n * int(u["copies"])
             r["stages"] = [s for s in (*STAGES, "decode_draft") if s in r["stages"] or s in stages]
@@ -463,7 +450,7 @@ def _usd(v: float, sign: str = "") -> str:
 
 
 # ------------------------------------------------------------------------------------ the whole answer
-def explain(target: str | None = None, sets=(), catalogs=(), grid: str = "fine", time_limit_s: float = 60.0,
+def explain(target: str | None = None, sets=(), catalogs=(), grid: str = "fine", time_limit_s: float = DEFAULT_TIME_LIMIT_S,
             mip_gap: float | None = None) -> dict:
     """The Python API behind `fleet explain` (target = case name/path or a plan directory)."""
     t0 = time.perf_counter()

@@ -19,7 +19,8 @@ from . import verify
 from .errors import InfeasibleError, PlannerError, Problem, TimeLimitError
 from .problem import OBJECTIVES, Objective, build_problem
 from .results import Plan, extract
-from .solve import DEFAULT_MIP_GAP, SolveOptions, solve, solve_elastic
+from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
+from .solve import SolveOptions, solve, solve_elastic
 
 
 def check_objective(case: Case, objective: str | None) -> Objective:
@@ -139,7 +140,7 @@ def _remaining(opts: SolveOptions, deadline: float, doing: str) -> SolveOptions:
     return replace(opts, time_limit_s=left)
 
 
-def plan(case: str | None = None, sets=(), catalogs=(), objective: str | None = None, time_limit_s: float = 60.0,
+def plan(case: str | None = None, sets=(), catalogs=(), objective: str | None = None, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
          mip_gap: float = DEFAULT_MIP_GAP, write_model: str | None = None, grid: GridOptions | str | None = None,
          cache: bool = True) -> Plan:
     """The Python API behind `fleet plan` (case = path or shipped name; None = default; objective

@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import get_args
 
 import pandas as pd
 
-from .domain import Case, Objective
+from .defaults import OBJECTIVES
+from .domain import Case, Objective, Stage
 from .errors import CaseError, Problem
 from .units import HOURS_PER_YEAR, KW_PER_MW, TOK_S_PER_KTOK_S, USD_PER_MUSD
 
-OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FleetProblem:
-    """Sets and parameters of one fleet MILP (no Pyomo here)."""
+    """Sets and parameters of one fleet MILP (no Pyomo here). Frozen: a variant (another case on the
+    same units, as the speed chains pose) is `dataclasses.replace(problem, ...)`."""
 
     case: Case
     units: pd.DataFrame  # the candidate table, one row per unit
@@ -116,31 +116,46 @@ def running_cost_usd(case: Case, chip_id: str) -> float:
     return energy + facility
 
 
+def unit_parts(kind: str, attn_chip: str, n_attn: int, ffn_chip: str, n_ffn: int, draft_chip: str = "",
+               n_draft: int = 0) -> list[tuple[str, int, tuple[Stage, ...]]]:
+    """One copy of a unit as its groups of chips: (chip, chips, the stages that group runs), attention
+    group first. The one definition of a unit's make-up: the MILP's chips and stage pairs, the plan's
+    stages table, explain's chip roles and the report's chips per class all read it.
+
+    A prefill unit is one group running prefill; an aggregated unit one group running every stage;
+    a decode unit one group running attention and FFN, or (attention–FFN disaggregation) two. A
+    speculative draft model's chips are one more group, running decode_draft (candidates give drafts
+    to decode units only). A draft_chip that is not a non-empty string (NaN from a CSV) is no draft."""
+    if kind == "prefill":
+        parts = [(attn_chip, n_attn, ("prefill",))]
+    elif kind == "aggregated":
+        parts = [(attn_chip, n_attn, ("prefill", "decode_attention", "decode_ffn"))]
+    elif ffn_chip == attn_chip or not n_ffn:
+        parts = [(attn_chip, n_attn, ("decode_attention", "decode_ffn"))]
+    else:
+        parts = [(attn_chip, n_attn, ("decode_attention",)), (ffn_chip, n_ffn, ("decode_ffn",))]
+    if isinstance(draft_chip, str) and draft_chip:
+        parts.append((draft_chip, n_draft, ("decode_draft",)))
+    return [(c, int(n), stages) for c, n, stages in parts]
+
+
 def build_problem(case: Case, units: pd.DataFrame, objective: Objective = "tco") -> FleetProblem:
     """Candidate table + case → FleetProblem, with every big-M derived from the data."""
     units = units.reset_index(drop=True)
     unit_chips, unit_stages, by_class_kind, serves = {}, {}, {}, {}
-    has_serves = "serves" in units.columns
+    has_serves, has_draft = "serves" in units.columns, "draft_chip" in units.columns
     for u, r in enumerate(units.itertuples(index=False)):
         if has_serves and isinstance(r.serves, tuple):
             serves[u] = {j: v / TOK_S_PER_KTOK_S for j, v in r.serves}
         else:
             by_class_kind.setdefault((r[0], r.kind), []).append(u)
-        counts = {r.attn_chip: int(r.n_attn)}
-        if r.ffn_chip != r.attn_chip:
-            counts[r.ffn_chip] = counts.get(r.ffn_chip, 0) + int(r.n_ffn)
-        draft = getattr(r, "draft_chip", "") or ""
-        if draft:
-            counts[draft] = counts.get(draft, 0) + int(r.n_draft)
+        parts = unit_parts(r.kind, r.attn_chip, r.n_attn, r.ffn_chip, r.n_ffn,
+                           r.draft_chip if has_draft else "", r.n_draft if has_draft else 0)
+        counts: dict[str, int] = {}
+        for c, n, _ in parts:
+            counts[c] = counts.get(c, 0) + n
         unit_chips[u] = counts
-        if r.kind == "prefill":
-            unit_stages[u] = [("prefill", r.attn_chip)]
-        elif r.kind == "aggregated":
-            unit_stages[u] = [(s, r.attn_chip) for s in ("prefill", "decode_attention", "decode_ffn")]
-        else:
-            unit_stages[u] = [("decode_attention", r.attn_chip), ("decode_ffn", r.ffn_chip)]
-            if draft:
-                unit_stages[u].append(("decode_draft", draft))
+        unit_stages[u] = [(s, c) for c, _, stages in parts for s in stages]
     chips = sorted({c for cc in unit_chips.values() for c in cc})
     cons = case.constraints
     demand = {tc.name: tc.peak_demand_tok_s / TOK_S_PER_KTOK_S for tc in case.classes}  # the peak slice when a profile is given
@@ -286,7 +301,7 @@ def _steps(q: float, availability: float, bound: int, what: str, thresholds) -> 
             "lower constraints.availability, shorten economics.mttr_hours, or leave that chip out of fleet.chips")]) from None
 
 
-__all__ = ["FleetProblem", "build_problem", "hourly_cost_usd", "OBJECTIVES"]
+__all__ = ["FleetProblem", "build_problem", "hourly_cost_usd", "unit_parts", "OBJECTIVES"]
 
 
 SAFE_RANGE = 1e9

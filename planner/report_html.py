@@ -20,6 +20,7 @@ import pandas as pd
 from formulations.families import family_of
 
 from .errors import PlannerError, Problem
+from .problem import unit_parts
 
 PLAN_FILES = ("plan.json", "chips.csv", "stages.csv", "units.csv", "classes.csv", "constraints.csv", "costs.csv")
 STUDY_FILES = ("pareto.csv", "budget.csv")
@@ -256,12 +257,8 @@ def _chips_by_class(units: pd.DataFrame, chips: pd.DataFrame) -> pd.DataFrame:
     """Chips, MW and capex per class and chip, from the units (chips bought beyond use: 'spare')."""
     rows = []
     for u in units.to_dict("records"):
-        parts = [(u["attn_chip"], u["n_attn"])]
-        if u.get("ffn_chip") and u["ffn_chip"] != u["attn_chip"] and u.get("n_ffn"):
-            parts.append((u["ffn_chip"], u["n_ffn"]))
-        if isinstance(u.get("draft_chip"), str) and u["draft_chip"] and u.get("n_draft"):
-            parts.append((u["draft_chip"], u["n_draft"]))
-        for chip, n in parts:
+        for chip, n, _ in unit_parts(u["kind"], u["attn_chip"], u["n_attn"], u["ffn_chip"], u["n_ffn"],
+                                     u.get("draft_chip", ""), u.get("n_draft", 0)):
             rows.append({"class": u["class"], "chip": chip, "chips": float(n) * float(u["copies"])})
     df = pd.DataFrame(rows, columns=["class", "chip", "chips"]).groupby(["class", "chip"], as_index=False,
                                                                         sort=False).sum()

@@ -8,7 +8,7 @@ import pandas as pd
 
 from formulations.families import family_of
 
-from .problem import FleetProblem
+from .problem import FleetProblem, unit_parts
 from .solve import Outcome
 from .units import KW_PER_MW, TOK_S_PER_KTOK_S
 
@@ -144,20 +144,11 @@ def extract(p: FleetProblem, o: Outcome, timings: dict | None = None) -> Plan:
 
     stage_rows: dict[tuple, int] = {}
     for row in unit_rows:
-        j, k = row["class"], row["kind"]
-        if k == "prefill":
-            parts = [("prefill", row["attn_chip"], row["n_attn"])]
-        elif k == "aggregated":
-            parts = [(s, row["attn_chip"], row["n_attn"]) for s in ("prefill", "decode_attention", "decode_ffn")]
-        elif row["ffn_chip"] == row["attn_chip"]:
-            parts = [(s, row["attn_chip"], row["n_attn"]) for s in ("decode_attention", "decode_ffn")]
-        else:
-            parts = [("decode_attention", row["attn_chip"], row["n_attn"]), ("decode_ffn", row["ffn_chip"], row["n_ffn"])]
-        if row["draft_chip"]:
-            parts.append(("decode_draft", row["draft_chip"], row["n_draft"]))
-        for s, c, n in parts:
-            key = (j, s, c, s != "decode_draft" and (k == "aggregated" or (k == "decode" and row["ffn_chip"] == row["attn_chip"])))
-            stage_rows[key] = stage_rows.get(key, 0) + n * row["copies"]
+        for c, n, run in unit_parts(row["kind"], row["attn_chip"], row["n_attn"], row["ffn_chip"], row["n_ffn"],
+                                    row["draft_chip"], row["n_draft"]):
+            for s in run:  # chips running several stages are listed under each, marked shared
+                key = (row["class"], s, c, len(run) > 1)
+                stage_rows[key] = stage_rows.get(key, 0) + n * row["copies"]
     stages = pd.DataFrame([{"class": j, "stage": s, "chip": c, "chips": n, "shared": shared}
                            for (j, s, c, shared), n in stage_rows.items()],
                           columns=["class", "stage", "chip", "chips", "shared"])

@@ -266,7 +266,6 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
     kept = oldest_first(r, n, buys)
     chip_rows, period_rows = [], []
     dep_years = case.economics.amortization_years
-    y0 = periods[0].year
     for t, (per, p, plan) in enumerate(zip(periods, r.problems, plans)):
         totals = {"bought": 0, "retired": 0, "in_service": 0, "in_use": 0, "capex_usd": 0.0, "depreciation_usd_per_year": 0.0}
         for c in sorted({co.chip for co in r.cohorts} | set(r.idle_owned)):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, fields
+from typing import Literal
 
 import pyomo.environ as pyo
 from pyomo.contrib.appsi.solvers import Highs
@@ -18,6 +19,7 @@ from formulations.families import FAMILIES, Slack
 from formulations.fleet import (add_assignment, add_capex, add_power, add_supply, build_model, set_objective,
                                  tco_usd_per_hour)
 
+from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
 from .errors import SolverError
 from .problem import FleetProblem
 from .units import TOK_S_PER_KTOK_S
@@ -26,24 +28,24 @@ STATUS = {"optimal": "optimal", "maxTimeLimit": "time_limit", "infeasible": "inf
           "infeasibleOrUnbounded": "infeasible", "unbounded": "unbounded"}
 
 
-DEFAULT_MIP_GAP = 1e-3
-"""0.1 %: far below the performance model's own error (~20-35 %), and it keeps high-speed points —
-hundreds of small units rounded into 72-GPU racks, a knapsack HiGHS closes slowly — to seconds."""
-
-
 @dataclass
 class SolveOptions:
-    time_limit_s: float = 60.0
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
     mip_gap: float = DEFAULT_MIP_GAP
     threads: int = 1
     write_model: str | None = None
 
 
+Status = Literal["optimal", "feasible", "time_limit", "infeasible"]
+"""How a solve ended (an unbounded model or a solver error raises SolverError instead)."""
+
+
 @dataclass
 class Outcome:
-    """Why the solver stopped and what it found (values are None when nothing was found)."""
+    """Why the solver stopped and what it found (values are None when nothing was found). Not frozen:
+    FleetSolver.run fills the optional results in after constructing it."""
 
-    status: str
+    status: Status
     objective: float | None
     bound: float | None
     gap: float | None

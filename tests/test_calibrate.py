@@ -151,6 +151,31 @@ def test_cli_writes_overlay_that_changes_only_fitted_groups(tmp_path):
     assert again.exit_code != 0 and "--force" in again.output
 
 
+def test_calibrate_refuses_an_existing_overlay_before_fitting(tmp_path, monkeypatch):
+    """The workflow (calibrate.calibrate, which `fleet calibrate` only prints) checks its output first:
+    a fit can take minutes."""
+    out = tmp_path / "overlay.toml"
+    out.write_text("", encoding="utf-8")
+    monkeypatch.setattr(cal, "fit_groups", lambda *a, **k: pytest.fail("fitted before refusing the output"))
+    with pytest.raises(cal.PlannerError, match="exists"):
+        cal.calibrate(str(POINTS), write_path=str(out))
+    heard = []
+    with pytest.raises(cal.PlannerError, match="no usable calibration points"):
+        cal.calibrate(str(POINTS), chip_ids="rubin", announce=heard.append)
+    assert heard == []  # nothing to fit: nothing announced
+
+
+def test_calibrate_returns_what_the_command_prints(tmp_path):
+    heard = []
+    r = cal.calibrate(str(POINTS), chip_ids="h100-sxm", holdout=False, write_path=str(tmp_path / "o.toml"),
+                      announce=heard.append)
+    assert heard == [f"fitting {len(r.points)} points"]
+    assert r.held == {} and r.bands is None and set(r.summary) == {"in_sample", "catalog_terms"}
+    assert any(c["group"] == "arch.hopper" for c in r.changes) and (tmp_path / "o.toml").exists()
+    assert {t["group"] for t in r.terms} >= {"arch.hopper"} and len(r.rows) == len(r.points)
+    assert set(r.to_dict()) == {"points", "held_out", "summary", "by_arch", "terms", "error_bands", "excluded"}
+
+
 @pytest.mark.slow
 def test_cli_json_reports_holdout_by_chip_and_model():
     res = CliRunner().invoke(main, ["calibrate", str(POINTS), "--format", "json", "--chips", "h100-sxm,h200-sxm,mi300x"])

@@ -52,6 +52,23 @@ def test_every_command_has_help():
     walk(main, [])
 
 
+def test_solve_defaults_and_objectives_come_from_the_api():
+    """The CLI shows the API's defaults and choices, not copies of them that could drift."""
+    from planner.problem import OBJECTIVES
+    from planner.solve import DEFAULT_MIP_GAP, SolveOptions
+    from planner.studies import StudySpec
+
+    def option(command, name):
+        return next(o for o in main.commands[command].params if o.name == name)
+
+    for command in ("plan", "sweep", "pareto", "budget", "breakeven", "explain", "diff"):
+        assert option(command, "mip_gap").default == DEFAULT_MIP_GAP == StudySpec.mip_gap
+        assert option(command, "time_limit_s").default == SolveOptions().time_limit_s == StudySpec.time_limit_s
+    for command in ("plan", "sweep", "breakeven"):
+        assert tuple(option(command, "objective").type.choices) == OBJECTIVES
+    assert set(option("pareto", "objective").type.choices) == set(OBJECTIVES) - {"throughput"}
+
+
 def test_help_and_catalog_do_not_import_pyomo():
     code = ("import sys; from planner.cli import main\n"
             "try: main(['catalog','list','chips'])\nexcept SystemExit: pass\n"

@@ -295,3 +295,53 @@ def test_time_of_use_prices_change_which_units_run():
     both = milp(profiled([hungry, frugal], units, profile=[1.0] * 12 + [2.0] + [1.0] * 11, prices=dear))
     assert both.n == {"hungry": 1, "frugal": 1}
     assert all((1, h) in both.running for h in range(24)) and {h for u, h in both.running if u == 0} == {12}
+
+
+def test_a_units_make_up_is_one_definition_for_the_milp_and_the_plan():
+    """problem.unit_parts is what the MILP's chips and stage pairs and the plan's stages table read.
+    They differed for a draft model on an aggregated unit: build_problem bought its chips but gave it
+    no decode_draft stage (so no stage binary, no max_chip_types_per_stage row), while the stages
+    table listed one. Candidates only put drafts on decode units, so no shipped plan changed."""
+    from planner.problem import unit_parts
+
+    draft = {"draft_chip": "d", "n_draft": 2}
+    p = toy([chip("a"), chip("b"), chip("d")],
+            [{**unit("c", "aggregated", "a", 2, tput=1000.0), **draft},
+             {**unit("c", "decode", "a", 2, tput=500.0), **draft},
+             {**unit("c", "decode", "a", 1, tput=400.0, f="b", nf=3), "draft_chip": "", "n_draft": 0},
+             {**unit("c", "prefill", "b", 1, pre=1e6), "draft_chip": "", "n_draft": 0}])
+    assert p.unit_stages[0] == [("prefill", "a"), ("decode_attention", "a"), ("decode_ffn", "a"), ("decode_draft", "d")]
+    assert p.unit_chips[0] == {"a": 2, "d": 2}
+    assert p.unit_stages[1] == [("decode_attention", "a"), ("decode_ffn", "a"), ("decode_draft", "d")]
+    assert p.unit_stages[2] == [("decode_attention", "a"), ("decode_ffn", "b")] and p.unit_chips[2] == {"a": 1, "b": 3}
+    assert p.unit_stages[3] == [("prefill", "b")] and p.unit_chips[3] == {"b": 1}
+    assert unit_parts("decode", "a", 2, "a", 0, float("nan"), 0) == [("a", 2, ("decode_attention", "decode_ffn"))]
+
+    o = milp(p)
+    plan = extract(p, o)
+    used = [u for u, v in o.x.items() if v > 0]
+    assert used == [0]  # the aggregated unit serves it all at the least cost
+    stages = {(r.stage, r.chip): (r.chips, r.shared) for r in plan.stages.itertuples()}
+    assert stages == {("prefill", "a"): (2, True), ("decode_attention", "a"): (2, True),
+                      ("decode_ffn", "a"): (2, True), ("decode_draft", "d"): (2, False)}
+    assert set(stages) == set(p.unit_stages[0])
+
+
+def test_candidates_give_drafts_to_decode_units_only():
+    """Why the draft difference above never showed: speculative units are decode units."""
+    from planner.candidates import GRIDS, build_candidates
+    from planner.cases import load_case
+
+    table = build_candidates(load_case("speculative-draft"), GRIDS["coarse"])
+    drafted = table[table["draft_chip"].astype(str) != ""]
+    assert len(drafted) and set(drafted["kind"]) == {"decode"}
+
+
+def test_a_fleet_problem_is_frozen():
+    """The solver, the elastic model and the speed chains share one FleetProblem; a variant is a copy."""
+    import dataclasses
+
+    p = toy([chip("a")], [unit("c", "aggregated", "a", 1, tput=1000.0)])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.objective = "capex"
+    assert dataclasses.replace(p, objective="capex").objective == "capex" and p.objective == "tco"

@@ -5,6 +5,7 @@ import copy
 import json
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -82,9 +83,7 @@ def test_a_solver_answer_that_breaks_the_demand_is_an_error_not_a_plan(monkeypat
 
     def empty_optimum(p, opts=None, warm=None):
         o = real(p, opts, warm)
-        o.x = {u: 0 for u in o.x}
-        o.n = {c: 0 for c in o.n}
-        return o
+        return replace(o, x={u: 0 for u in o.x}, n={c: 0 for c in o.n})
 
     monkeypatch.setattr(planning, "solve", empty_optimum)
     with pytest.raises(SolverError) as err:

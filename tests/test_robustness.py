@@ -208,7 +208,7 @@ STUDY_OPTIONS = [("budget", "--power-mw"), ("budget", "--capex-usd"), ("pareto",
                                                                                "foo", "classes.0.isl", ""]))
 def test_cli_study_options_never_traceback(tmp_path, option, value, path):
     """Bad values fail with a message naming the option; good ones reach the (held) output lock."""
-    from planner.study_runner import OutputLock
+    from planner.studies.runtime import OutputLock
 
     command, name = option
     out = tmp_path / ("o.csv" if command == "sweep" else "o")
@@ -245,7 +245,7 @@ def test_resume_of_any_truncation_is_clean_or_refused(tmp_path):
 
     import pandas as pd
 
-    from planner.study_runner import read_resumable
+    from planner.studies.runtime import read_resumable
 
     sha = "ab" * 32
     lines = ["point,point_key,status,message,study_sha256,extra\n"] + [

@@ -203,15 +203,14 @@ def bench_studies(points: int, smoke: bool) -> list[dict]:
     rows = []
 
     def run(label, workers, reuse, warm=False, chains=False):
-        studies._CANDIDATES.clear()
-        studies._LAST.clear()
+        studies.CACHE.clear()
         spec.warm_start = warm
         if reuse:
             _, wall = timed(studies.run_points, spec, pts, workers=workers, chains="sweep" if chains else False)
         else:
             t = time.perf_counter()
             for p in pts:
-                studies._CANDIDATES.clear()
+                studies.CACHE.clear()
                 studies.evaluate(spec, p)
             wall = time.perf_counter() - t
         rows.append({"study": label, "points": len(pts), "workers": workers, "wall_s": wall,
@@ -233,7 +232,28 @@ def bench_studies(points: int, smoke: bool) -> list[dict]:
     return rows
 
 
-SECTIONS = ["startup", "plan", "limit", "candidates", "scaling", "studies"]
+SECTIONS = ["startup", "plan", "limit", "candidates", "scaling", "studies", "workloads"]
+
+
+def bench_workloads(smoke: bool) -> list[dict]:
+    """Issue #14's sizes: the 5-period roadmap-100mw and a 2-class × 3-bucket × 24-slice case."""
+    from planner.planning import plan
+    from planner.roadmap import roadmap
+
+    rows = []
+    limit = 10 if smoke else 120
+    if not smoke:
+        rm, wall = timed(roadmap, "roadmap-100mw", time_limit_s=limit)
+        rows.append({"case": "roadmap-100mw (5 periods)", "wall_s": wall, "status": rm.status, "gap": rm.gap,
+                     "rows": rm.stats["rows"], "columns": rm.stats["columns"], "integers": rm.stats["integers"],
+                     "relax_and_fix_s": rm.timings_s.get("relax_and_fix_s")})
+    case = str(Path(__file__).parent / "cases" / "buckets-slices.toml")
+    p, wall = timed(plan, case, time_limit_s=limit)
+    s = p.outcome.stats
+    rows.append({"case": "buckets-slices (2 × 3 buckets × 24 h)", "wall_s": wall, "status": p.outcome.status,
+                 "gap": p.outcome.gap, "rows": s["rows"], "columns": s["columns"], "integers": s["integers"],
+                 "relax_and_fix_s": None})
+    return rows
 
 
 def main(argv=None):
@@ -270,6 +290,9 @@ def main(argv=None):
     if "studies" in sections:
         out["studies"] = bench_studies(3 if a.smoke else a.points, a.smoke)
         show("studies")
+    if "workloads" in sections:
+        out["workloads"] = bench_workloads(a.smoke)
+        show("workloads")
     print(f"\nmachine: {out['machine']}")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2, default=str))

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import PlannerError, Problem
+from ..errors import PlannerError, Problem
 
 HASH_COLUMN = "study_sha256"
 
