@@ -200,7 +200,7 @@ def chip_roles(plan: dict) -> dict[str, dict[str, dict]]:
                                           u.get("draft_chip", ""), u.get("n_draft", 0)):
             r = roles.setdefault(chip, {}).setdefault(str(u["class"]), {"chips": 0, "stages": []})
             r["chips"] += n * int(u["copies"])
-            r["stages"] = [s for s in (*STAGES, "decode_draft") if s in r["stages"] or s in stages]
+            r["stages"] = [s for s in STAGES if s in r["stages"] or s in stages]
     return roles
 
 

@@ -20,7 +20,7 @@ from .candidates import GridOptions, build_candidates
 from .domain import Case, OwnedChips, Period
 from .errors import CaseError, InfeasibleError, PlannerError, Problem, SolverError, TimeLimitError
 from .problem import FleetProblem, build_problem
-from .units import HOURS_PER_YEAR, KW_PER_MW, TOK_S_PER_KTOK_S, USD_PER_MUSD
+from .units import HOURS_PER_YEAR, KW_PER_MW, USD_PER_MUSD
 
 NPV_REL_TOL = 1e-6
 """The NPV recomputed from the plan in user units must match the solver's objective this closely."""
@@ -227,28 +227,13 @@ def _no_plan_in_time(opts, wall: float, m):
         Problem("--time-limit", f"HiGHS found no feasible roadmap in {wall:.1f} s", "raise --time-limit or use --grid coarse")])
 
 
-def _block_outcome(b, p: FleetProblem, pyo):
+def _block_outcome(b):
     """One period's block values as a single-period Outcome, so results.extract and verify.check
     read and check it like any plan."""
-    from .solve import Outcome
+    from .solve import Outcome, plan_values
 
-    out = Outcome(status="optimal", objective=None, bound=None, gap=None, wall_s=0.0, build_s=0.0, solver="",
-                  x={u: int(round(b.x[u].value or 0)) for u in b.U},
-                  n={c: int(round(b.n[c].value or 0)) for c in b.C},
-                  y={k: int(round(b.y[k].value or 0)) for k in b.SC}, alpha=1.0)
-    if hasattr(b, "xr"):
-        out.running = {(u, h): float(b.xr[u, h].value) for u in b.U for h in b.H if (b.xr[u, h].value or 0) > 1e-9}
-    if hasattr(b, "s"):
-        out.spares = {u: int(round(b.s[u].value or 0)) for u in b.US}
-    if hasattr(b, "sr"):
-        out.spare_systems = {c: int(round(b.sr[c].value or 0)) for c in b.RS}
-    out.served = {j: (pyo.value(b.served_agg[j]) * TOK_S_PER_KTOK_S, pyo.value(b.served_dis[j]) * TOK_S_PER_KTOK_S)
-                  for j in b.J}
-    out.shares = {k: (b.share[k].value or 0.0) * TOK_S_PER_KTOK_S for k in b.S if out.x.get(k[0], 0) > 0}
-    if hasattr(b, "H"):
-        out.slice_shares = {(u, j, h): (b.shs[u, j, h].value or 0.0) * TOK_S_PER_KTOK_S for (u, j) in b.S for h in b.H
-                            if out.x.get(u, 0) > 0}
-    return out
+    return Outcome(status="optimal", objective=None, bound=None, gap=None, wall_s=0.0, build_s=0.0, solver="",
+                   **plan_values(b))
 
 
 def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) -> Roadmap:
@@ -258,7 +243,7 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
     case, periods = r.case, r.periods
     plans = []
     for t, p in enumerate(r.problems):
-        plan = extract(p, _block_outcome(m.period[t], p, pyo))
+        plan = extract(p, _block_outcome(m.period[t]))
         verify.check(plan)
         plans.append(plan)
     buys = {g: int(round(m.b[g, t].value or 0)) * r.cohorts[g].lot for g, t in m.P}

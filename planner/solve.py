@@ -40,10 +40,9 @@ Status = Literal["optimal", "feasible", "time_limit", "infeasible"]
 """How a solve ended (an unbounded model or a solver error raises SolverError instead)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
-    """Why the solver stopped and what it found (values are None when nothing was found). Not frozen:
-    FleetSolver.run fills the optional results in after constructing it."""
+    """Why the solver stopped and what it found (values are None when nothing was found)."""
 
     status: Status
     objective: float | None
@@ -200,29 +199,31 @@ class FleetSolver:
         gap = abs(objective - bound) / max(abs(objective), 1e-9) if bound is not None and math.isfinite(bound) else None
         if status == "optimal" and gap is not None and gap > opts.mip_gap * 1.01:
             status = "feasible"
-        out = Outcome(status=status, objective=objective, bound=bound, gap=gap, wall_s=wall, build_s=build_s,
-                      solver=_solver_name(), stats=_stats(m),
-                      x={u: int(round(m.x[u].value or 0)) for u in m.U},
-                      n={c: int(round(m.n[c].value or 0)) for c in m.C},
-                      y={k: int(round(m.y[k].value or 0)) for k in m.SC}, alpha=pyo.value(m.alpha))
-        if hasattr(m, "xr"):
-            out.running = {(u, h): float(m.xr[u, h].value) for u in m.U for h in m.H
-                           if (m.xr[u, h].value or 0) > 1e-9}
-        if hasattr(m, "s"):
-            out.spares = {u: int(round(m.s[u].value or 0)) for u in m.US}
-        if hasattr(m, "sr"):
-            out.spare_systems = {c: int(round(m.sr[c].value or 0)) for c in m.RS}
-        if hasattr(m, "k"):
-            out.kept = {c: int(round(m.k[c].value or 0)) for c in m.O}
-        out.served = {j: (pyo.value(m.served_agg[j]) * TOK_S_PER_KTOK_S, pyo.value(m.served_dis[j]) * TOK_S_PER_KTOK_S)
-                      for j in m.J}
-        out.shares = {k: (m.share[k].value or 0.0) * TOK_S_PER_KTOK_S for k in m.S if out.x.get(k[0], 0) > 0}
-        if hasattr(m, "H"):  # what shared units serve of each bucket in each hourly slice
-            out.slice_shares = {(u, j, h): (m.shs[u, j, h].value or 0.0) * TOK_S_PER_KTOK_S for (u, j) in m.S for h in m.H
-                                if out.x.get(u, 0) > 0}
-        out.slacks = _slacks(m)
-        out.duals = _shadow_prices(m, p, opt)
-        return out
+        return Outcome(status=status, objective=objective, bound=bound, gap=gap, wall_s=wall, build_s=build_s,
+                       solver=_solver_name(), stats=_stats(m), **plan_values(m), slacks=_slacks(m),
+                       duals=_shadow_prices(m, p, opt))
+
+
+def plan_values(m) -> dict:
+    """The plan in a solved fleet model (or a roadmap's period block, which has the same components),
+    as Outcome fields: counts rounded to whole copies, chips and systems; tok/s in user units."""
+    x = {u: int(round(m.x[u].value or 0)) for u in m.U}
+    out = {"x": x, "n": {c: int(round(m.n[c].value or 0)) for c in m.C},
+           "y": {k: int(round(m.y[k].value or 0)) for k in m.SC}, "alpha": pyo.value(m.alpha),
+           "served": {j: (pyo.value(m.served_agg[j]) * TOK_S_PER_KTOK_S, pyo.value(m.served_dis[j]) * TOK_S_PER_KTOK_S)
+                      for j in m.J},
+           "shares": {k: (m.share[k].value or 0.0) * TOK_S_PER_KTOK_S for k in m.S if x.get(k[0], 0) > 0}}
+    if m.component("xr") is not None:  # hourly slices: copies running (hour-average), what shared units serve
+        out["running"] = {(u, h): float(m.xr[u, h].value) for u in m.U for h in m.H if (m.xr[u, h].value or 0) > 1e-9}
+        out["slice_shares"] = {(u, j, h): (m.shs[u, j, h].value or 0.0) * TOK_S_PER_KTOK_S for (u, j) in m.S
+                               for h in m.H if x.get(u, 0) > 0}
+    if m.component("s") is not None:
+        out["spares"] = {u: int(round(m.s[u].value or 0)) for u in m.US}
+    if m.component("sr") is not None:
+        out["spare_systems"] = {c: int(round(m.sr[c].value or 0)) for c in m.RS}
+    if m.component("k") is not None:
+        out["kept"] = {c: int(round(m.k[c].value or 0)) for c in m.O}
+    return out
 
 
 IN_PLACE = frozenset({"case", "units", "chip_hourly_usd", "chip_capex_usd_per_hour", "chip_running_usd_per_hour",

@@ -149,3 +149,16 @@ def test_explain_default_accounts_for_every_allowed_chip():
             if e["breakeven"]["status"] == "found":
                 assert e["breakeven"]["price_usd"] < e["price_usd"]
     assert any(c["name"].startswith("throughput[") for c in r["binding_constraints"])
+
+
+def test_a_draft_chip_role_names_each_stage_once():
+    """A speculative draft chip's stages were listed with decode_draft twice (STAGES already holds it)."""
+    from planner.explain import chip_roles
+
+    unit = {"kind": "decode", "attn_chip": "gb300", "n_attn": 4, "ffn_chip": "gb300", "n_ffn": 0,
+            "draft_chip": "groq3-lpu", "n_draft": 8, "class": "chat", "copies": 2}
+    roles = chip_roles({"units": [unit, dict(unit)]})
+    for chip, classes in roles.items():
+        for role in classes.values():
+            assert len(role["stages"]) == len(set(role["stages"])), (chip, role)
+    assert "decode_draft" in roles["groq3-lpu"]["chat"]["stages"]
