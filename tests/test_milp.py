@@ -30,6 +30,10 @@ def test_power_family():
     o = milp(toy([hungry, frugal], units, power_mw=0.015))  # 2 hungry = 20 kW > 15 kW
     assert o.n["hungry"] == 1 and o.n["frugal"] == 1
     assert "power" in o.duals  # the budget row is reported (its value: test_power_shadow_price below)
+    # demand's marginal cost, by hand: with power to spare a hungry unit serves 0.5 k tok/s for 1.5 USD/h
+    # (3 USD/h per k tok/s); with the budget binding the next k tok/s must come from frugal (2.1 / 0.5 = 4.2)
+    assert o.duals["throughput[c]"] == pytest.approx(-4.2, rel=1e-6)
+    assert milp(toy([hungry, frugal], units, power_mw=1.0)).duals["throughput[c]"] == pytest.approx(-3.0, rel=1e-6)
 
 
 @pytest.mark.xfail(strict=True, reason="known (#15 report): the LP behind shadow prices keeps the budget-derived "

@@ -53,13 +53,9 @@ def put(raw, path, value):
         node[path[-1]] = value
 
 
-GENERATED = {"n": 0}
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(FIELDS), values), min_size=1, max_size=4))
 def test_loader_answers_every_shape(edits):
-    GENERATED["n"] += 1
     raw = copy.deepcopy(BASE)
     for path, value in edits:
         put(raw, path, value)
@@ -79,7 +75,10 @@ def test_loader_answers_every_shape(edits):
 def test_cli_set_never_tracebacks(path, value):
     res = CliRunner().invoke(main, ["validate", "default", "--set", f"{path}={value}", "--quiet"])
     assert res.exit_code in (0, 2), res.output
-    assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+    assert "Traceback" not in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    if res.exit_code == 2:  # refused: the message names the --set it blames
+        assert "--set" in res.output, res.output
 
 
 @settings(max_examples=60, deadline=None)
@@ -88,9 +87,12 @@ def test_cli_malformed_files(tmp_path_factory, blob):
     p = tmp_path_factory.mktemp("f") / "case.toml"
     p.write_bytes(blob)
     res = CliRunner().invoke(main, ["validate", str(p), "--quiet"])
-    assert res.exit_code in (0, 2) and "Traceback" not in res.output
+    assert res.exit_code == 2 and "Traceback" not in res.output  # random bytes are never a valid case
+    assert str(p.name) in res.output or "case.toml" in res.output, res.output
     cat = CliRunner().invoke(main, ["catalog", "list", "chips", "--catalog", str(p)])
     assert cat.exit_code in (0, 2) and "Traceback" not in cat.output
+    if cat.exit_code == 0:  # bytes that parse as an (empty or partial) overlay: the shipped chips still list
+        assert "b200" in cat.output
 
 
 def test_duplicate_and_unicode_ids(tmp_path):
@@ -98,10 +100,6 @@ def test_duplicate_and_unicode_ids(tmp_path):
     f.write_text('[chips."ünï"]\nname = "x"\naliases = ["b200"]\n', encoding="utf-8")
     res = CliRunner().invoke(main, ["catalog", "list", "chips", "--catalog", str(f)])
     assert res.exit_code == 2 and "Traceback" not in res.output
-
-
-def test_fuzz_budget_was_spent():
-    assert GENERATED["n"] >= 100  # report: the loader fuzz tries this many generated cases per run
 
 
 @pytest.mark.slow
@@ -170,7 +168,12 @@ def test_plan_json_is_reproducible():
 
 
 def test_catalog_loads_cleanly():
-    assert load_catalog().chips
+    """The shipped catalogs: every chip the docs name, each with a sourced power and price."""
+    cat = load_catalog()
+    for cid in ("h100-sxm", "b200", "gb300", "rubin", "rubin-cpx", "groq3-lpu", "cerebras-wse3", "mi455x", "mram-spinpu"):
+        chip = cat.chips[cid]
+        assert chip.power_kw > 0 and chip.price_usd > 0 and chip.available_year >= 2020
+        assert chip.provenance["price_usd"].cite and chip.provenance["power_kw"].cite
 
 
 def test_numerics_warning_for_extreme_ranges():
@@ -299,5 +302,6 @@ def test_any_overlay_loads_or_is_refused_with_named_problems(overlay):
         cat = load_catalog([("fuzz.toml", overlay)])
     except CatalogError as exc:
         assert exc.problems and all(p.where for p in exc.problems)
-    else:
-        assert cat.chips and cat.models
+    else:  # an overlay adds or overrides entries: every shipped chip and model is still there
+        shipped = load_catalog()
+        assert set(shipped.chips) <= set(cat.chips) and set(shipped.models) <= set(cat.models)
