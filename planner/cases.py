@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import dataclasses
 import math
 import tomllib
 from importlib import resources
@@ -22,7 +23,7 @@ from .errors import CaseError, CatalogError, Problem, did_you_mean
 from .units import PRECISION_ALIASES, PRECISIONS, canonical_precision
 
 TOP_KEYS = ("name", "description", "options", "economics", "constraints", "fleet", "classes", "chips", "models", "arch",
-            "fabric", "software", "families", "studies", "periods")
+            "fabric", "software", "families", "periods")
 OPTION_FIELDS = {"objective": ("tco", "capex", "power", "throughput")}
 """[options]: how the case's question is answered by default (a command-line flag still wins)."""
 CLASS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
@@ -122,6 +123,8 @@ PERIOD_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
 """[[periods]]: a multi-year roadmap (`fleet roadmap`, planner/roadmap.py)."""
 HOURS = 24
 """A daily profile has one slice per hour."""
+CLASS_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrafficClass) if f.default is not dataclasses.MISSING}
+"""A class's optional fields default to TrafficClass's own defaults (written once, in planner/domain.py)."""
 MODES = ("aggregated", "disaggregated")
 
 
@@ -298,7 +301,7 @@ def build_case(raw: dict, label: str, catalogs=()) -> Case:
 
 
 def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
-    """Every problem in a raw case, at once."""
+    """Every problem in a raw case, at once: the top level here, each section in its own check."""
     P = lambda where, what, fix="": Problem(f"{label}: {where}", what, fix)  # noqa: E731
     problems: list[Problem] = []
     for key in raw:
@@ -312,6 +315,22 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
             problems.append(P(key, f"must be a table of [{key}.ID] entries, got {type(raw[key]).__name__}",
                               f"e.g. --set {key}.ID.FIELD=VALUE"))
 
+    problems += _check_options(raw, P)
+    problems += _check_economics(raw, label, P)
+    fleet_problems, fleet_chips = _check_fleet(raw, catalog, P)
+    problems += fleet_problems
+    problems += _check_families(raw, catalog, P)
+    problems += _check_constraints(raw, label, catalog, P)
+    class_problems, names = _check_classes(raw, label, catalog, fleet_chips, P)
+    problems += class_problems
+    if "periods" in raw:
+        problems += _check_periods(raw["periods"], names, catalog, raw, P)
+    return problems
+
+
+def _check_options(raw: dict, P) -> list[Problem]:
+    """[options]: known keys and values."""
+    problems: list[Problem] = []
     opts = raw.get("options", {})
     if not isinstance(opts, dict):
         problems.append(P("options", "must be a table", 'e.g. [options] objective = "throughput"'))
@@ -322,7 +341,12 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                                   or f"known options: {', '.join(OPTION_FIELDS)}"))
             elif value not in OPTION_FIELDS[key]:
                 problems.append(P(f"options.{key}", f"unknown value {value!r}", f"use one of {', '.join(OPTION_FIELDS[key])}"))
+    return problems
 
+
+def _check_economics(raw: dict, label: str, P) -> list[Problem]:
+    """[economics]: the catalog's fields, in range; 24 hourly prices."""
+    problems: list[Problem] = []
     econ = raw.get("economics", {})
     if not isinstance(econ, dict):
         problems.append(P("economics", "must be a table"))
@@ -333,7 +357,12 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
         if "electricity_usd_per_kwh_by_hour" in econ:
             problems += _check_hourly(econ["electricity_usd_per_kwh_by_hour"], "economics.electricity_usd_per_kwh_by_hour",
                                       P, "24 prices in USD/kWh, hour 0 first", allow_all_zero=True)
+    return problems
 
+
+def _check_fleet(raw: dict, catalog: Catalog, P) -> tuple[list[Problem], list[str]]:
+    """[fleet]: chips (known, once each), owned stock, modes and per-stage chips; also the chips it resolves."""
+    problems: list[Problem] = []
     fleet = raw.get("fleet")
     fleet_chips: list[str] = []
     if not isinstance(fleet, dict):
@@ -381,7 +410,12 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                     if fleet_chips and cid not in fleet_chips and cid not in _owned_ids(fleet, catalog):
                         problems.append(P(f"fleet.stages.{stage}", f"'{c}' is not in fleet.chips",
                                           "add it to fleet.chips or remove it here"))
+    return problems, fleet_chips
 
+
+def _check_families(raw: dict, catalog: Catalog, P) -> list[Problem]:
+    """[families.NAME]: each a fleet family of known chips and stages."""
+    problems: list[Problem] = []
     fams = raw.get("families", {})
     if not isinstance(fams, dict):
         problems.append(P("families", "must be tables [families.NAME] with chips = [...]"))
@@ -413,7 +447,12 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                 if stage not in STAGES:
                     problems.append(P(f"families.{fname}.stages.{stage}", "unknown stage",
                                       did_you_mean(stage, STAGES) or f"stages: {', '.join(STAGES)}"))
+    return problems
 
+
+def _check_constraints(raw: dict, label: str, catalog: Catalog, P) -> list[Problem]:
+    """[constraints]: budgets in range; supply and fixed costs per known chip."""
+    problems: list[Problem] = []
     cons = raw.get("constraints", {})
     if not isinstance(cons, dict):
         problems.append(P("constraints", "must be a table"))
@@ -435,7 +474,12 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                     table, value, CASE_RANGES)
                 if why:
                     problems.append(P(f"constraints.{table}.{chip}", why))
+    return problems
 
+
+def _check_classes(raw: dict, label: str, catalog: Catalog, fleet_chips: list[str], P) -> tuple[list[Problem], list[str]]:
+    """[[classes]]: each field, model, precision, draft and length shape; distinct names (also returned)."""
+    problems: list[Problem] = []
     classes = raw.get("classes")
     if not isinstance(classes, list) or not classes:
         problems.append(P("classes", "needs at least one [[classes]] entry",
@@ -475,13 +519,14 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
                 catalog.resolve_model(cls["draft_model"])
             except CatalogError as exc:
                 problems += [P(f"{where}.draft_model", p.what, p.fix) for p in exc.problems]
-            acc, k = cls.get("accepted_tokens_per_step", 1.0), cls.get("draft_tokens", 4)
+            acc, k = cls.get("accepted_tokens_per_step", CLASS_DEFAULTS["accepted_tokens_per_step"]), cls.get(
+                "draft_tokens", CLASS_DEFAULTS["draft_tokens"])
             if isinstance(acc, (int, float)) and isinstance(k, int) and not 1 <= acc <= k + 1:
                 problems.append(P(f"{where}.accepted_tokens_per_step", f"must be between 1 and draft_tokens + 1 "
                                   f"({k + 1}), got {acc}", "it counts the tokens one verify round emits"))
         k_mtp = cls.get("mtp_tokens", 0)
         if isinstance(k_mtp, int) and not isinstance(k_mtp, bool) and k_mtp > 0:
-            acc = cls.get("accepted_tokens_per_step", 1.0)
+            acc = cls.get("accepted_tokens_per_step", CLASS_DEFAULTS["accepted_tokens_per_step"])
             if cls.get("draft_model"):
                 problems.append(P(f"{where}.mtp_tokens", "set together with draft_model",
                                   "use either the model's own MTP head (mtp_tokens) or a draft model, not both"))
@@ -495,13 +540,11 @@ def validate_raw(raw: dict, label: str, catalog: Catalog) -> list[Problem]:
         mu = cls.get("max_utilization")
         if isinstance(mu, (int, float)) and not isinstance(mu, bool) and math.isfinite(mu) and not 0 < mu < 1:
             problems.append(P(f"{where}.max_utilization", f"must be in (0, 1), got {mu}"))
-    if "periods" in raw:
-        problems += _check_periods(raw["periods"], [n for n in names if isinstance(n, str)], catalog, raw, P)
     seen = collections.Counter(n for n in names if isinstance(n, str))
     dupes = sorted(n for n, k in seen.items() if k > 1)
     if dupes:
         problems.append(P("classes", f"class names repeat: {', '.join(dupes)}", "give each class a distinct name"))
-    return problems
+    return problems, [n for n in names if isinstance(n, str)]
 
 
 def _check_hourly(values, where: str, P, fix: str, allow_all_zero: bool = False) -> list[Problem]:
@@ -701,12 +744,13 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
             name=name, model=catalog.resolve_model(c["model"]), precision=canonical_precision(c["precision"]),
             isl=isl, osl=osl, demand_tok_s=demand,
             min_speed_tok_s_user=float(c["min_speed_tok_s_user"]), ttft_s=float(c["ttft_s"]),
-            kv_headroom=float(c.get("kv_headroom", 0.1)), max_utilization=float(c.get("max_utilization", 0.9)),
+            kv_headroom=float(c.get("kv_headroom", CLASS_DEFAULTS["kv_headroom"])),
+            max_utilization=float(c.get("max_utilization", CLASS_DEFAULTS["max_utilization"])),
             cached_isl=cached,
             draft_model=catalog.resolve_model(c["draft_model"]) if c.get("draft_model") else None,
-            draft_tokens=int(c.get("draft_tokens", 4)),
-            accepted_tokens_per_step=float(c.get("accepted_tokens_per_step", 1.0)),
-            mtp_tokens=int(c.get("mtp_tokens", 0)),
+            draft_tokens=int(c.get("draft_tokens", CLASS_DEFAULTS["draft_tokens"])),
+            accepted_tokens_per_step=float(c.get("accepted_tokens_per_step", CLASS_DEFAULTS["accepted_tokens_per_step"])),
+            mtp_tokens=int(c.get("mtp_tokens", CLASS_DEFAULTS["mtp_tokens"])),
             demand_profile=tuple(float(v) for v in c.get("demand_profile", ())))
         return TrafficClass(**{**fields, **extra})
 
