@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import CaseError, PlannerError, Problem, SolverError
 from .points import CandidateCache, Point, StudySpec, evaluate
-from .runtime import (HASH_COLUMN, CsvAppender, Interrupted, OutputLock, StudyOutputError, _Signalled,
+from .runtime import (HASH_COLUMN, CsvAppender, Interrupted, OutputLock, StudyOutputError, _Signalled, raise_if_signalled,
                       check_output, progress, read_resumable, run_chain_pool, run_pool, sigterm_raises, signal_number,
                       study_hash)
 
@@ -134,6 +134,7 @@ def _run(spec: StudySpec, points: list[Point], workers, scheduler, out: Path | N
     bar = progress(len(points), quiet, kind)
 
     def finished(row):
+        raise_if_signalled()  # a row that failed because a signal hit HiGHS is not a result
         row[HASH_COLUMN] = sha
         if appender:
             appender.add(row)

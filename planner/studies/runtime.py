@@ -304,19 +304,43 @@ def progress(total: int, quiet: bool, desc: str = "study"):
 # ------------------------------------------------------------------------------------- signals
 @contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """Within: SIGTERM raises like Ctrl-C does, so the study can stop its pool and keep its rows."""
+    """Within: SIGTERM raises like Ctrl-C does, so the study can stop its pool and keep its rows.
+    Both are also recorded (`received`): a signal that lands while HiGHS runs in this process is
+    raised inside its callback, and HiGHS reports "error" instead of letting it through — the study
+    must still stop, not write that point as failed and go on."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def handler(signum, frame):
+    def on_term(signum, frame):
+        _RECEIVED.append(signum)
         raise _Signalled(signum)
 
-    before = signal.signal(signal.SIGTERM, handler)
+    def on_int(signum, frame):
+        _RECEIVED.append(signum)
+        raise KeyboardInterrupt
+
+    _RECEIVED.clear()
+    before = signal.signal(signal.SIGTERM, on_term)
+    before_int = signal.signal(signal.SIGINT, on_int) if signal.getsignal(signal.SIGINT) is signal.default_int_handler else None
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+        if before_int is not None:
+            signal.signal(signal.SIGINT, before_int)
+
+
+_RECEIVED: list[int] = []
+
+
+def raise_if_signalled() -> None:
+    """Raise the stop a signal asked for, if one arrived (see sigterm_raises)."""
+    if _RECEIVED:
+        signum = _RECEIVED[-1]
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise _Signalled(signum)
 
 
 @contextmanager
