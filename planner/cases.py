@@ -606,6 +606,9 @@ def _check_periods(periods, class_names: list[str], catalog: Catalog, raw: dict,
     for (i, a), (j, b) in zip(years, years[1:]):
         if b <= a:
             out.append(P(f"periods.{j}.year", f"{b:g} does not follow period {i}'s {a:g}", "list periods in increasing year"))
+        elif j == i + 1 and _number(periods[i].get("years")) and abs(periods[i]["years"] - (b - a)) > 1e-9:
+            out.append(P(f"periods.{i}.years", f"{periods[i]['years']:g} {'overlaps' if periods[i]['years'] > b - a else 'leaves a gap before'} "
+                         f"period {j} ({b:g})", "a period lasts until the next one starts: give `years` to the last period only"))
     cons = raw.get("constraints", {}) if isinstance(raw.get("constraints"), dict) else {}
     if cons.get("fixed_cost_usd"):
         out.append(P("constraints.fixed_cost_usd", "fixed platform costs are not modelled in a roadmap yet",

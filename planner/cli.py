@@ -848,8 +848,8 @@ def run():  # console-script entry point
 def roadmap(case, sets, catalogs, time_limit_s, mip_gap, grid, fmt, out_dir, force):
     """Plan a fleet over years for CASE (its [[periods]]): what to buy, keep and retire each period.
 
-    Minimises the net present value of running costs and straight-line depreciation (economics.
-    discount_rate, amortization_years); chips can be bought from their catalog available_year,
+    Minimises the net present value of running costs and straight-line depreciation
+    (economics.discount_rate, economics.amortization_years); chips can be bought from their catalog available_year,
     are retired at economics.service_life_years of age, and a retired chip does not come back.
     Owned chips ([[fleet.owned]]) are sunk. Exits 1 with a per-period diagnosis when no roadmap
     meets every period's demand within its power and capex.

@@ -61,8 +61,9 @@ def plan_case(case: Case, objective: str | None = None, solve_opts: SolveOptions
     outcome = solve(problem, _remaining(solve_opts, deadline, "building the MILP"), warm)
     plan = conclude(problem, outcome, solve_opts, deadline, timings)
     if case.periods:
-        plan.warnings.append("this case has [[periods]]: `fleet plan` plans its own demand and constraints only; "
-                             "`fleet roadmap` plans the periods")
+        plan.warnings.append("this case has [[periods]]: `fleet plan` plans its own demand and constraints only, "
+                             "with every chip buyable now (available_year, service life and the periods' budgets are "
+                             "ignored); `fleet roadmap` plans the periods")
     if any(tc.demand_profile for tc in case.classes) and objective != "throughput":
         plan.sized_at_average = _sized_at_average(case, objective, solve_opts, deadline, units)
     return plan

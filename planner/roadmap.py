@@ -251,12 +251,15 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
     kept = oldest_first(r, n, buys)
     chip_rows, period_rows = [], []
     dep_years = case.economics.amortization_years
+    y0 = periods[0].year
     for t, (per, p, plan) in enumerate(zip(periods, r.problems, plans)):
-        totals = {"bought": 0, "retired": 0, "in_service": 0, "in_use": 0, "capex_usd": 0.0, "depreciation_usd_per_year": 0.0}
+        totals = {"bought": 0, "retired": 0, "in_service": 0, "in_use": 0, "capex_usd": 0.0, "depreciation_usd_per_year": 0.0,
+                   "npv_depreciation_usd": 0.0}
         for c in sorted({co.chip for co in r.cohorts} | set(r.idle_owned)):
             in_use = int(plan.chips.set_index("chip")["chips_in_use"].get(c, 0)) if len(plan.chips) else 0
             row = {"year": per.year, "chip": c, "bought": 0, "owned_in_service": 0, "in_service": 0, "in_use": in_use,
-                   "retired": 0, "retired_end_of_life": 0, "capex_usd": 0.0, "depreciation_usd_per_year": 0.0}
+                   "retired": 0, "retired_end_of_life": 0, "capex_usd": 0.0, "depreciation_usd_per_year": 0.0,
+                   "npv_depreciation_usd": 0.0}
             if t == 0 and c in r.idle_owned:
                 row["retired"] += r.idle_owned[c]
             for g, co in enumerate(r.cohorts):
@@ -282,12 +285,15 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
                     start = periods[co.bought_in].year
                     overlap = max(0.0, min(per.year + per.years, start + dep_years) - max(per.year, start))
                     row["depreciation_usd_per_year"] += bought * co.price_musd * USD_PER_MUSD / dep_years * overlap / per.years
+                    a, b = max(per.year, start) - y0, min(per.year + per.years, start + dep_years) - y0
+                    row["npv_depreciation_usd"] += bought * co.price_musd * USD_PER_MUSD / dep_years * discounted_years(
+                        a, b, case.economics.discount_rate)
             chips_in_plan = int(plan.chips.set_index("chip")["chips"].get(c, 0)) if len(plan.chips) else 0
             if chips_in_plan != row["in_service"]:
                 raise SolverError(f"roadmap bookkeeping: period {per.year:g} has {chips_in_plan} {c} in its plan "
                                   f"but {row['in_service']} in its cohorts", [])
             row["power_mw"] = row["in_service"] * case.chips[c].power_kw * case.economics.pue / KW_PER_MW
-            if any(row[x] for x in ("bought", "in_service", "retired")):
+            if any(row[x] for x in ("bought", "in_service", "retired", "depreciation_usd_per_year")):
                 chip_rows.append(row)
                 for key in totals:
                     totals[key] += row[key]
@@ -305,8 +311,12 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
             "running_usd_per_year": running_usd_per_hour * HOURS_PER_YEAR,
             "depreciation_usd_per_year": totals["depreciation_usd_per_year"], "cost_usd_per_year": cost_year,
             "usd_per_mtok": cost_year / served_mtok_year if served_mtok_year else None,
-            "discount_factor": r.discount[t]})
+            "discount_factor": r.discount[t],
+            "npv_usd": running_usd_per_hour * r.hours_weight[t] + totals["npv_depreciation_usd"]})
     check = _npv_of(r, period_rows, buys)
+    shares = sum(row["npv_usd"] for row in period_rows)
+    if abs(shares - npv_usd) > NPV_REL_TOL * max(abs(npv_usd), 1.0) + 1.0:
+        raise SolverError(f"roadmap NPV re-check: the periods' shares sum to {shares:,.2f} USD, HiGHS says {npv_usd:,.2f}", [])
     if abs(check - npv_usd) > NPV_REL_TOL * max(abs(npv_usd), 1.0) + 1.0:
         raise SolverError(f"roadmap NPV re-check: {check:,.2f} USD recomputed vs {npv_usd:,.2f} USD from HiGHS", [])
     units = pd.concat([plan.units.assign(year=per.year) for per, plan in zip(periods, plans)], ignore_index=True)
@@ -383,12 +393,21 @@ def diagnose(r: RoadmapProblem, units, opts, grid) -> list[Problem]:
         try:
             plan_case(alone, "tco", opts, grid, units=units[units["class"].isin(names)].reset_index(drop=True))
         except InfeasibleError as exc:
-            out += [Problem(f"periods.{i} ({t.year:g}): {p.where}", p.what, p.fix) for p in exc.problems]
+            out += [Problem(f"periods.{i} ({t.year:g}): {_period_field(p.where, i)}", p.what, p.fix) for p in exc.problems]
     if not out:
         out.append(Problem("periods", "each period can be served on its own, but not in sequence: a chip retired "
                            "does not come back and owned chips age out at economics.service_life_years",
                            "raise an earlier period's capex_usd or power_mw, or a later period's"))
     return out
+
+
+def _period_field(where: str, i: int) -> str:
+    """A single-period diagnosis names constraints.*; in a roadmap the period's own field is the one to change."""
+    for field_, own in (("constraints.power_mw", "power_mw"), ("constraints.capex_usd", "capex_usd"),
+                        ("constraints.supply.", "supply.")):
+        if field_ in where:
+            return where.replace(field_, f"periods.{i}.{own}")
+    return where
 
 
 def roadmap_case(case: Case, opts=None, grid: GridOptions | None = None, units=None) -> Roadmap:

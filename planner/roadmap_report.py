@@ -11,7 +11,7 @@ ROADMAP_FILES = ("periods.csv", "chips.csv", "units.csv", "roadmap.json", "run.j
 PERIOD_HEADERS = {"year": "year", "demand_tok_s": "demand (tok/s)", "chips_in_service": "in service",
                   "chips_in_use": "in use", "chips_bought": "bought", "chips_retired": "retired", "power_mw": "MW",
                   "power_budget_mw": "MW budget", "capex_usd": "capex (USD)", "capex_budget_usd": "capex budget (USD)",
-                  "cost_usd_per_year": "cost (USD/yr)", "usd_per_mtok": "USD/Mtok"}
+                  "cost_usd_per_year": "cost (USD/yr)", "usd_per_mtok": "USD/Mtok", "npv_usd": "NPV share (USD)"}
 CHIP_HEADERS = {"year": "year", "chip": "chip", "bought": "bought", "in_service": "in service", "in_use": "in use",
                 "retired": "retired", "retired_end_of_life": "of which end of life", "power_mw": "MW",
                 "capex_usd": "capex (USD)"}
@@ -44,7 +44,8 @@ def roadmap_text(rm) -> str:
     case, e = rm.problem.case, rm.problem.case.economics
     per = rm.periods
     first, last = per["year"].iloc[0], per["year"].iloc[-1] + per["years"].iloc[-1]
-    lines = [f"Roadmap for {case.name}: {len(per)} period(s) from {_year(first)} to {_year(last)}, "
+    lines = [f"Roadmap for {case.name}: {len(per)} period(s), {_year(first)}–{_year(per['year'].iloc[-1])} "
+             f"(the horizon ends {_year(last)}), "
              f"NPV {rm.npv_usd / 1e6:,.1f} M USD (discount {e.discount_rate:.1%}/yr, straight-line depreciation "
              f"{e.amortization_years:g} yr, service life {e.service_life_years:g} yr)", ""]
     rows = [{**r, "year": _year(r["year"])} for r in per.to_dict("records")]
@@ -87,6 +88,7 @@ def roadmap_figure(rm):
     for x, total in zip(years, bottom):
         ax1.annotate(human(total), (x, total), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8)
     ax1.set_ylabel("chips in service")
+    ax1.set_xlabel("period (year)")
     ax1.set_title("Fleet by year")
     ax1.legend(fontsize=8, frameon=False)
     ax1.grid(True, axis="y", alpha=0.3)
@@ -98,6 +100,7 @@ def roadmap_figure(rm):
         ax2.hlines(budget, x - 0.4, x + 0.4, colors="k", linestyles="--", label="power budget (MW)")
     ax2.set_xticks(x, years)
     ax2.set_ylabel("MW at the site")
+    ax2.set_xlabel("period (year)")
     ax2.set_title("Power and yearly cost")
     ax2.grid(True, axis="y", alpha=0.3)
     ax3 = ax2.twinx()

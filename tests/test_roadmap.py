@@ -274,8 +274,9 @@ def random_roadmap(rng):
         chips.append(c)
     units = [unit("c", "aggregated", c.id, rng.choice([1, 2]), tput=rng.choice([60.0, 100.0, 150.0])) for c in chips]
     periods = []
-    for k, year in enumerate((2026, 2027, 2028)[: rng.choice([2, 3])]):
-        periods.append(Period(year=year, years=rng.choice([1.0, 2.0]), demand_growth={"*": rng.choice([0.5, 1.0, 1.6, 2.2])},
+    years = (2026, 2027, 2029)[: rng.choice([2, 3])]
+    for k, year in enumerate(years):  # a period lasts until the next; the last 1 or 2 years
+        periods.append(Period(year=year, years=years[k + 1] - year if k + 1 < len(years) else rng.choice([1.0, 2.0]), demand_growth={"*": rng.choice([0.5, 1.0, 1.6, 2.2])},
                               power_mw=rng.choice([None, 0.006, 0.012]), capex_usd=rng.choice([None, None, 60000.0]),
                               electricity_usd_per_kwh=rng.choice([None, 0.3])))
     owned = [(chips[0].id, rng.choice([0, 1, 2]), rng.choice([0.0, 2.5]))] if rng.random() < 0.6 else []
@@ -355,8 +356,9 @@ def test_cli_roadmap_table_json_and_output(tmp_path):
 
 def test_cli_roadmap_refuses_bad_periods(tmp_path):
     path = write_case(tmp_path, '[[periods]]\nyear = 2026.5\ndemand_growth = {chaat = 2}\n')
-    res = CliRunner().invoke(main, ["roadmap", str(path)])
+    res = CliRunner().invoke(main, ["roadmap", str(path), "--set", "periods.0.years=3"])
     assert res.exit_code == 2
+    assert "periods.0.years" in res.output and "overlaps" in res.output
     assert "periods.2.year" in res.output and "increasing" in res.output
     assert "periods.2.demand_growth.chaat" in res.output and "chat" in res.output
     assert "Traceback" not in res.output
