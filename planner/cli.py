@@ -231,8 +231,9 @@ def estimate(case, class_name, model, chip, chips, batch, isl, cached_isl, osl, 
     """Predict speed, throughput, memory and TTFT of one deployment.
 
     Give the workload with --model/--isl/--osl, or take it from a class of CASE (a shipped case name
-    or a path; its inline chips and models are known too). Exits 1 when the model or the batch does
-    not fit, 2 when --chips has no runnable tp × pp layout (the message lists the counts that run).
+    or a path; its inline chips and models are known too). Exits 1 when the batch's KV cache does not
+    fit (the deployment runs, the load does not); 2 when the weights do not fit on --chips or --chips
+    has no runnable tp × pp layout (the message gives the counts that run).
 
     \b
     Examples:

@@ -163,6 +163,10 @@ def plan(case: str | None = None, sets=(), catalogs=(), objective: str | None = 
     t = time.perf_counter()
     units = candidate_cache.build(c, grid, deadline=time.monotonic() + opts.time_limit_s, use_cache=cache)
     candidates_s = time.perf_counter() - t
+    if opts.time_limit_s - candidates_s <= 0.05:  # the message names the user's limit, not what is left of it
+        raise TimeLimitError(f"time limit of {time_limit_s:g} s reached while generating candidates", [Problem(
+            "--time-limit", f"loading took {load_s:.2f} s and the candidate units {candidates_s:.2f} s",
+            "raise --time-limit or use --grid coarse")])
     p = plan_case(c, objective, replace(opts, time_limit_s=opts.time_limit_s - candidates_s), grid, units=units)
     p.timings_s = {"load_s": load_s, **p.timings_s, "candidates_s": candidates_s}
     return p
