@@ -11,7 +11,7 @@ def describe_case(case: Case) -> str:
     """The case as a reader wants it: question, fleet, limits and traffic classes."""
     lines = [f"case: {case.name}  ({case.source})"]
     if case.description:
-        lines.append(case.description.splitlines()[0])
+        lines.append(first_sentence(case.description))
     lines.append(f"fleet chips: {', '.join(case.fleet.chips)}; modes: {', '.join(case.fleet.modes)}")
     for stage, chips in case.fleet.stages.items():
         lines.append(f"  {stage} only on: {', '.join(chips)}")
@@ -20,7 +20,9 @@ def describe_case(case: Case) -> str:
               f"capex ≤ {c.capex_usd:,.0f} USD" if c.capex_usd else "",
               f"≤ {c.max_chip_types_per_stage} chip types per stage" if c.max_chip_types_per_stage else ""]
     limits += [f"{k} ≤ {v:,}" for k, v in c.supply.items()]
-    lines.append("limits: " + ("; ".join(x for x in limits if x) or "none"))
+    lines.append("limits: " + ("; ".join(x for x in limits if x) or ("per period (below)" if case.periods else "none")))
+    if case.fleet.owned:
+        lines.append("owned: " + ", ".join(f"{o.count:,} {o.chip} ({o.age_years:g} yr old)" for o in case.fleet.owned))
     e = case.economics
     lines.append(f"economics: {e.electricity_usd_per_kwh} USD/kWh, PUE {e.pue}, chips amortised over "
                  f"{e.amortization_years:g} yr, facility {e.facility_capex_usd_per_mw:,.0f} USD/MW")
