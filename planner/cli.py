@@ -327,8 +327,12 @@ def calibrate(points_csv, chip_ids, write_path, holdout, force, fmt, catalogs):
     res = cal.calibrate(points_csv, catalogs, chip_ids, write_path, holdout, force,
                       announce=(lambda m: click.echo(m, err=True)) if fmt == "table" or holdout else None)
     if write_path:
-        click.echo(f"{write_path} changes {len(res.changes)} term(s) (only the groups these points measure):", err=True)
-        for c in res.changes:
+        moved = [c for c in res.changes if c["catalog"] is None
+                 or abs(float(c["overlay"]) - float(c["catalog"])) > 1e-6 * max(abs(float(c["catalog"])), 1e-12)]
+        same = len(res.changes) - len(moved)
+        click.echo(f"{write_path} holds {len(res.changes)} term(s) of the groups these points measure: "
+                   f"{len(moved)} changed, {same} as the catalog has them" + (":" if moved else ""), err=True)
+        for c in moved:
             old = "-" if c["catalog"] is None else f"{float(c['catalog']):.4g}"
             click.echo(f"  {c['group']}.{c['term']}: {old} → {float(c['overlay']):.4g}  (chips: {c['chips'] or 'none'})",
                        err=True)
