@@ -103,6 +103,8 @@ CASE_RANGES: dict[str, tuple[float, float, str]] = {
     "electricity_usd_per_kwh_by_hour": (0, 10, "USD/kWh"),
     "count": (0, 1e8, "chips"),
     "age_years": (0, 30, "years"),
+    "year": (1990, 2100, "(calendar year)"),
+    "years": (0.01, 100, "years"),
     **PHYSICAL_RANGES,
 }
 FLEET_FIELDS = ("chips", "stages", "modes", "owned")
@@ -568,11 +570,15 @@ def _check_periods(periods, class_names: list[str], catalog: Catalog, raw: dict,
     if not isinstance(periods, list) or not periods or not all(isinstance(t, dict) for t in periods):
         return [P("periods", "must be a non-empty list of [[periods]] tables", "e.g. [[periods]] year = 2027, demand_growth = 1.5")]
     out, years = [], []
-    scalar = {k: v for k, v in PERIOD_FIELDS.items() if k not in ("demand_growth", "supply")}
+    hourly = isinstance(raw.get("economics"), dict) and "electricity_usd_per_kwh_by_hour" in raw["economics"]
     for i, t in enumerate(periods):
         where = f"periods.{i}"
-        errs = check_fields({k: v for k, v in t.items() if k not in ("demand_growth", "supply")}, scalar, where,
+        errs = check_fields({k: v for k, v in t.items() if k not in ("demand_growth", "supply")}, PERIOD_FIELDS, where,
                             partial=False, ranges=CASE_RANGES)
+        if hourly and "electricity_usd_per_kwh" in t:
+            out.append(P(f"{where}.electricity_usd_per_kwh", "a period's flat price cannot replace "
+                         "economics.electricity_usd_per_kwh_by_hour (the hourly prices would win)",
+                         "drop one of them: per-period hourly prices are not supported yet"))
         out += [P(e.where, e.what, e.fix) for e in errs]
         if _number(t.get("year")):
             years.append((i, t["year"]))
@@ -602,7 +608,7 @@ def _check_periods(periods, class_names: list[str], catalog: Catalog, raw: dict,
                 out += [P(f"{where}.supply.{chip}", p.what, p.fix) for p in exc.problems]
             why = check_value(v, "int", ">=0") or check_range("supply", v, CASE_RANGES)
             if why:
-                out.append(P(f"{where}.supply.{chip}", why))
+                out.append(P(f"{where}.supply.{chip}", why, "a whole number of chips ≥ 0 this period may buy"))
     for (i, a), (j, b) in zip(years, years[1:]):
         if b <= a:
             out.append(P(f"periods.{j}.year", f"{b:g} does not follow period {i}'s {a:g}", "list periods in increasing year"))

@@ -428,12 +428,13 @@ def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_mod
     p = run_plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, grid, cache=not no_cache)
     if write_model:
         click.echo(f"wrote the MILP to {write_model}", err=True)
-    click.echo(to_json(p.to_dict()) if fmt == "json" else plan_text(p), nl=fmt != "json")
-    if out_dir:
+    if out_dir:  # written first: a failed write is then the only JSON document on stdout
         run = run_record(p, p.problem.case.source, sets, catalogs,
                          {"objective": p.problem.objective, "time_limit_s": time_limit_s, "mip_gap": mip_gap,
                           "grid": grid})
         write_outputs(p, out_dir, run, force)
+    click.echo(to_json(p.to_dict()) if fmt == "json" else plan_text(p), nl=fmt != "json")
+    if out_dir:
         if fmt != "json":
             click.echo(f"wrote {out_dir}/ (chips, stages, units, classes, constraints, costs CSVs; plan.json; run.json)")
 
@@ -878,10 +879,11 @@ def roadmap(case, sets, catalogs, time_limit_s, mip_gap, grid, fmt, out_dir, for
     if out_dir:
         check_output_dir(out_dir, force, ROADMAP_FILES, "a roadmap")
     rm = run_roadmap(case, sets, catalogs, time_limit_s, mip_gap, grid)
-    click.echo(to_json(rm.to_dict()) if fmt == "json" else roadmap_text(rm), nl=fmt != "json")
-    if out_dir:
+    if out_dir:  # written first: a failed write is then the only JSON document on stdout
         run = case_run_record(rm.problem.case, rm.stats.get("solver", ""), rm.problem.case.source, sets, catalogs,
                               {"time_limit_s": time_limit_s, "mip_gap": mip_gap, "grid": grid})
         write_roadmap(rm, out_dir, run, force)
+    click.echo(to_json(rm.to_dict()) if fmt == "json" else roadmap_text(rm), nl=fmt != "json")
+    if out_dir:
         if fmt != "json":
             click.echo(f"wrote {out_dir}/ (periods, chips, units CSVs; roadmap.json; run.json; roadmap.png)")

@@ -314,7 +314,7 @@ def numerics_warnings(p: FleetProblem) -> list[str]:
     coeffs = [v for v in p.unit_tput_ktok_s.values() if v > 0] + [v for v in p.unit_prefill_ktok_s.values() if v > 0]
     coeffs += [n for counts in p.unit_chips.values() for n in counts.values()]
     coeffs += [p.chip_power_kw[c] * p.pue for c in p.chips] + list(p.chip_price_musd.values())
-    coeffs += list(p.demand_ktok_s.values())
+    coeffs += [v for v in p.demand_ktok_s.values() if v > 0]  # a class with no demand (a roadmap period) has no row to scale
     out = []
     if coeffs and max(coeffs) / min(coeffs) > SAFE_RANGE:
         out.append(f"coefficients span {min(coeffs):.2g} … {max(coeffs):.2g} (ratio {max(coeffs) / min(coeffs):.1e} > "

@@ -147,7 +147,7 @@ class Roadmap:
                 "warnings": self.warnings}
 
 
-def solve_roadmap(r: RoadmapProblem, opts=None) -> Roadmap:
+def solve_roadmap(r: RoadmapProblem, opts=None, user_limit_s: float | None = None) -> Roadmap:
     """Build and solve the roadmap MILP; infeasible targets are diagnosed period by period."""
     import pyomo.environ as pyo
 
@@ -161,17 +161,20 @@ def solve_roadmap(r: RoadmapProblem, opts=None) -> Roadmap:
     build_s = time.perf_counter() - t0
     opt = _highs(opts)
     t1 = time.perf_counter()
-    start = _relax_and_fix(m, opt, opts.time_limit_s, pyo) if len(r.periods) > 1 else None
+    opt.set_instance(m)  # so update() below can hand HiGHS each change before its clock starts
+    start = _relax_and_fix(m, opt, RELAX_AND_FIX_SHARE * opts.time_limit_s, pyo) if len(r.periods) > 1 else None
+    opt.update()  # hand HiGHS the restored model now, so its clock gets what is really left
     opt.config.time_limit = max(opts.time_limit_s - (time.perf_counter() - t1), 0.1)
     opt.config.warmstart = start is not None
     res = opt.solve(m)
+    _stop_if_interrupted()
     wall = time.perf_counter() - t1
     status = STATUS.get(res.termination_condition.name, "error")
     if status == "error":
         raise SolverError(f"HiGHS stopped: {res.termination_condition.name}", [])
     found = res.best_feasible_objective is not None and status in ("optimal", "time_limit")
     if not found:
-        return None if status != "time_limit" else _no_plan_in_time(opts, wall, m)
+        return None if status != "time_limit" else _no_plan_in_time(user_limit_s or opts.time_limit_s, wall)
     res.solution_loader.load_vars()
     bound = res.best_objective_bound
     objective = res.best_feasible_objective
@@ -182,7 +185,25 @@ def solve_roadmap(r: RoadmapProblem, opts=None) -> Roadmap:
     timings = {"build_s": build_s, "solve_s": wall}
     if start is not None:
         timings["relax_and_fix_s"], stats["relax_and_fix_npv_usd"] = start[0], start[1] * USD_PER_MUSD
-    return _extract(r, m, pyo, status, objective * USD_PER_MUSD, gap, stats, timings)
+    out = _extract(r, m, pyo, status, objective * USD_PER_MUSD, gap, stats, timings)
+    if status != "optimal":
+        out.warnings.insert(0, f"not proven optimal: HiGHS stopped at the time limit with a gap of "
+                            f"{gap:.1%} — raise --time-limit before acting on this roadmap" if gap is not None else
+                            "not proven optimal: HiGHS stopped at the time limit — raise --time-limit")
+    return out
+
+
+RELAX_AND_FIX_SHARE = 0.5
+"""At most this share of the time limit goes to the relax-and-fix start; the whole MIP gets the rest."""
+_INTERRUPTS: list[int] = []
+
+
+def _stop_if_interrupted() -> None:
+    """Ctrl-C that landed while HiGHS ran in this process is swallowed by HiGHS (it reports an error
+    or stops); the roadmap stops here instead of carrying on."""
+    if _INTERRUPTS:
+        _INTERRUPTS.clear()
+        raise KeyboardInterrupt
 
 
 def _relax_and_fix(m, opt, time_limit_s: float, pyo) -> tuple[float, float] | None:
@@ -203,11 +224,13 @@ def _relax_and_fix(m, opt, time_limit_s: float, pyo) -> tuple[float, float] | No
                 if tau >= t:
                     for v in vs:
                         v.domain = domains[id(v)] if tau == t else pyo.NonNegativeReals
+            opt.update()  # Pyomo's model changes cost time HiGHS's clock does not see: count them here
             left = time_limit_s - (time.perf_counter() - t0)
             if left < 0.5:
                 return None
-            opt.config.time_limit = left / 2  # leave the whole MIP at least half of what is left
+            opt.config.time_limit = left / (len(groups) - t)  # share what is left between the steps to go
             res = opt.solve(m)
+            _stop_if_interrupted()
             if res.best_feasible_objective is None:
                 return None
             res.solution_loader.load_vars()
@@ -222,8 +245,8 @@ def _relax_and_fix(m, opt, time_limit_s: float, pyo) -> tuple[float, float] | No
     return time.perf_counter() - t0, found
 
 
-def _no_plan_in_time(opts, wall: float, m):
-    raise TimeLimitError(f"time limit of {opts.time_limit_s:g} s reached before any roadmap was found", [
+def _no_plan_in_time(limit_s: float, wall: float):
+    raise TimeLimitError(f"time limit of {limit_s:g} s reached before any roadmap was found", [
         Problem("--time-limit", f"HiGHS found no feasible roadmap in {wall:.1f} s", "raise --time-limit or use --grid coarse")])
 
 
@@ -304,7 +327,7 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
                                for tc in p.case.classes) * 3600 * HOURS_PER_YEAR / 1e6
         cost_year = running_usd_per_hour * HOURS_PER_YEAR + totals["depreciation_usd_per_year"]
         period_rows.append({
-            "year": per.year, "years": per.years, "demand_tok_s": demand, "capacity_tok_s": plan.throughput_tok_s,
+            "year": per.year, "years": per.years, "demand_tok_s": demand, "capacity_tok_s": float(plan.classes["capacity_tok_s"].sum()),
             "chips_in_service": totals["in_service"], "chips_in_use": totals["in_use"], "chips_bought": totals["bought"], "chips_retired": totals["retired"],
             "power_mw": plan.power_mw, "power_budget_mw": p.power_kw_budget / KW_PER_MW if p.power_kw_budget else None,
             "capex_usd": totals["capex_usd"], "capex_budget_usd": per.capex_usd,
@@ -322,6 +345,15 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
     units = pd.concat([plan.units.assign(year=per.year) for per, plan in zip(periods, plans)], ignore_index=True)
     units = units[["year"] + [c for c in units.columns if c != "year"]]
     warnings = sorted({w for plan in plans for w in plan.warnings})
+    life = case.economics.service_life_years
+    for t, per in enumerate(periods):  # service life is checked at each period's start
+        old = [co for g, co in enumerate(r.cohorts) if kept.get((g, t), 0) and (
+            (co.age_years + per.year - y0 if co.bought_in is None else per.year - periods[co.bought_in].year)
+            + per.years > life + 1)]
+        if old:
+            warnings.append(f"period {per.year:g} lasts {per.years:g} years: {', '.join(sorted({co.chip for co in old}))} "
+                            f"chips in service pass their {life:g}-year service life during it (it is checked at a "
+                            "period's start); split the period into years")
     return Roadmap(problem=r, status=status, npv_usd=npv_usd, gap=gap, periods=pd.DataFrame(period_rows),
                    chips=pd.DataFrame(chip_rows), units=units, plans=plans, stats=stats, timings_s=timings,
                    warnings=warnings)
@@ -390,6 +422,11 @@ def diagnose(r: RoadmapProblem, units, opts, grid) -> list[Problem]:
         alone = replace(pc, classes=tuple(keep), constraints=replace(pc.constraints, capex_usd=t.capex_usd, supply=dict(supply)),
                         fleet=replace(case.fleet, owned=owned, buy=buy))
         names = {tc.name for tc in keep}
+        if not buy and not owned and keep:
+            out.append(Problem(f"periods.{i}.year", f"no chip can be bought by {t.year:g} and no owned chip is in "
+                               "service then (each chip's catalog available_year: `fleet catalog show ID`)",
+                               "start the period later, allow chips available by then, or --set chips.ID.available_year=…"))
+            continue
         try:
             plan_case(alone, "tco", opts, grid, units=units[units["class"].isin(names)].reset_index(drop=True))
         except InfeasibleError as exc:
@@ -416,6 +453,24 @@ def roadmap_case(case: Case, opts=None, grid: GridOptions | None = None, units=N
 
     opts = opts or SolveOptions()
     deadline = time.monotonic() + opts.time_limit_s
+    import signal
+    import threading
+
+    def on_int(signum, frame):
+        _INTERRUPTS.append(signum)
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGINT, on_int) if main_thread else None
+    try:
+        return _roadmap_case(case, opts, grid, units, deadline)
+    finally:
+        _INTERRUPTS.clear()
+        if main_thread:
+            signal.signal(signal.SIGINT, before)
+
+
+def _roadmap_case(case: Case, opts, grid, units, deadline: float) -> Roadmap:
     t = time.perf_counter()
     units = build_candidates(case, grid, deadline=deadline) if units is None else units
     cand_s = time.perf_counter() - t
@@ -424,7 +479,7 @@ def roadmap_case(case: Case, opts=None, grid: GridOptions | None = None, units=N
     if left <= 0.05:
         raise TimeLimitError(f"time limit of {opts.time_limit_s:g} s reached while building candidates", [
             Problem("--time-limit", f"{opts.time_limit_s:g} s is used up before HiGHS could run", "raise --time-limit")])
-    result = solve_roadmap(r, replace(opts, time_limit_s=left))
+    result = solve_roadmap(r, replace(opts, time_limit_s=left), user_limit_s=opts.time_limit_s)
     if result is None:
         left = max(deadline - time.monotonic(), 1.0)
         raise InfeasibleError("no roadmap meets every period's targets", diagnose(r, units, replace(opts, time_limit_s=left), grid))

@@ -53,7 +53,7 @@ def roadmap_text(rm) -> str:
     lines += ["", "What to buy, keep and retire (chips; whole systems for rack-scale chips)"]
     crow = [{**r, "year": _year(r["year"])} for r in rm.chips.to_dict("records")]
     lines.append(text_table(crow, list(CHIP_HEADERS), CHIP_HEADERS))
-    lines += ["", "Which chip runs which stage"]
+    lines += ["", "Which chip runs which stage (an aggregated unit's chips count under both prefill and decode)"]
     lines += [f"  {_year(p.year)}: {stage_summary(plan)}" for p, plan in zip(rm.problem.periods, rm.plans)]
     for w in rm.warnings:
         lines.append(f"warning: {w}")
@@ -77,8 +77,13 @@ def roadmap_figure(rm):
     years = [_year(y) for y in per["year"]]
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
-    pivot = chips.pivot_table(index="year", columns="chip", values="in_service", aggfunc="sum", fill_value=0, sort=False)
-    pivot = pivot.reindex(per["year"], fill_value=0)
+    if len(chips):
+        pivot = chips.pivot_table(index="year", columns="chip", values="in_service", aggfunc="sum", fill_value=0, sort=False)
+        pivot = pivot.reindex(per["year"], fill_value=0)
+    else:  # nothing in service in any period (no demand, nothing owned)
+        import pandas as pd
+
+        pivot = pd.DataFrame(index=per["year"])
     bottom = np.zeros(len(pivot))
     for i, c in enumerate(pivot.columns):
         vals = pivot[c].to_numpy(float)
@@ -90,7 +95,8 @@ def roadmap_figure(rm):
     ax1.set_ylabel("chips in service")
     ax1.set_xlabel("period (year)")
     ax1.set_title("Fleet by year")
-    ax1.legend(fontsize=8, frameon=False)
+    if len(pivot.columns):
+        ax1.legend(fontsize=8, frameon=False)
     ax1.grid(True, axis="y", alpha=0.3)
     ax1.set_ylim(0, max(bottom.max(), 1) * 1.15)
     x = np.arange(len(years))

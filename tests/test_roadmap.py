@@ -376,3 +376,37 @@ def test_cli_roadmap_infeasible_json(tmp_path):
     d = json.loads(res.stdout)
     assert d["status"] == "infeasible"
     assert any(p["where"].startswith("periods.1 (2027)") for p in d["diagnosis"]), d["diagnosis"]
+
+
+def test_a_roadmap_with_nothing_in_service_still_writes_its_files(tmp_path):
+    """Every class without demand in every period and nothing owned: an empty fleet, a chart without bars."""
+    path = write_case(tmp_path)
+    sets = ["fleet.owned=[]", "periods.0.demand_growth=0", "periods.1.demand_growth=0"]
+    res = CliRunner().invoke(main, ["roadmap", str(path), *sum((["--set", s] for s in sets), []),
+                                    "--output", str(tmp_path / "empty")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "empty" / "roadmap.png").stat().st_size > 0
+    assert pd.read_csv(tmp_path / "empty" / "periods.csv")["chips_in_service"].eq(0).all()
+
+
+def test_a_period_price_with_hourly_prices_is_refused(tmp_path):
+    hourly = "[" + ", ".join(["0.1"] * 24) + "]"
+    path = write_case(tmp_path)
+    res = CliRunner().invoke(main, ["roadmap", str(path), "--set", f"economics.electricity_usd_per_kwh_by_hour={hourly}",
+                                    "--set", "periods.1.electricity_usd_per_kwh=5"])
+    assert res.exit_code == 2 and "periods.1.electricity_usd_per_kwh" in res.output
+
+
+def test_a_period_before_any_chip_ships_says_so(tmp_path):
+    path = write_case(tmp_path)
+    res = CliRunner().invoke(main, ["roadmap", str(path), "--set", "fleet.owned=[]", "--set", "periods.0.year=2020",
+                                    "--set", "periods.1.year=2021"])
+    assert res.exit_code == 1, res.output
+    assert "periods.0.year" in res.output and "no chip can be bought by 2020" in res.output
+
+
+def test_the_periods_npv_shares_add_up_and_an_unproven_roadmap_says_so():
+    case, units = early_or_late(0.1)
+    rm = solve(case, units)
+    assert rm.periods["npv_usd"].sum() == pytest.approx(rm.npv_usd, rel=1e-9)
+    assert not any(w.startswith("not proven optimal") for w in rm.warnings)
