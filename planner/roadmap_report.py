@@ -87,18 +87,19 @@ def roadmap_figure(rm):
     bottom = np.zeros(len(pivot))
     for i, c in enumerate(pivot.columns):
         vals = pivot[c].to_numpy(float)
-        ax1.bar(years, vals, bottom=bottom, color=COLORS[i % len(COLORS)], label=c,
+        ax1.bar(np.arange(len(years)), vals, bottom=bottom, color=COLORS[i % len(COLORS)], label=c,
                 hatch=["", "//", "..", "xx", "\\\\"][i % 5], edgecolor="white")
         bottom += vals
-    for x, total in zip(years, bottom):
+    for x, total in enumerate(bottom):
         ax1.annotate(human(total), (x, total), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8)
+    ax1.set_xticks(np.arange(len(years)), years)
     ax1.set_ylabel("chips in service")
     ax1.set_xlabel("period (year)")
     ax1.set_title("Fleet by year")
     if len(pivot.columns):
-        ax1.legend(fontsize=8, frameon=False)
+        ax1.legend(fontsize=8, frameon=False, ncols=3, loc="upper left")
     ax1.grid(True, axis="y", alpha=0.3)
-    ax1.set_ylim(0, max(bottom.max(), 1) * 1.15)
+    ax1.set_ylim(0, max(bottom.max() if len(bottom) else 0, 1) * 1.3)  # room for the legend above the bars
     x = np.arange(len(years))
     ax2.bar(x, per["power_mw"], color=COLORS[0], label="site power (MW)", width=0.6)
     budget = per["power_budget_mw"].astype(float)
