@@ -256,10 +256,26 @@ def load_case(name_or_path: str | None = None, sets=(), catalogs=()) -> Case:
     """Read, override, validate; raises CaseError/CatalogError listing every problem."""
     raw, label = read_case_raw(name_or_path)
     overrides = parse_sets(sets)
+    unusable: list[Problem] = []  # --set paths that lead nowhere: reported with the case's own problems
+    first: CaseError | None = None
+    applied = []
     for path, value in overrides:
-        apply_override(raw, path, value)
-    with blame_sets(raw, [p for p, _ in overrides]):
-        return build_case(raw, label, catalogs)
+        try:
+            apply_override(raw, path, value)
+            applied.append(path)
+        except CaseError as exc:
+            unusable += exc.problems
+            first = first or exc
+    try:
+        with blame_sets(raw, applied):
+            case = build_case(raw, label, catalogs)
+    except CaseError as exc:
+        if not unusable:
+            raise
+        raise CaseError(f"{len(unusable) + len(exc.problems)} problem(s)", unusable + exc.problems) from None
+    if unusable:
+        raise first if len(unusable) == len(first.problems) else CaseError(f"--set: {len(unusable)} problem(s)", unusable)
+    return case
 
 
 @contextlib.contextmanager

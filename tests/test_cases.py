@@ -99,3 +99,11 @@ def test_set_pointing_nowhere(tmp_path):
         load_case(_write(tmp_path, BASE), ["classes.3.isl=5"])
     with pytest.raises(CaseError, match="has no '='"):
         load_case(_write(tmp_path, BASE), ["classes.0.isl"])
+
+
+def test_every_bad_set_is_reported_at_once():
+    """A --set that leads nowhere and one that breaks a range: both named in one error."""
+    with pytest.raises(CaseError) as err:
+        load_case("default", ["economics.pue=0.5", "classes.5.isl=3"])
+    text = err.value.render()
+    assert "--set classes.5.isl" in text and "--set economics.pue" in text
