@@ -454,7 +454,8 @@ def workload_text(r: dict) -> str:
         return "-" if x is None else f"{x:+.0%}"
 
     lines = [f"{r['trace']}: {r['rows']:,} requests in {len(r['buckets'])} length buckets "
-             f"(≤ {r['max_buckets']}, merging stops above {r['tolerance']:.0%} error)", "",
+             f"(at most {r['max_buckets']}; adjacent buckets merge while the error stays within {r['tolerance']:.0%}, "
+             f"and beyond it only as far as the {r['max_buckets']}-bucket cap needs)", "",
              text_table(rows), "",
              f"Bucketing error (largest over buckets; KV, decode-context and prefill proxies): {r['max_bucket_error']:.1%}; "
              f"one mean pair (ISL {m['isl_mean']:,.0f}, OSL {m['osl_mean']:,.0f}) instead: {m['error']:.1%} "

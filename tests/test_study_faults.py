@@ -388,7 +388,8 @@ def test_breakeven_vary_is_checked(vary):
 
 @pytest.mark.parametrize("output, png", [("out/t.csv", "out/t_tornado.png"),
                                          ("run.v1/results", "run.v1/results_tornado.png"),
-                                         ("t.CSV", "t_tornado.png"), ("a.b/c.d.csv", "a.b/c.d_tornado.png")])
+                                         ("t.CSV", "t_tornado.png"), ("a.b/c.d.csv", "a.b/c.d_tornado.png"),
+                                         ("out/tornado.csv", "out/tornado.png")])
 def test_tornado_png_sits_beside_the_csv(output, png):
     assert studies.tornado_path(output) == Path(png)
 

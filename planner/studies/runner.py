@@ -275,5 +275,7 @@ def beside(output: str | Path, suffix: str) -> Path:
 
 
 def tornado_path(output: str | Path) -> Path:
-    """The tornado PNG beside the sweep CSV."""
-    return beside(output, "_tornado.png")
+    """The tornado PNG beside the sweep CSV (out/tornado.csv → out/tornado.png, not tornado_tornado.png)."""
+    out = Path(output)
+    stem = out.stem if out.suffix.lower() == ".csv" else out.name
+    return beside(output, ".png" if stem.lower().endswith("tornado") else "_tornado.png")
