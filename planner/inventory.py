@@ -63,11 +63,19 @@ def entry_rows(catalog: Catalog, key: str) -> tuple[str, list[dict]]:
     return title, rows
 
 
+DEFAULTED = ("annual_failure_rate", "mttr_hours")
+"""Chip fields where 0 means 'the economics default'."""
+
+
 def _rows(entry, spec, extra) -> list[dict]:
     rows = []
     for name, (_, _, _, desc) in spec.items():
         value = extra.get(name, getattr(entry, name, None))
         if value in (None, (), "") or name in ("name", "aliases"):
+            continue
+        if name in DEFAULTED and value == 0:  # 0 = the chip gives none: the economics default applies
+            rows.append({"field": name, "value": "economics default", "unit": _unit(name), "confidence": "default",
+                         "source": f"economics.{name} (catalogs/economics.toml)", "date": "", "note": desc})
             continue
         p = entry.provenance.get(name)
         rows.append({"field": name, "value": value, "unit": _unit(name), "confidence": p.conf if p else "",
