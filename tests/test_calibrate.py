@@ -45,6 +45,7 @@ def naive(catalog):
     return replace(catalog, chips=chips, groups=groups)
 
 
+@pytest.mark.slow
 def test_group_fit_improves_on_naive_terms_and_keeps_terms_shared(catalog, points):
     pts, _ = points
     base = naive(catalog)

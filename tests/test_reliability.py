@@ -259,6 +259,7 @@ def test_every_example_in_estimate_help_runs():
         assert res.exit_code == 0, (e, res.output)
 
 
+@pytest.mark.slow
 def test_power_shortfall_is_readable_at_any_size_and_its_fix_works():
     """A shortfall of a few kW used to read 'short by 0.00 MW'."""
     from planner.errors import InfeasibleError

@@ -152,6 +152,7 @@ def test_warm_start_keeps_the_optimum(case):
         assert b == pytest.approx(a, rel=2e-3)  # both within the 0.1 % MIP gap of the optimum
 
 
+@pytest.mark.slow
 def test_pareto_chains_find_the_plans_points_planned_alone_find():
     """A family's speeds solved as one chain (one model, units bounded per target, the last plan as
     MIP start) must reach the same optima as planning every point on its own."""

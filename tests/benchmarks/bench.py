@@ -242,11 +242,13 @@ def bench_workloads(smoke: bool) -> list[dict]:
 
     rows = []
     limit = 10 if smoke else 120
-    if not smoke:
-        rm, wall = timed(roadmap, "roadmap-100mw", time_limit_s=limit)
-        rows.append({"case": "roadmap-100mw (5 periods)", "wall_s": wall, "status": rm.status, "gap": rm.gap,
-                     "rows": rm.stats["rows"], "columns": rm.stats["columns"], "integers": rm.stats["integers"],
-                     "relax_and_fix_s": rm.timings_s.get("relax_and_fix_s")})
+    two = ['periods=[{year = 2026, power_mw = 40}, {year = 2027, power_mw = 70, demand_growth = 1.5}]']
+    rm, wall = timed(roadmap, "roadmap-100mw", two if smoke else (), time_limit_s=limit)
+    rows.append({"case": f"roadmap-100mw ({len(rm.periods)} periods)", "wall_s": wall, "status": rm.status, "gap": rm.gap,
+                 "rows": rm.stats["rows"], "columns": rm.stats["columns"], "integers": rm.stats["integers"],
+                 "relax_and_fix_s": rm.timings_s.get("relax_and_fix_s")})
+    if smoke:  # the 2 × 3 × 24 case runs to its time limit; CI checks the roadmap path only
+        return rows
     case = str(Path(__file__).parent / "cases" / "buckets-slices.toml")
     p, wall = timed(plan, case, time_limit_s=limit)
     s = p.outcome.stats

@@ -18,4 +18,5 @@ def test_benchmarks_smoke(tmp_path):
     assert sweeps and all(r["points"] == 3 for r in sweeps)
     pareto = [r for r in out["studies"] if r["study"].startswith("fleet pareto")]
     assert pareto and all(r["points"] == 5 * 8 for r in pareto)  # five families × eight speeds
+    assert out["workloads"][0]["status"] == "optimal" and out["workloads"][0]["case"] == "roadmap-100mw (2 periods)"
     assert (tmp_path / "b.json").stat().st_size > 100
