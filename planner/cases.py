@@ -513,9 +513,15 @@ def _check_classes(raw: dict, label: str, catalog: Catalog, fleet_chips: list[st
         problems += [Problem(f"{label}: {p.where}", p.what, p.fix)
                      for p in check_fields({k: v for k, v in cls.items() if k not in ("demand_profile", "lengths")},
                                            CLASS_FIELDS, where, partial=False, ranges=CASE_RANGES)]
-        if "demand_profile" in cls:
+        if isinstance(cls.get("demand_profile"), str):  # a trace's arrivals → 24 hourly factors (planner/workload.py)
+            try:
+                _trace_profile(cls, label, f"{where}.demand_profile")
+            except CaseError as exc:
+                problems += [P(pr.where, pr.what, pr.fix) for pr in exc.problems]
+        elif "demand_profile" in cls:
             problems += _check_hourly(cls["demand_profile"], f"{where}.demand_profile", P,
-                                      "24 hourly factors on demand_tok_s, hour 0 first, e.g. [0.4, 0.35, …, 1.0, …]")
+                                      "24 hourly factors on demand_tok_s, hour 0 first, e.g. [0.4, 0.35, …, 1.0, …], "
+                                      "or a trace file with arrival_s")
         problems += _shape_problems(cls, where, label, P)
         names.append(cls.get("name"))
         if isinstance(cls.get("model"), str):
@@ -676,7 +682,18 @@ def _check_owned(owned, catalog: Catalog, P) -> list[Problem]:
 def referenced_files(raw: dict, label: str) -> list[Path]:
     """Files a case reads besides itself (its classes' traces): their contents decide the plan too,
     so input hashes (run.json, a study's resume check) include them."""
-    return [_trace_path(c, label) for c in raw.get("classes", []) if isinstance(c, dict) and isinstance(c.get("trace"), str)]
+    out = []
+    for c in raw.get("classes", []):
+        if isinstance(c, dict):
+            out += [_trace_path({"trace": c[k]}, label) for k in ("trace", "demand_profile") if isinstance(c.get(k), str)]
+    return out
+
+
+def _trace_profile(cls: dict, label: str, where: str) -> tuple[float, ...]:
+    """`demand_profile = "arrivals.csv"`: the hourly factors of a trace's arrivals (mean 1)."""
+    from . import workload
+
+    return workload.hourly_profile(workload.load_trace(_trace_path({"trace": cls["demand_profile"]}, label), where), where)
 
 
 def _trace_path(cls: dict, label: str) -> Path:
@@ -781,6 +798,8 @@ def _to_case(raw: dict, label: str, catalog: Catalog) -> Case:
 
     expanded, shapes = [], {}
     for c in raw["classes"]:
+        if isinstance(c.get("demand_profile"), str):
+            c = {**c, "demand_profile": list(_trace_profile(c, label, "demand_profile"))}
         tcs, shape = _expand(c, label, make)
         expanded += tcs
         if shape is not None:

@@ -189,6 +189,8 @@ def check_trace(df: pd.DataFrame, where: str) -> pd.DataFrame:
         raise CaseError(f"{where}: {len(problems)} problem(s) in the trace", problems)
     res = pd.DataFrame({"isl": out["isl"].astype(int), "osl": out["osl"].astype(int),
                         "cached_isl": out["cached_isl"].astype(int) if "cached_isl" in out else 0, "weight": 1.0})
+    if "arrival_s" in out:
+        res["arrival_s"] = out["arrival_s"].astype(float)
     over = res["cached_isl"] >= res["isl"]
     if over.any():
         row = int(np.argmax(over.to_numpy()))
@@ -472,3 +474,30 @@ def workload_text(r: dict) -> str:
 
 __all__ = ["Bucket", "Bucketing", "bucketize", "load_trace", "check_lengths", "lengths_frame", "required_buckets",
            "mixture_comparison", "DEFAULT_MAX_BUCKETS", "DEFAULT_TOLERANCE"]
+
+
+SECONDS_PER_HOUR = 3600.0
+DAY_S = 24 * SECONDS_PER_HOUR
+
+
+def hourly_profile(df: pd.DataFrame, where: str) -> tuple[float, ...]:
+    """24 hourly demand factors from a trace's arrivals: the output tokens arriving in each hour of the
+    day (arrival_s counts seconds from 00:00 of the trace's first day; hours seen on several days are
+    averaged over them), over the mean hour — so the factors average 1 and demand_tok_s is the day's
+    mean rate. The trace must span at least a day."""
+    if "arrival_s" not in df.columns:
+        raise CaseError(f"{where}: no arrival_s column", [Problem(where, "a demand profile from a trace needs arrival "
+                        "times", "add an arrival_s column (seconds from 00:00 of the first day)")])
+    t = df["arrival_s"].to_numpy(float)
+    span = float(t.max() - t.min()) if len(t) else 0.0
+    if span < DAY_S - SECONDS_PER_HOUR:
+        raise CaseError(f"{where}: the arrivals span {span / SECONDS_PER_HOUR:.2g} h", [Problem(
+            where, f"arrivals span {span / SECONDS_PER_HOUR:.3g} hours; a daily profile needs at least 23",
+            "give a trace of a day or more, or 24 factors: demand_profile = [0.4, 0.35, …]")])
+    slot = np.floor(t / SECONDS_PER_HOUR).astype(int)
+    tokens = np.bincount(slot % 24, weights=df["osl"].to_numpy(float), minlength=24)
+    days = np.array([len(np.unique(slot[slot % 24 == h] // 24)) or 1 for h in range(24)], dtype=float)
+    rate = tokens / days
+    if rate.mean() <= 0:
+        raise CaseError(f"{where}: no output tokens", [Problem(where, "every request has osl 0", "give output lengths")])
+    return tuple(float(v) for v in rate / rate.mean())

@@ -121,3 +121,54 @@ share = 0.4
         for h in prob.slices:
             used = sum(o.slice_shares.get((u, j, h), 0.0) / (cap * 1000) for j, cap in caps.items())
             assert used <= o.running.get((u, h), 0.0) + 1e-6
+
+
+def _arrivals(path, hours, per_hour):
+    """A trace of `hours` hours whose hour h carries per_hour(h) requests of 100 output tokens."""
+    lines = ["arrival_s,isl,osl"]
+    for h in range(hours):
+        n = per_hour(h % 24)
+        lines += [f"{h * 3600 + (k + 0.5) * 3600 / n:.1f},1000,100" for k in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_demand_profile_from_a_trace_of_arrivals(tmp_path):
+    """Hour h's factor is its output tokens over the mean hour's (averaged over the days the trace spans)."""
+    from planner.cases import load_case
+
+    _arrivals(tmp_path / "a.csv", 48, lambda h: 30 if 18 <= h < 22 else 10)
+    path = tmp_path / "c.toml"
+    path.write_text('''
+name = "arrivals"
+[fleet]
+chips = ["b200"]
+[[classes]]
+name = "chat"
+model = "gpt-oss-120b"
+precision = "fp8"
+isl = 1000
+osl = 100
+demand_tok_s = 10_000
+min_speed_tok_s_user = 100
+ttft_s = 2.0
+demand_profile = "a.csv"
+''')
+    tc = load_case(str(path)).classes[0]
+    mean = (4 * 30 + 20 * 10) / 24
+    assert tc.demand_profile[19] == pytest.approx(30 / mean) and tc.demand_profile[3] == pytest.approx(10 / mean)
+    assert sum(tc.demand_profile) / 24 == pytest.approx(1.0)
+    assert tc.peak_demand_tok_s == pytest.approx(10_000 * 30 / mean)
+
+
+def test_a_trace_shorter_than_a_day_cannot_give_a_profile(tmp_path):
+    from planner.cases import load_case
+    from planner.errors import CaseError
+
+    _arrivals(tmp_path / "a.csv", 5, lambda h: 10)
+    path = tmp_path / "c.toml"
+    path.write_text('[fleet]\nchips = ["b200"]\n[[classes]]\nname = "chat"\nmodel = "gpt-oss-120b"\nprecision = "fp8"\n'
+                    'isl = 1000\nosl = 100\ndemand_tok_s = 1e4\nmin_speed_tok_s_user = 100\nttft_s = 2.0\n'
+                    'demand_profile = "a.csv"\n')
+    with pytest.raises(CaseError) as err:
+        load_case(str(path))
+    assert "classes.0.demand_profile" in err.value.render() and "at least 23" in err.value.render()
