@@ -308,8 +308,12 @@ def _shadow_prices(m, p: FleetProblem, opt: Highs) -> dict[str, float]:
     case's 2.2 s solve)."""
     import highspy
 
-    h = opt._solver_model
-    var_col = opt._pyomo_var_to_solver_var_map
+    # appsi offers no public handle on its HiGHS model (Pyomo 6.x): these two attributes are the only
+    # private ones this package reads, here alone; a Pyomo without them gives no shadow prices, not a crash
+    h = getattr(opt, "_solver_model", None)
+    var_col = getattr(opt, "_pyomo_var_to_solver_var_map", None)
+    if h is None or var_col is None or not hasattr(opt, "_pyomo_con_to_solver_con_map"):
+        return {}
     cols, lower, upper = [], [], []
     for v in m.component_data_objects(pyo.Var, active=True):
         if id(v) not in var_col or not (v.is_binary() or v.is_integer()) or v.fixed:
