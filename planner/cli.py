@@ -47,6 +47,24 @@ class FiniteFloatRange(click.FloatRange):
 class FleetCommand(click.Command):
     """Turns a PlannerError into its message on stderr and its exit code — never a traceback."""
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        """A usage error (bad option value, unknown option) under --format json still puts JSON on stdout."""
+        wants_json = any(a == "--format=json" or (a == "--format" and i + 1 < len(args) and args[i + 1] == "json")
+                         for i, a in enumerate(args))
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            if wants_json:
+                from .reports import to_json
+
+                exc.show()
+                click.echo(to_json({"status": "invalid", "exit_code": exc.exit_code, "message": exc.format_message(),
+                                    "diagnosis": [{"where": getattr(exc.param, "opts", ["?"])[0] if exc.param else "",
+                                                   "what": exc.format_message(), "fix": f"see fleet {info_name} --help"}]}),
+                           nl=False)
+                sys.exit(exc.exit_code)
+            raise
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)

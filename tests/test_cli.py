@@ -75,3 +75,18 @@ def test_help_and_catalog_do_not_import_pyomo():
             "print('pyomo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("False")
+
+
+def test_a_usage_error_under_format_json_is_still_json():
+    import json
+
+    from click.testing import CliRunner
+
+    from planner.cli import main
+
+    res = CliRunner().invoke(main, ["plan", "default", "--time-limit", "0", "--format", "json"])
+    assert res.exit_code == 2
+    d = json.loads(res.stdout)
+    assert d["status"] == "invalid" and d["diagnosis"][0]["where"] == "--time-limit"
+    res = CliRunner().invoke(main, ["plan", "default", "--time-limit", "0"])  # table: Click's own usage message
+    assert res.exit_code == 2 and "Usage:" in res.output and "{" not in res.output
