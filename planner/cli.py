@@ -91,6 +91,12 @@ class FleetCommand(click.Command):
             click.echo(f"internal error ({type(exc).__name__}: {exc}); rerun with FLEET_DEBUG=1 and report it",
                        err=True)
             ctx.exit(70)
+        except BaseException as exc:  # SIGTERM raised as studies.runtime._Signalled (sigterm_raises)
+            signum = getattr(exc, "signum", None)
+            if signum is None:
+                raise
+            click.echo("interrupted", err=True)
+            ctx.exit(128 + signum)
 
 
 def error_json(exc: PlannerError) -> str:

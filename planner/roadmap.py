@@ -154,6 +154,7 @@ def solve_roadmap(r: RoadmapProblem, opts=None, user_limit_s: float | None = Non
     from formulations.roadmap import build_roadmap
 
     from .solve import STATUS, SolveOptions, _highs, _solver_name, _stats
+    from .studies.runtime import raise_if_signalled
 
     opts = opts or SolveOptions()
     t0 = time.perf_counter()
@@ -167,7 +168,7 @@ def solve_roadmap(r: RoadmapProblem, opts=None, user_limit_s: float | None = Non
     opt.config.time_limit = max(opts.time_limit_s - (time.perf_counter() - t1), 0.1)
     opt.config.warmstart = start is not None
     res = opt.solve(m)
-    _stop_if_interrupted()
+    raise_if_signalled()
     wall = time.perf_counter() - t1
     status = STATUS.get(res.termination_condition.name, "error")
     if status == "error":
@@ -195,15 +196,6 @@ def solve_roadmap(r: RoadmapProblem, opts=None, user_limit_s: float | None = Non
 
 RELAX_AND_FIX_SHARE = 0.5
 """At most this share of the time limit goes to the relax-and-fix start; the whole MIP gets the rest."""
-_INTERRUPTS: list[int] = []
-
-
-def _stop_if_interrupted() -> None:
-    """Ctrl-C that landed while HiGHS ran in this process is swallowed by HiGHS (it reports an error
-    or stops); the roadmap stops here instead of carrying on."""
-    if _INTERRUPTS:
-        _INTERRUPTS.clear()
-        raise KeyboardInterrupt
 
 
 def _relax_and_fix(m, opt, time_limit_s: float, pyo) -> tuple[float, float] | None:
@@ -213,6 +205,8 @@ def _relax_and_fix(m, opt, time_limit_s: float, pyo) -> tuple[float, float] | No
     starts from the result and proves it within the gap (the start never changes what is optimal).
     Measured on roadmap-100mw: 51 s → 11 s. Returns (seconds, NPV in M USD) or None when a step finds
     nothing (the MIP then runs from scratch)."""
+    from .studies.runtime import raise_if_signalled
+
     t0 = time.perf_counter()
     groups = {t: [v for v in m.period[t].component_data_objects(pyo.Var) if v.is_integer() and not v.fixed]
               + [m.b[g, tt] for g, tt in m.P if tt == t] for t in m.T}
@@ -230,7 +224,7 @@ def _relax_and_fix(m, opt, time_limit_s: float, pyo) -> tuple[float, float] | No
                 return None
             opt.config.time_limit = left / (len(groups) - t)  # share what is left between the steps to go
             res = opt.solve(m)
-            _stop_if_interrupted()
+            raise_if_signalled()
             if res.best_feasible_objective is None:
                 return None
             res.solution_loader.load_vars()
@@ -276,10 +270,11 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
     dep_years = case.economics.amortization_years
     y0 = periods[0].year
     for t, (per, p, plan) in enumerate(zip(periods, r.problems, plans)):
+        plan_chips = plan.chips.set_index("chip")  # chips and chips_in_use of this period's plan, by type
         totals = {"bought": 0, "retired": 0, "in_service": 0, "in_use": 0, "capex_usd": 0.0, "depreciation_usd_per_year": 0.0,
                    "npv_depreciation_usd": 0.0}
         for c in sorted({co.chip for co in r.cohorts} | set(r.idle_owned)):
-            in_use = int(plan.chips.set_index("chip")["chips_in_use"].get(c, 0)) if len(plan.chips) else 0
+            in_use = int(plan_chips["chips_in_use"].get(c, 0))
             row = {"year": per.year, "chip": c, "bought": 0, "owned_in_service": 0, "in_service": 0, "in_use": in_use,
                    "retired": 0, "retired_end_of_life": 0, "capex_usd": 0.0, "depreciation_usd_per_year": 0.0,
                    "npv_depreciation_usd": 0.0}
@@ -311,7 +306,7 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
                     a, b = max(per.year, start) - y0, min(per.year + per.years, start + dep_years) - y0
                     row["npv_depreciation_usd"] += bought * co.price_musd * USD_PER_MUSD / dep_years * discounted_years(
                         a, b, case.economics.discount_rate)
-            chips_in_plan = int(plan.chips.set_index("chip")["chips"].get(c, 0)) if len(plan.chips) else 0
+            chips_in_plan = int(plan_chips["chips"].get(c, 0))
             if chips_in_plan != row["in_service"]:
                 raise SolverError(f"roadmap bookkeeping: period {per.year:g} has {chips_in_plan} {c} in its plan "
                                   f"but {row['in_service']} in its cohorts", [])
@@ -451,23 +446,12 @@ def roadmap_case(case: Case, opts=None, grid: GridOptions | None = None, units=N
     """Plan a loaded case with [[periods]]; raises InfeasibleError with a per-period diagnosis."""
     from .solve import SolveOptions
 
+    from .studies.runtime import sigterm_raises
+
     opts = opts or SolveOptions()
     deadline = time.monotonic() + opts.time_limit_s
-    import signal
-    import threading
-
-    def on_int(signum, frame):
-        _INTERRUPTS.append(signum)
-        raise KeyboardInterrupt
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    before = signal.signal(signal.SIGINT, on_int) if main_thread else None
-    try:
+    with sigterm_raises():  # a signal HiGHS swallows is still honoured (raise_if_signalled after each solve)
         return _roadmap_case(case, opts, grid, units, deadline)
-    finally:
-        _INTERRUPTS.clear()
-        if main_thread:
-            signal.signal(signal.SIGINT, before)
 
 
 def _roadmap_case(case: Case, opts, grid, units, deadline: float) -> Roadmap:
@@ -501,8 +485,13 @@ def roadmap(case: str | None = None, sets=(), catalogs=(), time_limit_s: float =
         grid = GRIDS[grid]
     load_s = time.perf_counter() - t
     opts = SolveOptions(time_limit_s=max(time_limit_s - load_s, 0.1), mip_gap=DEFAULT_MIP_GAP if mip_gap is None else mip_gap)
-    out = roadmap_case(c, opts, grid)
-    out.timings_s = {"load_s": load_s, **out.timings_s}
+    from . import candidate_cache
+
+    t = time.perf_counter()
+    units = candidate_cache.build(c, grid, deadline=time.monotonic() + opts.time_limit_s)  # as `fleet plan` reads them
+    cand_s = time.perf_counter() - t
+    out = roadmap_case(c, replace(opts, time_limit_s=max(opts.time_limit_s - cand_s, 0.1)), grid, units)
+    out.timings_s = {"load_s": load_s, **out.timings_s, "candidates_s": cand_s}
     return out
 
 
