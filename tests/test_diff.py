@@ -9,26 +9,10 @@ from planner.diff import diff
 
 runner = CliRunner()
 
-CASE = """name = "tiny"
-[fleet]
-chips = ["b200", "h100-sxm"]
-[[classes]]
-name = "chat"
-model = "llama-3.1-8b"
-precision = "fp8"
-isl = 1000
-osl = 250
-demand_tok_s = 200000
-min_speed_tok_s_user = 60
-ttft_s = 2
-"""
-
 
 @pytest.fixture
-def case(tmp_path):
-    p = tmp_path / "tiny.toml"
-    p.write_text(CASE, encoding="utf-8")
-    return str(p)
+def case(two_chip_case):
+    return two_chip_case  # conftest.py
 
 
 @pytest.fixture

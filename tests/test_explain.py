@@ -10,28 +10,10 @@ from planner.explain import EXPLAIN_KEYS, explain
 
 runner = CliRunner()
 
-# Two chips that run the same model: B200 serves this class far cheaper per token than H100
-# (2.3× the bandwidth for 1.2× the price), so the cheapest plan buys only B200.
-CASE = """name = "two-chips"
-[fleet]
-chips = ["b200", "h100-sxm"]
-[[classes]]
-name = "chat"
-model = "llama-3.1-8b"
-precision = "fp8"
-isl = 1000
-osl = 250
-demand_tok_s = 200000
-min_speed_tok_s_user = 60
-ttft_s = 2
-"""
-
 
 @pytest.fixture
-def case(tmp_path):
-    p = tmp_path / "two.toml"
-    p.write_text(CASE, encoding="utf-8")
-    return str(p)
+def case(two_chip_case):
+    return two_chip_case  # conftest.py
 
 
 def chips_of(p):

@@ -132,11 +132,8 @@ def _arrivals(path, hours, per_hour):
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_a_demand_profile_from_a_trace_of_arrivals(tmp_path):
-    """Hour h's factor is its output tokens over the mean hour's (averaged over the days the trace spans)."""
-    from planner.cases import load_case
-
-    _arrivals(tmp_path / "a.csv", 48, lambda h: 30 if 18 <= h < 22 else 10)
+def _arrivals_case(tmp_path):
+    """A one-class case whose daily profile comes from tmp_path/a.csv (10,000 tok/s on the mean hour)."""
     path = tmp_path / "c.toml"
     path.write_text('''
 name = "arrivals"
@@ -153,6 +150,15 @@ min_speed_tok_s_user = 100
 ttft_s = 2.0
 demand_profile = "a.csv"
 ''')
+    return path
+
+
+def test_a_demand_profile_from_a_trace_of_arrivals(tmp_path):
+    """Hour h's factor is its output tokens over the mean hour's (averaged over the days the trace spans)."""
+    from planner.cases import load_case
+
+    _arrivals(tmp_path / "a.csv", 48, lambda h: 30 if 18 <= h < 22 else 10)
+    path = _arrivals_case(tmp_path)
     tc = load_case(str(path)).classes[0]
     mean = (4 * 30 + 20 * 10) / 24
     assert tc.demand_profile[19] == pytest.approx(30 / mean) and tc.demand_profile[3] == pytest.approx(10 / mean)
@@ -165,10 +171,7 @@ def test_a_trace_shorter_than_a_day_cannot_give_a_profile(tmp_path):
     from planner.errors import CaseError
 
     _arrivals(tmp_path / "a.csv", 5, lambda h: 10)
-    path = tmp_path / "c.toml"
-    path.write_text('[fleet]\nchips = ["b200"]\n[[classes]]\nname = "chat"\nmodel = "gpt-oss-120b"\nprecision = "fp8"\n'
-                    'isl = 1000\nosl = 100\ndemand_tok_s = 1e4\nmin_speed_tok_s_user = 100\nttft_s = 2.0\n'
-                    'demand_profile = "a.csv"\n')
+    path = _arrivals_case(tmp_path)
     with pytest.raises(CaseError) as err:
         load_case(str(path))
     assert "classes.0.demand_profile" in err.value.render() and "at least 23" in err.value.render()

@@ -8,28 +8,10 @@ from planner import studies
 from planner.cli import main
 from planner.errors import CaseError
 
-CASE = """name = "tiny"
-[constraints]
-power_mw = 2
-[fleet]
-chips = ["h100-sxm", "b200", "rubin-cpx", "groq3-lpu"]
-[[classes]]
-name = "c"
-model = "llama-3.1-8b"
-precision = "fp8"
-isl = 1000
-osl = 250
-demand_tok_s = 40000
-min_speed_tok_s_user = 60
-ttft_s = 2
-"""
-
 
 @pytest.fixture
-def case(tmp_path):
-    p = tmp_path / "tiny.toml"
-    p.write_text(CASE, encoding="utf-8")
-    return str(p)
+def case(tiny_case):
+    return tiny_case  # conftest.py
 
 
 def test_parse_values():
