@@ -267,59 +267,23 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
     n = {(c, t): int(round(m.period[t].n[c].value or 0)) for t in m.T for c in r.problems[t].chips}
     kept = oldest_first(r, n, buys)
     chip_rows, period_rows = [], []
-    dep_years = case.economics.amortization_years
-    y0 = periods[0].year
     for t, (per, p, plan) in enumerate(zip(periods, r.problems, plans)):
         plan_chips = plan.chips.set_index("chip")  # chips and chips_in_use of this period's plan, by type
         totals = {"bought": 0, "retired": 0, "in_service": 0, "in_use": 0, "capex_usd": 0.0, "depreciation_usd_per_year": 0.0,
                    "npv_depreciation_usd": 0.0}
         for c in sorted({co.chip for co in r.cohorts} | set(r.idle_owned)):
-            in_use = int(plan_chips["chips_in_use"].get(c, 0))
-            row = {"year": per.year, "chip": c, "bought": 0, "owned_in_service": 0, "in_service": 0, "in_use": in_use,
-                   "retired": 0, "retired_end_of_life": 0, "capex_usd": 0.0, "depreciation_usd_per_year": 0.0,
-                   "npv_depreciation_usd": 0.0}
-            if t == 0 and c in r.idle_owned:
-                row["retired"] += r.idle_owned[c]
-            for g, co in enumerate(r.cohorts):
-                if co.chip != c:
-                    continue
-                now = kept.get((g, t), 0)
-                prev = (co.owned_lots * co.lot if t == 0 else kept.get((g, t - 1), 0)) if co.bought_in is None \
-                    else (kept.get((g, t - 1), 0) if co.bought_in < t else buys.get(g, 0))
-                if co.bought_in == t:
-                    row["bought"] += prev
-                    row["capex_usd"] += prev * co.price_musd * USD_PER_MUSD
-                    row["retired"] += prev - now  # bought and not put into service (never optimal; shown if it happens)
-                elif co.bought_in is None or co.bought_in < t:
-                    gone = prev - now
-                    row["retired"] += gone
-                    if t not in co.periods:
-                        row["retired_end_of_life"] += gone
-                row["in_service"] += now
-                if co.bought_in is None:
-                    row["owned_in_service"] += now
-                else:  # straight-line depreciation of purchases still on the books in this period (sunk once bought)
-                    bought = buys.get(g, 0)
-                    start = periods[co.bought_in].year
-                    overlap = max(0.0, min(per.year + per.years, start + dep_years) - max(per.year, start))
-                    row["depreciation_usd_per_year"] += bought * co.price_musd * USD_PER_MUSD / dep_years * overlap / per.years
-                    a, b = max(per.year, start) - y0, min(per.year + per.years, start + dep_years) - y0
-                    row["npv_depreciation_usd"] += bought * co.price_musd * USD_PER_MUSD / dep_years * discounted_years(
-                        a, b, case.economics.discount_rate)
+            row = _chip_row(r, t, c, kept, buys, int(plan_chips["chips_in_use"].get(c, 0)))
             chips_in_plan = int(plan_chips["chips"].get(c, 0))
             if chips_in_plan != row["in_service"]:
                 raise SolverError(f"roadmap bookkeeping: period {per.year:g} has {chips_in_plan} {c} in its plan "
                                   f"but {row['in_service']} in its cohorts", [])
-            row["power_mw"] = row["in_service"] * case.chips[c].power_kw * case.economics.pue / KW_PER_MW
             if any(row[x] for x in ("bought", "in_service", "retired", "depreciation_usd_per_year")):
                 chip_rows.append(row)
                 for key in totals:
                     totals[key] += row[key]
-        running_usd_per_hour = sum(p.chip_running_usd_per_hour[c] * n for c, n in plan.outcome.n.items()) \
-            if not p.slices else _slice_running(plan, p)
+        running_usd_per_hour = _running_usd_per_hour(plan, p)
         demand = sum(tc.peak_demand_tok_s for tc in p.case.classes)
-        served_mtok_year = sum(tc.demand_tok_s * (sum(tc.demand_profile) / 24 if tc.demand_profile else 1.0)
-                               for tc in p.case.classes) * 3600 * HOURS_PER_YEAR / 1e6
+        served_mtok_year = float(plan.classes["served_tok_s"].sum()) * 3600 * HOURS_PER_YEAR / 1e6  # delivered (day's mean)
         cost_year = running_usd_per_hour * HOURS_PER_YEAR + totals["depreciation_usd_per_year"]
         period_rows.append({
             "year": per.year, "years": per.years, "demand_tok_s": demand, "capacity_tok_s": float(plan.classes["capacity_tok_s"].sum()),
@@ -342,9 +306,7 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
     warnings = sorted({w for plan in plans for w in plan.warnings})
     life = case.economics.service_life_years
     for t, per in enumerate(periods):  # service life is checked at each period's start
-        old = [co for g, co in enumerate(r.cohorts) if kept.get((g, t), 0) and (
-            (co.age_years + per.year - y0 if co.bought_in is None else per.year - periods[co.bought_in].year)
-            + per.years > life + 1)]
+        old = [co for g, co in enumerate(r.cohorts) if kept.get((g, t), 0) and cohort_age(r, g, t) + per.years > life + 1]
         if old:
             warnings.append(f"period {per.year:g} lasts {per.years:g} years: {', '.join(sorted({co.chip for co in old}))} "
                             f"chips in service pass their {life:g}-year service life during it (it is checked at a "
@@ -354,11 +316,52 @@ def _extract(r: RoadmapProblem, m, pyo, status, npv_usd, gap, stats, timings) ->
                    warnings=warnings)
 
 
+def _chip_row(r: RoadmapProblem, t: int, c: str, kept: dict, buys: dict, in_use: int) -> dict:
+    """Chip type c in period t: bought, in service (owned and in use), retired (at end of life or
+    before), capex paid and the depreciation of its purchases falling in the period (per year and
+    discounted). kept: cohort chips in service per period (oldest_first); buys: chips bought per cohort."""
+    case, periods = r.case, r.periods
+    per, y0, dep_years = periods[t], periods[0].year, case.economics.amortization_years
+    row = {"year": per.year, "chip": c, "bought": 0, "owned_in_service": 0, "in_service": 0, "in_use": in_use,
+           "retired": r.idle_owned.get(c, 0) if t == 0 else 0, "retired_end_of_life": 0, "capex_usd": 0.0,
+           "depreciation_usd_per_year": 0.0, "npv_depreciation_usd": 0.0}
+    for g, co in enumerate(r.cohorts):
+        if co.chip != c:
+            continue
+        now = kept.get((g, t), 0)
+        if co.bought_in == t:
+            bought = buys.get(g, 0)
+            row["bought"] += bought
+            row["capex_usd"] += bought * co.price_musd * USD_PER_MUSD
+            row["retired"] += bought - now  # bought and not put into service (never optimal; shown if it happens)
+        elif co.bought_in is None or co.bought_in < t:
+            prev = co.owned_lots * co.lot if (t == 0 and co.bought_in is None) else kept.get((g, t - 1), 0)
+            row["retired"] += prev - now
+            if t not in co.periods:
+                row["retired_end_of_life"] += prev - now
+        row["in_service"] += now
+        if co.bought_in is None:
+            row["owned_in_service"] += now
+        else:  # straight-line depreciation of purchases on the books in this period (sunk once bought)
+            value_per_year = buys.get(g, 0) * co.price_musd * USD_PER_MUSD / dep_years
+            start = periods[co.bought_in].year
+            a, b = max(per.year, start), min(per.year + per.years, start + dep_years)
+            row["depreciation_usd_per_year"] += value_per_year * max(0.0, b - a) / per.years
+            row["npv_depreciation_usd"] += value_per_year * discounted_years(a - y0, b - y0, case.economics.discount_rate)
+    row["power_mw"] = row["in_service"] * case.chips[c].power_kw * case.economics.pue / KW_PER_MW
+    return row
+
+
+def cohort_age(r: RoadmapProblem, g: int, t: int) -> float:
+    """Age in years of cohort g's chips at the start of period t (owned: their age_years at the first period)."""
+    co, year = r.cohorts[g], r.periods[t].year
+    return co.age_years + year - r.periods[0].year if co.bought_in is None else year - r.periods[co.bought_in].year
+
+
 def oldest_first(r: RoadmapProblem, n: dict, buys: dict) -> dict[tuple[int, int], int]:
     """Chips of each cohort in service per period, when the chips in service n[c,t] are the youngest
     of those alive (the oldest retire first: chips of one type are identical, so this is optimal and
     is what formulations/roadmap.py's stock rows assume). buys: cohort → chips bought."""
-    y0 = r.periods[0].year
     kept: dict[tuple[int, int], int] = {}
     for c in sorted({co.chip for co in r.cohorts}):
         mine = [g for g, co in enumerate(r.cohorts) if co.chip == c]
@@ -367,12 +370,8 @@ def oldest_first(r: RoadmapProblem, n: dict, buys: dict) -> dict[tuple[int, int]
             avail = {g: prev.get(g, 0) for g in mine if t in r.cohorts[g].periods and r.cohorts[g].bought_in != t}
             avail.update({g: buys.get(g, 0) for g in mine if r.cohorts[g].bought_in == t})
 
-            def age(g):
-                co = r.cohorts[g]
-                return co.age_years + per.year - y0 if co.bought_in is None else per.year - r.periods[co.bought_in].year
-
             need = n.get((c, t), 0)
-            for g in sorted(avail, key=age):
+            for g in sorted(avail, key=lambda g: cohort_age(r, g, t)):
                 kept[g, t] = min(avail[g], need)
                 need -= kept[g, t]
             if need:
@@ -382,9 +381,9 @@ def oldest_first(r: RoadmapProblem, n: dict, buys: dict) -> dict[tuple[int, int]
     return kept
 
 
-def _slice_running(plan, p: FleetProblem) -> float:
-    """Running cost per hour of a period with hourly slices: facility share of chips in service plus
-    the day's mean energy bill (the plan's own per-chip figures)."""
+def _running_usd_per_hour(plan, p: FleetProblem) -> float:
+    """What a period's chips in service cost per hour beyond their price: the plan's TCO less its
+    amortised capex (a period plan treats every chip as bought: the roadmap prices purchases itself)."""
     capex = sum(p.chip_capex_usd_per_hour[c] * n for c, n in plan.outcome.n.items())
     return float(plan.chips["tco_usd_per_hour"].sum()) - capex
 
