@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from planner import studies
 from planner.cli import main
-from planner.studies.runtime import OutputLock
+from planner.studies.runtime import HOLD_ENV, OutputLock
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP = ["sweep", "default", "--grid", "coarse", "--workers", "1"]
@@ -206,11 +206,11 @@ def test_signal_stops_promptly_and_keeps_rows(tmp_path, sig, code, pool):
     vary = "economics.pue=" + ",".join(f"1.{i}" for i in range(1, 10))
     args = [sys.executable, "-m", "planner", "sweep", "default", "--grid", "coarse", "--workers", "2",
             "--vary", vary, "--output", str(out), "--quiet"] + (["--point-by-point"] if pool else [])
-    proc = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    held = tmp_path / "held"  # the study waits after its first row until the signal comes (no race)
+    proc = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(REPO), HOLD_ENV: f"1:{held}"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        _wait_for(lambda: out.exists() and out.read_text().count("\n") >= 2 or proc.poll() is not None,
-                  "the first row")
+        _wait_for(lambda: held.exists() or proc.poll() is not None, "the study to hold after its first row")
         workers = _children(proc.pid)
         assert workers or not pool, "the pool has workers"
         if sig == signal.SIGINT:

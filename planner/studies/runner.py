@@ -14,7 +14,8 @@ import pandas as pd
 
 from ..errors import CaseError, PlannerError, Problem, SolverError
 from .points import CandidateCache, Point, StudySpec, evaluate
-from .runtime import (HASH_COLUMN, CsvAppender, Interrupted, OutputLock, StudyOutputError, _Signalled, raise_if_signalled,
+from .runtime import (HASH_COLUMN, CsvAppender, Interrupted, OutputLock, StudyOutputError, _Signalled, hold_for_test,
+                      raise_if_signalled,
                       check_output, progress, read_resumable, run_chain_pool, run_pool, sigterm_raises, signal_number,
                       study_hash)
 
@@ -140,6 +141,7 @@ def _run(spec: StudySpec, points: list[Point], workers, scheduler, out: Path | N
             appender.add(row)
         new_rows.append(row)
         bar.update(1)
+        hold_for_test(len(new_rows))
 
     try:
         with sigterm_raises():

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -332,6 +333,25 @@ def sigterm_raises() -> Iterator[None]:
 
 
 _RECEIVED: list[int] = []
+
+HOLD_ENV = "FLEET_PLANNER_TEST_HOLD"
+"""Test-only: "N:PATH" makes a study stop after its N-th kept row, create PATH and wait there (up to
+HOLD_LIMIT_S) for a signal, so a signal test interrupts a study at a known point instead of racing it."""
+HOLD_LIMIT_S = 120.0
+
+
+def hold_for_test(rows_kept: int) -> None:
+    """Wait at the row count HOLD_ENV names (a no-op unless a test set it); a signal ends the wait by
+    raising as it does anywhere else in the study."""
+    spec = os.environ.get(HOLD_ENV, "")
+    count, _, marker = spec.partition(":")
+    if not marker or not count.isdigit() or rows_kept != int(count):
+        return
+    Path(marker).touch()
+    deadline = time.monotonic() + HOLD_LIMIT_S
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        raise_if_signalled()
 
 
 def raise_if_signalled() -> None:
