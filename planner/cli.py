@@ -460,7 +460,7 @@ def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_mod
     click.echo(to_json(p.to_dict()) if fmt == "json" else plan_text(p), nl=fmt != "json")
     if out_dir:
         if fmt != "json":
-            click.echo(f"wrote {out_dir}/ (chips, stages, units, classes, constraints, costs CSVs; plan.json; run.json)")
+            click.echo(f"wrote {out_dir}/ (chips, stages, units, classes, constraints, costs CSVs; plan.xlsx; plan.json; run.json)")
 
 
 def study_options(f):
@@ -471,6 +471,7 @@ def study_options(f):
                                                     "points (refused if the case, --set or options differ).")(f)
     f = click.option("--force", is_flag=True, help="Overwrite existing outputs.")(f)
     f = click.option("--quiet", is_flag=True, help="No progress on stderr.")(f)
+    f = click.option("--xlsx", is_flag=True, help="Also write the points as a spreadsheet beside the CSV (.xlsx).")(f)
     f = click.option("--warm-start", is_flag=True,
                      help="Start each point's MIP from the previous point's plan (~1.8x faster sweeps; plans "
                           "equal within the MIP gap may then depend on worker count).")(f)
@@ -481,6 +482,14 @@ def _workers(n):
     import os
 
     return n or os.cpu_count() or 1
+
+
+def _write_xlsx(df, path, sheet):
+    """A study's points as a one-sheet workbook, written atomically; the path written."""
+    from .reports import write_atomic
+    from .spreadsheet import workbook_bytes
+
+    return write_atomic(path, workbook_bytes({sheet: df}))
 
 
 def _summary(df, cols):
@@ -506,7 +515,7 @@ def _summary(df, cols):
 @solve_options
 @study_options
 def pareto(case, speeds, families, class_name, out_dir, objective, sets, catalogs, time_limit_s, mip_gap, grid, workers,
-           scheduler, resume, force, quiet, warm_start):
+           scheduler, resume, force, quiet, warm_start, xlsx):
     """Best plan per fleet family across speed targets: the TPS/MW vs TPS/user frontier.
 
     Families come from the case ([families.NAME] chips/stages) or default to gpu-only,
@@ -539,6 +548,8 @@ def pareto(case, speeds, families, class_name, out_dir, objective, sets, catalog
     _study_record(out / "study.json", "pareto", case, sets, catalogs, {"speeds": speeds, "families": families,
                   "class": class_name, "objective": objective, "grid": grid, "mip_gap": mip_gap, "time_limit_s": time_limit_s})
     click.echo(f"wrote {out}/pareto.csv, pareto_tok_s_per_mw.png, pareto_usd_per_mtok.png, study.json")
+    if xlsx:
+        click.echo(f"wrote {_write_xlsx(df, out / 'pareto.xlsx', 'pareto')}")
 
 
 @main.command()
@@ -551,7 +562,7 @@ def pareto(case, speeds, families, class_name, out_dir, objective, sets, catalog
 @solve_options
 @study_options
 def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip_gap, grid, workers, scheduler, resume,
-           force, quiet, warm_start):
+           force, quiet, warm_start, xlsx):
     """Maximise served tokens/s inside power and money budgets; marginal value of each budget.
 
     Demand mix is kept: every class is served at the same share of its demand.
@@ -567,6 +578,8 @@ def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip
     from .studies import budget as run
 
     out = Path(out_dir) if out_dir else None
+    if xlsx and not out:
+        raise click.UsageError("--xlsx writes budget.xlsx beside budget.csv: give --output DIR too")
     df = run(case, power_mw, capex_usd, sets, catalogs, _workers(workers), scheduler,
              out / "budget.csv" if out else None, resume, quiet, force, time_limit_s, mip_gap, grid, warm_start)
     shadow = [c for c in df.columns if c.startswith("shadow.power") or c.startswith("shadow.capex")]
@@ -589,6 +602,8 @@ def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip
             "power_mw": power_mw, "capex_usd": capex_usd, "objective": "throughput", "grid": grid, "mip_gap": mip_gap,
             "time_limit_s": time_limit_s})
         click.echo(f"wrote {out}/budget.csv, study.json")
+    if xlsx:
+        click.echo(f"wrote {_write_xlsx(df, out / 'budget.xlsx', 'budget')}")
 
 
 @main.command()
@@ -609,7 +624,7 @@ def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip
 @solve_options
 @study_options
 def sweep(case, vary, mode, output, tornado, objective, point_by_point, sets, catalogs, time_limit_s, mip_gap, grid,
-          workers, scheduler, resume, force, quiet, warm_start):
+          workers, scheduler, resume, force, quiet, warm_start, xlsx):
     """Sensitivity sweep over case fields and catalog figures, to tidy CSV.
 
     \b
@@ -637,6 +652,8 @@ def sweep(case, vary, mode, output, tornado, objective, point_by_point, sets, ca
         "vary": list(vary), "mode": "oat" if tornado else mode, "objective": objective, "grid": grid,
         "mip_gap": mip_gap, "time_limit_s": time_limit_s}, baseline)
     click.echo(f"wrote {output} ({len(df)} points)")
+    if xlsx:
+        click.echo(f"wrote {_write_xlsx(df, beside(output, '.xlsx'), 'sweep')}")
 
 
 @main.command()

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from . import performance as pf
 from .candidates import GridOptions, build_candidates
@@ -275,7 +276,8 @@ def case_run_record(case: Case, solver: str, case_source: str, sets, catalogs, o
             "solver": solver}
 
 
-PLAN_FILES = ("chips.csv", "stages.csv", "units.csv", "classes.csv", "constraints.csv", "costs.csv", "plan.json", "run.json")
+PLAN_FILES = ("chips.csv", "stages.csv", "units.csv", "classes.csv", "constraints.csv", "costs.csv", "plan.xlsx",
+              "plan.json", "run.json")
 
 
 def check_output_dir(out_dir: str | Path, force: bool = False, files: tuple[str, ...] = PLAN_FILES,
@@ -304,6 +306,7 @@ def check_output_dir(out_dir: str | Path, force: bool = False, files: tuple[str,
 def write_outputs(plan_: Plan, out_dir: str | Path, run: dict, force: bool = False) -> list[Path]:
     """One tidy CSV per concept + plan.json + run.json (see write_dir)."""
     from .reports import to_csv, to_json
+    from .spreadsheet import workbook_bytes
 
     contents = {name: to_csv(df.to_dict("records"), list(df.columns)) for name, df in (
         ("chips.csv", plan_.chips), ("stages.csv", plan_.stages), ("units.csv", plan_.units),
@@ -312,6 +315,9 @@ def write_outputs(plan_: Plan, out_dir: str | Path, run: dict, force: bool = Fal
               "usd_per_mtok": plan_.cost["usd_per_mtok"], "power_mw": plan_.power_mw,
               "throughput_tok_s": plan_.throughput_tok_s}]
     contents["costs.csv"] = to_csv(costs)
+    contents["plan.xlsx"] = workbook_bytes({"chips": plan_.chips, "stages": plan_.stages, "units": plan_.units,
+                                            "classes": plan_.classes, "constraints": plan_.constraints,
+                                            "costs": pd.DataFrame(costs)})
     contents["plan.json"] = to_json(plan_.to_dict())
     contents["run.json"] = json.dumps(run, indent=2, sort_keys=True) + "\n"
     return write_dir(out_dir, contents, PLAN_FILES, force)
