@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import pyomo.environ as pyo
 
+from planner import packing
 from planner.problem import FleetProblem
 
 
@@ -34,6 +35,7 @@ def build_model(p: FleetProblem) -> pyo.ConcreteModel:
     add_chip_count(m, p)
     add_systems(m, p)
     add_spares(m, p)
+    add_packing(m, p)
     add_owned(m, p)
     add_power(m, p)
     add_capex(m, p)
@@ -244,13 +246,62 @@ def add_spares(m, p: FleetProblem) -> None:
 
 
 def add_systems(m, p: FleetProblem) -> None:
-    """n_c = size_c · r_c   ∀ c sold only as whole systems (72-GPU racks, 256-LPU LPX racks)."""
+    """n_c = size_c · r_c   ∀ c bought in whole systems (72-GPU racks, 8-GPU boards, 256-LPU LPX racks)."""
     if not p.system_size:
         return
     m.R = pyo.Set(initialize=sorted(p.system_size))
     m.r = pyo.Var(m.R, within=pyo.NonNegativeIntegers, doc="whole systems bought")
     m.systems = pyo.Constraint(m.R, rule=lambda m, c: m.n[c] == p.system_size[c] * m.r[c],
                                doc="whole systems")
+
+
+def _copies_holding(m, p: FleetProblem, u: int, c: str):
+    """Copies of unit u whose groups on chip c need room in c's systems: working copies, plus spare
+    copies where u keeps spare copies on c (rack-scale chips keep spare systems instead)."""
+    if m.component("s") is not None and u in p.unit_spare_chips and c in p.unit_spare_chips[u]:
+        return m.x[u] + m.s[u]
+    return m.x[u]
+
+
+def add_packing(m, p: FleetProblem) -> None:
+    """Every group fits the systems of its chip (planner/packing.py), ∀ c bought in systems of S_c:
+        d_c = Σ_{(u,g): g > S_c} ⌈g/S_c⌉ · k_{u}                     systems wide groups take whole
+        chain:    Σ_{(u,g): s_i ≤ g ≤ S_c} g · k_u ≤ slot_{c,i} · (R_c − d_c)   ∀ levels s_i
+        patterns: Σ_π q_{c,π} ≤ R_c − d_c;  Σ_π a_{π,s} · q_{c,π} ≥ Σ_{(u,g): g = s} k_u   ∀ sizes s
+    [groups, systems]; k_u = copies holding groups on c (working + spare copies), R_c = r_c, or the
+    working systems w_c of a rack-scale chip with spare systems. Exact (the chain condition is first-
+    fit-decreasing's, optimal for divisible sizes; patterns enumerate every maximal system)."""
+    if not p.system_size:
+        return
+    holders: dict[str, list[tuple[int, int]]] = {c: [] for c in p.system_size}
+    for u, groups in p.unit_groups.items():
+        for c, g in groups:
+            if c in holders:
+                holders[c].append((u, g))
+    C = sorted(c for c, hs in holders.items() if hs)
+
+    def room(m, c):
+        size = p.system_size[c]
+        total = m.w[c] if m.component("RS") is not None and c in m.RS else m.r[c]
+        wide = sum(packing.dedicated_systems(g, size) * _copies_holding(m, p, u, c) for u, g in holders[c] if g > size)
+        return total - wide
+
+    rows = [(c, i) for c in C for i in range(len(p.pack_levels.get(c, [])))]
+    m.pack_chain = pyo.Constraint(rows, rule=lambda m, c, i: sum(
+        g * _copies_holding(m, p, u, c) for u, g in holders[c] if p.pack_levels[c][i][0] <= g <= p.system_size[c])
+        <= p.pack_levels[c][i][1] * room(m, c), doc="groups of size ≥ s_i fit the systems' s_i-slots")
+    m.pack_wide = pyo.Constraint(C, rule=lambda m, c: room(m, c) >= 0, doc="wide groups take whole systems")
+    P = [(c, k) for c in C for k in range(len(p.pack_patterns.get(c, [])))]
+    if not P:
+        return
+    m.q = pyo.Var(P, within=pyo.NonNegativeIntegers, doc="systems of chip c packed as pattern k")
+    PC = sorted({c for c, _ in P})
+    m.pack_patterns = pyo.Constraint(PC, rule=lambda m, c: sum(m.q[c, k] for k in range(len(p.pack_patterns[c])))
+                                     <= room(m, c), doc="patterned systems within the systems bought")
+    sizes = [(c, g) for c in PC for g in sorted({g for _, g in holders[c] if g <= p.system_size[c]})]
+    m.pack_sizes = pyo.Constraint(sizes, rule=lambda m, c, g: sum(
+        pat.get(g, 0) * m.q[c, k] for k, pat in enumerate(p.pack_patterns[c]))
+        >= sum(_copies_holding(m, p, u, c) for u, gg in holders[c] if gg == g), doc="pattern slots hold the groups")
 
 
 def add_owned(m, p: FleetProblem) -> None:

@@ -4,7 +4,7 @@ Index sets
     T   periods t (planner/roadmap.py RoadmapProblem), each a block built by formulations/fleet.py
         (units x, chips in service n, systems, spares, hourly slices, power, stage assignment)
     B   purchases (c, τ): chip c bought in period τ (from its available_year); lot_c chips per lot
-        (whole systems for chips sold by system, else 1)
+        (whole systems: racks, boards; 1 for chips bought one at a time)
 Variables
     b[c,τ] ∈ ℤ≥0   lots of chip c bought in period τ
 Rows (chips of one type are identical, so retiring the oldest first is optimal, and the stock needs
@@ -58,6 +58,7 @@ def add_period(b, p, usable: set[str]) -> None:
     fleet.add_chip_count(b, p)
     fleet.add_systems(b, p)
     fleet.add_spares(b, p)
+    fleet.add_packing(b, p)
     fleet.add_power(b, p)
     fleet.add_assignment(b, p)
     for u in p.unit_ids:

@@ -671,7 +671,7 @@ def _check_owned(owned, catalog: Catalog, P) -> list[Problem]:
             out += [P(f"{where}.chip", p.what, p.fix) for p in exc.problems]
             continue
         chip, count = catalog.chips[cid], o.get("count")
-        if chip.sold_by_system and _number(count) and count % chip.chips_per_system:
+        if chip.chips_per_system > 1 and _number(count) and count % chip.chips_per_system:  # bought in whole systems
             k = chip.chips_per_system
             out.append(P(f"{where}.count", f"{cid} is sold as whole {chip.system_name} systems of {k} chips; "
                          f"{count:g} is not a multiple of {k}",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .defaults import OBJECTIVES
+from . import packing
 from .domain import Case, Objective, Stage
 from .errors import CaseError, Problem
 from .units import HOURS_PER_YEAR, KW_PER_MW, TOK_S_PER_KTOK_S, USD_PER_MUSD
@@ -38,7 +39,7 @@ class FleetProblem:
     chip_power_kw: dict[str, float]
     chip_price_usd: dict[str, float]
     chip_price_musd: dict[str, float]  # the capex objective's and budget's unit
-    system_size: dict[str, int]  # chips per whole system, for chips sold by system
+    system_size: dict[str, int]  # chips per whole system (rack, board, UltraServer), for chips bought S > 1 at a time
     power_kw_budget: float | None
     capex_usd_budget: float | None
     capex_musd_budget: float | None
@@ -67,6 +68,14 @@ class FleetProblem:
     spare_max: dict[int, int | None] = field(default_factory=dict)  # bound on working copies the spares step is written to
     rack_spare_steps: dict[str, list[int]] = field(default_factory=dict)
     by_class_kind: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    unit_groups: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
+    """unit → its groups (chip, chips the group packs as): one per part of its make-up (unit_parts)."""
+    pack_levels: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """chip → chain levels (s_i, slot chips per system) when its shared group sizes form a divisible chain."""
+    pack_patterns: dict[str, list[dict[int, int]]] = field(default_factory=dict)
+    """chip → maximal packing patterns of one system ({group chips: groups}), for other sizes."""
+    packing_notes: list[str] = field(default_factory=list)
+    """Where packing is conservative (sizes rounded up to a chain): said in the plan's warnings."""
     unit_serves: dict[int, dict[str, float]] = field(default_factory=dict)
     """Shared units (serving several length buckets): per copy, k tokens/s it serves of each bucket
     when it serves only that one (output tokens; input tokens for prefill units)."""
@@ -142,7 +151,7 @@ def unit_parts(kind: str, attn_chip: str, n_attn: int, ffn_chip: str, n_ffn: int
 def build_problem(case: Case, units: pd.DataFrame, objective: Objective = "tco") -> FleetProblem:
     """Candidate table + case → FleetProblem, with every big-M derived from the data."""
     units = units.reset_index(drop=True)
-    unit_chips, unit_stages, by_class_kind, serves = {}, {}, {}, {}
+    unit_chips, unit_stages, by_class_kind, serves, unit_groups = {}, {}, {}, {}, {}
     has_serves, has_draft = "serves" in units.columns, "draft_chip" in units.columns
     for u, r in enumerate(units.itertuples(index=False)):
         if has_serves and isinstance(r.serves, tuple):
@@ -156,7 +165,10 @@ def build_problem(case: Case, units: pd.DataFrame, objective: Objective = "tco")
             counts[c] = counts.get(c, 0) + n
         unit_chips[u] = counts
         unit_stages[u] = [(s, c) for c, _, stages in parts for s in stages]
+        unit_groups[u] = [(c, n) for c, n, _ in parts if n > 0]
     chips = sorted({c for cc in unit_chips.values() for c in cc})
+    sizes = {c: case.chips[c].chips_per_system for c in chips
+             if case.chips[c].chips_per_system > 1 or case.chips[c].sold_by_system}
     cons = case.constraints
     demand = {tc.name: tc.peak_demand_tok_s / TOK_S_PER_KTOK_S for tc in case.classes}  # the peak slice when a profile is given
     tput = dict(enumerate(units["throughput_tok_s"].to_numpy(float) / TOK_S_PER_KTOK_S))
@@ -206,7 +218,8 @@ def build_problem(case: Case, units: pd.DataFrame, objective: Objective = "tco")
         unit_tput_ktok_s=tput, unit_prefill_ktok_s=pre, unit_max=unit_max,
         chip_hourly_usd={c: hourly_cost_usd(case, c) for c in chips}, chip_power_kw=power, chip_price_usd=price,
         chip_price_musd={c: v / USD_PER_MUSD for c, v in price.items()},
-        system_size={c: case.chips[c].chips_per_system for c in chips if case.chips[c].sold_by_system},
+        system_size=sizes,
+        **_pack_params(unit_groups, sizes),
         power_kw_budget=budget_kw, capex_usd_budget=cons.capex_usd,
         capex_musd_budget=cons.capex_usd / USD_PER_MUSD if cons.capex_usd is not None else None,
         supply={c: v for c, v in cons.supply.items() if c in chips},
@@ -220,6 +233,34 @@ def build_problem(case: Case, units: pd.DataFrame, objective: Objective = "tco")
         no_buy={c for c in chips if not case.fleet.buyable(c)},
         **_slice_params(case, chips),
     )
+
+
+def _pack_params(unit_groups: dict[int, list[tuple[str, int]]], sizes: dict[str, int]) -> dict:
+    """Per chip bought in systems: how its shared groups (≤ one system) pack (planner/packing.py) —
+    chain levels, else maximal patterns, else sizes rounded up to powers of two (conservative, noted)."""
+    shared: dict[str, set[int]] = {}
+    for groups in unit_groups.values():
+        for c, g in groups:
+            if c in sizes and g <= sizes[c]:
+                shared.setdefault(c, set()).add(g)
+    levels, pats, notes = {}, {}, []
+    rounded: dict[str, bool] = {}
+    for c, gs in sorted(shared.items()):
+        chain = packing.chain_levels(sorted(gs), sizes[c])
+        if chain is not None:
+            levels[c] = chain
+            continue
+        found = packing.patterns(sorted(gs), sizes[c])
+        if found is not None:
+            pats[c] = found
+            continue
+        rounded[c] = True
+        levels[c] = packing.chain_levels(sorted({packing.round_to_chain(g) for g in gs}), sizes[c])
+        notes.append(f"{c}: group sizes {sorted(gs)} have more than {packing.PATTERN_LIMIT} packing patterns per "
+                     f"system of {sizes[c]}; packed as the next power of two (buildable, may buy a system more)")
+    groups = {u: [(c, packing.round_to_chain(g) if rounded.get(c) and g <= sizes[c] else g) for c, g in gs]
+              for u, gs in unit_groups.items()}
+    return {"unit_groups": groups, "pack_levels": levels, "pack_patterns": pats, "packing_notes": notes}
 
 
 def _fixed_cost_bigm(fixed: dict, supply: dict, unit_chips: dict, unit_max: dict) -> dict[str, int]:

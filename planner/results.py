@@ -8,6 +8,7 @@ import pandas as pd
 
 from formulations.families import family_of
 
+from . import packing
 from .problem import FleetProblem, unit_parts
 from .solve import Outcome
 from .units import KW_PER_MW, TOK_S_PER_KTOK_S
@@ -57,6 +58,7 @@ class Plan:
                       "peak_demand_tok_s": float(d["demand_tok_s"].max()), "average_demand_tok_s": float(d["demand_tok_s"].mean())}
         return out
     shares: pd.DataFrame | None = None  # shared units: row of `units`, bucket, tok/s served (see add_sharing)
+    systems: pd.DataFrame | None = None  # how the units' groups sit in the systems bought (system_frame)
 
     def to_dict(self) -> dict:
         o = self.outcome
@@ -76,6 +78,7 @@ class Plan:
                       "gap": o.gap, "bound": o.bound, **{f"milp_{k}": v for k, v in o.stats.items()},
                       "candidates": int(len(self.problem.units))},
             **({"spares": self.spares.to_dict("records")} if self.spares is not None else {}),
+            **({"packing": self.systems.to_dict("records")} if self.systems is not None else {}),
             **({"slices": self.slices.to_dict("records"), "profile": self.profile_summary(),
                 "sized_at_average": self.sized_at_average} if self.slices is not None else {}),
             "warnings": list(self.warnings or []),
@@ -189,10 +192,39 @@ def extract(p: FleetProblem, o: Outcome, timings: dict | None = None) -> Plan:
     from .problem import numerics_warnings
 
     spares = spare_groups(p, o) if (p.spare_fraction > 0 or p.availability is not None) else None
+    systems = system_frame(p, units, chips)
     return Plan(problem=p, outcome=o, chips=chips, stages=stages, units=units, classes=classes,
                 constraints=constraint_frame(p, o), cost=cost, power_mw=power_mw, throughput_tok_s=served,
-                timings_s=timings or {}, warnings=numerics_warnings(p) + unmeasured_warnings(case, chips), spares=spares,
-                slices=slice_frame(p, o) if p.slices else None, shares=shares)
+                timings_s=timings or {}, warnings=numerics_warnings(p) + p.packing_notes + unmeasured_warnings(case, chips),
+                spares=spares,
+                slices=slice_frame(p, o) if p.slices else None, shares=shares, systems=systems)
+
+
+SYSTEM_COLUMNS = ["chip", "systems", "holds", "chips_used_per_system", "chips_idle_per_system"]
+
+
+def system_frame(p: FleetProblem, units: pd.DataFrame, chips: pd.DataFrame) -> pd.DataFrame:
+    """One row per kind of system a chip's units fill (planner/packing.py layout): how many systems
+    alike, which groups each holds ('2 × unit 1 chat aggregated'), chips used and idle per system; a
+    group wider than one system is one row of whole systems. Systems bought beyond the layout (spare
+    systems, or bought only to complete a purchase) are a row of their own."""
+    rows = []
+    groups = packing.group_rows(units)
+    for c in sorted(p.system_size):
+        size, mine = p.system_size[c], [(label, g, k) for cc, label, g, k in groups if cc == c]
+        laid = 0
+        for n, holds, used in packing.layout(mine, size):
+            wide = used > size
+            text = " + ".join(f"{k} × {label}" for label, k in holds)
+            rows.append({"chip": c, "systems": n, "holds": text + (f" ({used} chips each, on whole systems)" if wide else ""),
+                         "chips_used_per_system": size if wide else used,
+                         "chips_idle_per_system": (n * size - used * holds[0][1]) / n if wide and n else size - used})
+            laid += n
+        bought = int(chips.loc[chips["chip"] == c, "systems"].sum()) if len(chips) else 0
+        if bought > laid:
+            rows.append({"chip": c, "systems": bought - laid, "holds": "spare or idle (no unit's group)",
+                         "chips_used_per_system": 0, "chips_idle_per_system": size})
+    return pd.DataFrame(rows, columns=SYSTEM_COLUMNS)
 
 
 def running_chips(p: FleetProblem, o: Outcome, c: str, h: int) -> int:
@@ -366,6 +398,10 @@ def plan_text(plan: Plan) -> str:
     lines += ["Units", text_table(plan.units.to_dict("records"),
                                   headers={"speed_tok_s_user": "tok/s/user", "throughput_tok_s": "out tok/s",
                                            "prefill_tok_s": "prefill tok/s", "ttft_s": "TTFT (s)"}), ""]
+    if plan.systems is not None and len(plan.systems):
+        lines += ["Systems (how the units' groups sit in the racks and boards bought; 'unit N' is row N of Units, from 0)",
+                  text_table(plan.systems.to_dict("records"), max_width=90,
+                             headers={"chips_used_per_system": "chips used", "chips_idle_per_system": "idle"}), ""]
     if case.shapes:
         lines += ["Workload shape (a bucket's demand is its share of the class's output tokens)",
                   *shape_lines(case), ""]

@@ -31,7 +31,7 @@ class Cohort:
     """Chips that enter and leave service together: an owned stock, or one period's purchase of a chip."""
 
     chip: str
-    lot: int  # chips per lot: whole systems for chips sold by system, else 1
+    lot: int  # chips per lot: one whole system (rack, board; 1 for chips bought singly)
     periods: tuple[int, ...]  # periods it may serve (before its service life ends)
     bought_in: int | None = None  # purchase period; None = owned
     owned_lots: int = 0
@@ -90,7 +90,7 @@ def build_roadmap_problem(case: Case, units: pd.DataFrame) -> RoadmapProblem:
     rate, life, dep = e.discount_rate, e.service_life_years, e.amortization_years
     problems = tuple(build_problem(period_case(case, t), units, "tco") for t in periods)
     chips = problems[0].chips
-    size = {c: case.chips[c].chips_per_system if case.chips[c].sold_by_system else 1 for c in chips}
+    size = {c: case.chips[c].chips_per_system for c in chips}  # bought and retired in whole systems
     cohorts: list[Cohort] = []
     idle: dict[str, int] = {}
     for o in case.fleet.owned:

@@ -60,8 +60,9 @@ def violations(plan) -> list[Problem]:
         if r.bought > 0 and not case.fleet.buyable(r.chip):
             out.append(Problem(f"fleet.chips.{r.chip}", f"the plan buys {r.bought:,} new but the chip is only owned"))
         size = case.chips[r.chip].chips_per_system
-        if case.chips[r.chip].sold_by_system and (r.bought % size or r.owned_kept % size):
+        if size > 1 and (r.bought % size or r.owned_kept % size):
             out.append(Problem(f"chips.{r.chip}", f"{r.bought:,} bought / {r.owned_kept:,} kept are not whole systems of {size}"))
+    out += packing_violations(case, plan.units, plan.chips, plan.spares)
     if plan.slices is not None:
         for r in plan.slices.itertuples():
             if r.running_capacity_tok_s < r.demand_tok_s * (1 - REL_TOL):
@@ -75,6 +76,42 @@ def violations(plan) -> list[Problem]:
                                    f"spare cover the load with probability {r.p_covered:.6f}"))
             if r.spares < pr.spare_fraction * r.working - 1e-9:
                 out.append(Problem("constraints.spare_fraction", f"group {r.group}: {r.spares} spares for {r.working}"))
+    return out
+
+
+def packing_violations(case, units, chips, spares=None) -> list[Problem]:
+    """Every chip's groups fit the systems bought: read from the units and chips tables alone (each
+    copy and spare copy of a unit places each of its groups; a group wider than a system takes whole
+    ones), placed by first-fit-decreasing, which is exact for the power-of-two sizes candidates use
+    and an upper bound otherwise — so a failure there is only reported when even the chips count
+    (Σ chips ≤ systems × size, wide groups whole) cannot hold them."""
+    from . import packing
+
+    out = []
+    spare_systems = {}
+    if spares is not None and len(spares):
+        for r in spares.itertuples():
+            if r.domain == "system":
+                spare_systems[str(r.group).split(" ")[0]] = int(r.spares)
+    groups = packing.group_rows(units)
+    for r in chips.itertuples():
+        size = case.chips[r.chip].chips_per_system
+        mine = {}
+        for c, _, g, k in groups:
+            if c == r.chip:
+                mine[g] = mine.get(g, 0) + k
+        if size <= 1 or not mine:
+            continue
+        have = int(r.chips) // size - spare_systems.get(r.chip, 0)
+        need = packing.systems_needed(mine, size)
+        if need <= have:
+            continue
+        chain = packing.chain_levels([g for g in mine if g <= size], size) is not None
+        wide = sum(packing.dedicated_systems(g, size) * k for g, k in mine.items() if g > size)
+        chips_needed = sum(g * k for g, k in mine.items() if g <= size)
+        if chain or wide + chips_needed / size > have:
+            out.append(Problem(f"chips.{r.chip}", f"its units' groups ({', '.join(f'{k} × {g}' for g, k in sorted(mine.items()))}"
+                               f" chips) need {need:,} systems of {size}; the plan has {have:,} working"))
     return out
 
 

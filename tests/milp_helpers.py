@@ -77,14 +77,18 @@ def brute_force(p, limit=12):
         if not ok:
             continue
         n = {c: sum(p.unit_chips[u].get(c, 0) * x[u] for u in U) for c in p.chips}
-        if spares_on:  # spare copies of units (their chips not sold by system), spare whole systems
-            for u in p.unit_spare_chips:
-                for c, cnt in p.unit_spare_chips[u].items():
-                    n[c] += cnt * spares(x[u], p.unit_down[u])
-            for c in p.rack_down:
-                w = math.ceil(n[c] / p.system_size[c])
-                n[c] = (w + spares(w, p.rack_down[c])) * p.system_size[c]
-        n = {c: (math.ceil(v / p.system_size[c]) * p.system_size[c] if c in p.system_size else v) for c, v in n.items()}
+        groups = {c: [] for c in p.chips}  # every group each copy (working or spare) places on its chip
+        for u in U:
+            k_spare = spares(x[u], p.unit_down[u]) if spares_on and u in p.unit_spare_chips else 0
+            for c, g in p.unit_groups[u]:
+                on_spares = k_spare if c in p.unit_spare_chips.get(u, {}) else 0
+                groups[c] += [g] * (x[u] + on_spares)
+                n[c] += g * on_spares
+        for c, size in p.system_size.items():  # whole systems that hold the groups, packed by brute force
+            w = min_systems(groups[c], size)
+            if spares_on and c in p.rack_down:
+                w += spares(w, p.rack_down[c])
+            n[c] = w * size
         kept = {c: min(p.owned.get(c, 0), v) for c, v in n.items()}  # an owned chip is never dearer than a new one
         new = {c: n[c] - kept[c] for c in n}
         if any(new[c] > 0 for c in p.no_buy):
@@ -108,3 +112,28 @@ def brute_force(p, limit=12):
         if best is None or cost < best - 1e-9:
             best = cost
     return best
+
+
+def min_systems(groups, size):
+    """The fewest systems of `size` chips that hold the groups (a group wider than a system takes
+    ceil(g / size) of its own), by exhaustive search — the oracle's own packing, independent of
+    planner/packing.py."""
+    wide = sum(-(-g // size) for g in groups if g > size)
+    items = sorted((g for g in groups if g <= size), reverse=True)
+    best = [len(items)]
+
+    def place(i, rooms):
+        if len(rooms) >= best[0]:
+            return
+        if i == len(items):
+            best[0] = len(rooms)
+            return
+        tried = set()
+        for j, room in enumerate(rooms):
+            if room >= items[i] and room not in tried:
+                tried.add(room)
+                place(i + 1, rooms[:j] + (room - items[i],) + rooms[j + 1:])
+        place(i + 1, rooms + (size - items[i],))
+
+    place(0, ())
+    return wide + (best[0] if items else 0)

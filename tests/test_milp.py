@@ -124,7 +124,7 @@ def random_problem(rng):
         kw["capex_usd"] = 8760 * rng.choice([4, 8])
     if rng.random() < 0.35:  # an owned stock, in whole systems, sometimes of a chip that cannot be bought
         c = rng.choice(chips)
-        kw["owned"] = {c.id: c.chips_per_system * rng.choice([1, 2, 3]) if c.sold_by_system else rng.choice([1, 2, 4])}
+        kw["owned"] = {c.id: c.chips_per_system * rng.choice([1, 2, 3]) if c.chips_per_system > 1 else rng.choice([1, 2, 4])}
         if rng.random() < 0.3:
             kw["buy"] = [x.id for x in chips if x.id != c.id]
     return toy(chips, units, classes=tuple(classes), **kw)
