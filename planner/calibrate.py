@@ -132,8 +132,12 @@ def _match(rules, text: str):
 def load_points(path: str | Path, catalog: Catalog) -> tuple[list[CalPoint], list[tuple[str, str]]]:
     """Usable points and (id, reason) for every excluded one."""
     from .inputs import read_text
+    from .benchmarks import import_files, is_benchmark_file, write_points
 
-    text = read_text(path, "a points CSV")
+    if is_benchmark_file(path):  # a benchmark tool's own file: imported on the fly (#25 item 1)
+        text = write_points(import_files([path]), None)
+    else:
+        text = read_text(path, "a points CSV")
     try:
         rows = list(csv.DictReader(io.StringIO(text, newline="")))
     except csv.Error as exc:

@@ -322,6 +322,30 @@ def workload(trace, max_buckets, tolerance, chip, model, precision, batch, fmt, 
     click.echo(to_json(r) if fmt == "json" else workload_text(r), nl=False)
 
 
+@main.command("import-bench", cls=FleetCommand)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--chip", help="Chip the files measured (catalog id or vendor name), if they do not say.")
+@click.option("--chips", type=click.IntRange(min=1), help="Chips the measured deployment used.")
+@click.option("--model", help="Model measured, if the file does not say.")
+@click.option("--precision", help="Precision the model ran in (bf16, fp8, fp4 …).")
+@click.option("--layout", help="Parallel layout tp×ep×pp, e.g. 8x1x1.")
+@click.option("-o", "--output", "out_path", type=click.Path(dir_okay=False), help="Write the points CSV here (else stdout).")
+def import_bench(files, chip, chips, model, precision, layout, out_path):
+    """Import AIPerf, GuideLLM, vLLM, SGLang, inference-perf or MLPerf results as measured points.
+
+    What a file does not say comes from the flags or a FILE.fleet.toml sidecar beside it.
+
+    \b
+    Example:
+      fleet import-bench mlperf_log_summary.txt --chip h200-sxm --chips 8 --model llama-3.1-70b --precision fp8 -o points.csv
+    """
+    from .benchmarks import import_files, write_points
+
+    text = write_points(import_files(files, chip, chips, model, precision, layout), out_path)
+    if not out_path:
+        click.echo(text, nl=False)
+
+
 @main.command()
 @click.argument("points_csv", type=click.Path(exists=True, dir_okay=False))
 @click.option("--chips", "chip_ids", help="Comma-separated chip ids whose points to fit (default: every chip with points).")
