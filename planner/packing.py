@@ -67,22 +67,28 @@ def round_to_chain(size: int) -> int:
     return 1 << (size - 1).bit_length()
 
 
-def first_fit_decreasing(groups: dict[int, int], system_chips: int) -> list[Counter]:
-    """Groups ({size ≤ S: count}) placed largest first into the first system with room: a list of
-    systems, each a Counter {size: groups}. Optimal for divisible chains."""
-    systems: list[Counter] = []
+def _first_fit(items, system_chips: int) -> tuple[list[Counter], list[int]]:
+    """items ((key, group chips ≤ S, copies)) placed largest first into the first system with room:
+    per system a Counter {key: groups} and the chips it has left."""
+    held: list[Counter] = []
     free: list[int] = []
-    for size in sorted(groups, reverse=True):
-        for _ in range(int(groups[size])):
+    for key, size, copies in sorted(items, key=lambda x: -x[1]):
+        for _ in range(int(copies)):
             for i, room in enumerate(free):
                 if room >= size:
-                    systems[i][size] += 1
+                    held[i][key] += 1
                     free[i] -= size
                     break
             else:
-                systems.append(Counter({size: 1}))
+                held.append(Counter({key: 1}))
                 free.append(system_chips - size)
-    return systems
+    return held, free
+
+
+def first_fit_decreasing(groups: dict[int, int], system_chips: int) -> list[Counter]:
+    """Groups ({size ≤ S: count}) placed largest first into the first system with room: a list of
+    systems, each a Counter {size: groups}. Optimal for divisible chains."""
+    return _first_fit([(g, g, k) for g, k in groups.items()], system_chips)[0]
 
 
 def systems_needed(groups: dict[int, int], system_chips: int) -> int:
@@ -117,18 +123,7 @@ def layout(groups: list[tuple[str, int, int]], system_chips: int) -> list[tuple[
     systems of their own, the rest first-fit-decreasing. Rows (systems, ((label, groups per system
     or, for a wide group, its copies), …), chips used per system or per wide group), alike systems merged."""
     out = [(dedicated_systems(g, system_chips) * k, ((label, k),), g) for label, g, k in groups if g > system_chips]
-    free: list[int] = []
-    held: list[Counter] = []
-    for label, g, k in sorted((x for x in groups if x[1] <= system_chips), key=lambda x: -x[1]):
-        for _ in range(int(k)):
-            for i, room in enumerate(free):
-                if room >= g:
-                    held[i][label] += 1
-                    free[i] -= g
-                    break
-            else:
-                held.append(Counter({label: 1}))
-                free.append(system_chips - g)
+    held, free = _first_fit([x for x in groups if x[1] <= system_chips], system_chips)
     merged: dict[tuple[tuple[str, int], ...], list[int]] = {}
     for h, room in zip(held, free):
         merged.setdefault(tuple(sorted(h.items())), [0, system_chips - room])[0] += 1
