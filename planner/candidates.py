@@ -26,6 +26,7 @@ import pandas as pd
 from . import performance as pf
 from .domain import Case, TrafficClass
 from .layouts import Layouts, layouts
+from .purchasable import for_plan_year
 
 BATCHES = np.unique(np.round(np.concatenate([2 ** np.arange(0, 13), 1.5 * 2 ** np.arange(0, 12)]))).astype(int)
 N_FACTORS = (1, 1.25, 1.5, 2, 3, 4, 6, 8, 12, 16)
@@ -245,6 +246,8 @@ def build_candidates(case: Case, opts: GridOptions | None = None, deadline: floa
     from .errors import Problem, TimeLimitError
 
     opts = opts or GridOptions()
+    if not case.periods:  # no units for chips the plan's year cannot buy (roadmaps buy them later)
+        case = for_plan_year(case)[0]
     chunks = []
     merging = {b for sh in case.shapes.values() if sh.merge_buckets and len(sh.buckets) > 1 for b in sh.buckets}
     full: dict[str, pd.DataFrame] = {}  # every grid point of a bucket that may share units (merged units need all)

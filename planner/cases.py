@@ -24,8 +24,10 @@ from .units import PRECISION_ALIASES, PRECISIONS, canonical_precision
 
 TOP_KEYS = ("name", "description", "options", "economics", "constraints", "fleet", "classes", "chips", "models", "arch",
             "fabric", "software", "families", "periods")
-OPTION_FIELDS = {"objective": ("tco", "capex", "power", "throughput")}
-"""[options]: how the case's question is answered by default (a command-line flag still wins)."""
+OPTION_FIELDS = {"objective": ("tco", "capex", "power", "throughput"), "year": "a decimal year, e.g. 2027.5 (H2-2027)",
+                 "allow_unavailable": "true or false"}
+"""[options]: how the case's question is answered by default (a command-line flag still wins).
+A tuple lists the allowed values; a string describes a typed value (checked in _check_options)."""
 CLASS_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "name": ("str", True, None, "a class name"),
     "model": ("str", True, None, "a model id (see `fleet catalog list models`)"),
@@ -357,6 +359,14 @@ def _check_options(raw: dict, P) -> list[Problem]:
             if key not in OPTION_FIELDS:
                 problems.append(P(f"options.{key}", "unknown option", did_you_mean(key, OPTION_FIELDS)
                                   or f"known options: {', '.join(OPTION_FIELDS)}"))
+            elif key == "year":
+                if not _number(value) or not 1990 <= value <= 2100:
+                    problems.append(P("options.year", f"{value!r} is not a year between 1990 and 2100",
+                                      "give the year the fleet is bought, e.g. year = 2027.5 (H2-2027)"))
+            elif key == "allow_unavailable":
+                if not isinstance(value, bool):
+                    problems.append(P("options.allow_unavailable", f"{value!r} is not true or false",
+                                      "allow_unavailable = true plans with chips not on sale that year (a what-if)"))
             elif value not in OPTION_FIELDS[key]:
                 problems.append(P(f"options.{key}", f"unknown value {value!r}", f"use one of {', '.join(OPTION_FIELDS[key])}"))
     return problems

@@ -56,7 +56,8 @@ CHIP_FIELDS: dict[str, tuple[str, bool, str | None, str]] = {
     "mla_layer_extra": ("float", False, ">=0", "extra fixed time of an MLA layer, × t_layer_us"),
     "annual_failure_rate": ("float", False, ">0", "failures per chip-year, all-in (chip, HBM, host and network share)"),
     "mttr_hours": ("float", False, ">0", "hours from a failure until the chip serves again"),
-    "available_year": ("float", False, ">0", "first year it can be bought in volume (decimal: 2026.5 = H2-2026; roadmaps)"),
+    "available_year": ("float", False, ">0", "first year it can be bought in volume (decimal: 2026.5 = H2-2026)"),
+    "sold": ("bool", False, None, "can be bought at all (false: the vendor only rents it in its own cloud)"),
 }
 TOPOLOGIES = ("switch", "mesh", "direct")
 

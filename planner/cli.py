@@ -214,11 +214,15 @@ def validate(case, sets, catalogs, quiet):
       fleet validate default --set classes.0.precision=fp4
     """
     from .cases import load_case
+    from .purchasable import for_plan_year
     from .summary import describe_case
 
     c = load_case(case, sets, list(catalogs))
+    _, held_back = for_plan_year(c)
     if not quiet:
         click.echo(describe_case(c))
+        for line in held_back:
+            click.echo(f"note: {line}")
         click.echo(f"\n{c.source}: valid")
 
 

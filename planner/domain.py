@@ -72,7 +72,8 @@ class Chip:
     topology: str = ""  # switch | mesh | direct; "" = switch for gpu/prefill, direct otherwise
     annual_failure_rate: float = 0.0  # failures per chip-year; 0 = the economics default
     mttr_hours: float = 0.0  # repair time; 0 = the economics default
-    available_year: float = 0.0  # first year it can be bought in volume (roadmaps); 0 = always
+    available_year: float = 0.0  # first year it can be bought in volume (plans and roadmaps); 0 = always
+    sold: bool = True  # False: the vendor does not sell it (rents it in its own cloud only)
     aliases: tuple[str, ...] = ()
     provenance: Mapping[str, Provenance] = field(default_factory=dict, compare=False, repr=False)
 
@@ -282,7 +283,7 @@ class Case:
     models: Mapping[str, Model]
     source: str = ""
     catalog_versions: Mapping[str, str] = field(default_factory=dict)
-    options: Mapping[str, str] = field(default_factory=dict)  # [options]: the case's default objective
+    options: Mapping[str, object] = field(default_factory=dict)  # [options]: objective, year, allow_unavailable
     shapes: Mapping[str, Shape] = field(default_factory=dict)  # classes given as length distributions
     periods: tuple[Period, ...] = ()  # a multi-year roadmap ([[periods]]; planner/roadmap.py)
 

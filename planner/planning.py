@@ -18,6 +18,7 @@ from .cases import load_case
 from .domain import Case
 from . import verify
 from .errors import InfeasibleError, PlannerError, Problem, TimeLimitError
+from . import purchasable
 from .problem import OBJECTIVES, Objective, build_problem
 from .results import Plan, extract
 from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
@@ -48,6 +49,8 @@ def plan_case(case: Case, objective: str | None = None, solve_opts: SolveOptions
     """Plan a loaded case; raises InfeasibleError with a diagnosis when targets cannot be met.
     `units` is a candidate table already built for this case (studies reuse them across points);
     objective None = the case's own ([options] objective, else tco)."""
+    purchase = purchasable.summary(case)
+    case, held_back = purchasable.for_plan_year(case)
     objective = check_objective(case, objective)
     solve_opts = solve_opts or SolveOptions()
     deadline = time.monotonic() + solve_opts.time_limit_s  # the limit bounds the whole plan, not only HiGHS
@@ -61,9 +64,11 @@ def plan_case(case: Case, objective: str | None = None, solve_opts: SolveOptions
     timings["problem_s"] = time.perf_counter() - t
     outcome = solve(problem, _remaining(solve_opts, deadline, "building the MILP"), warm)
     plan = conclude(problem, outcome, solve_opts, deadline, timings)
+    plan.warnings[:0] = held_back
+    plan.purchase = purchase
     if case.periods:
         plan.warnings.append("this case has [[periods]]: `fleet plan` plans its own demand and constraints only, "
-                             "with every chip buyable now (available_year, service life and the periods' budgets are "
+                             "bought in the first period's year (service life and the periods' budgets are "
                              "ignored); `fleet roadmap` plans the periods")
     if any(tc.demand_profile for tc in case.classes) and objective != "throughput":
         plan.sized_at_average = _sized_at_average(case, objective, solve_opts, deadline, units)
@@ -255,7 +260,8 @@ def inputs_sha256(case_source: str, sets, catalogs) -> str:
 
 def run_record(plan_: Plan, case_source: str, sets, catalogs, options: dict) -> dict:
     """What is needed to reproduce a plan: inputs hash, catalog versions, package versions, options."""
-    return case_run_record(plan_.problem.case, plan_.outcome.solver, case_source, sets, catalogs, options)
+    rec = case_run_record(plan_.problem.case, plan_.outcome.solver, case_source, sets, catalogs, options)
+    return {**rec, "purchase": plan_.purchase} if plan_.purchase is not None else rec
 
 
 def case_run_record(case: Case, solver: str, case_source: str, sets, catalogs, options: dict) -> dict:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from .purchasable import for_plan_year
 from .defaults import OBJECTIVES
 from . import packing
 from .domain import Case, Objective, Stage
@@ -149,7 +150,9 @@ def unit_parts(kind: str, attn_chip: str, n_attn: int, ffn_chip: str, n_ffn: int
 
 
 def build_problem(case: Case, units: pd.DataFrame, objective: Objective = "tco") -> FleetProblem:
-    """Candidate table + case → FleetProblem, with every big-M derived from the data."""
+    """Candidate table + case → FleetProblem, with every big-M derived from the data. Chips the
+    case's year cannot buy are bought nowhere (planner/purchasable.py), whoever calls."""
+    case = for_plan_year(case)[0]
     units = units.reset_index(drop=True)
     unit_chips, unit_stages, by_class_kind, serves, unit_groups = {}, {}, {}, {}, {}
     has_serves, has_draft = "serves" in units.columns, "draft_chip" in units.columns

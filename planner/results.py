@@ -9,6 +9,7 @@ import pandas as pd
 from formulations.families import family_of
 
 from . import packing
+from .purchasable import year_text
 from .problem import FleetProblem, unit_parts
 from .solve import Outcome
 from .units import KW_PER_MW, TOK_S_PER_KTOK_S
@@ -59,6 +60,7 @@ class Plan:
         return out
     shares: pd.DataFrame | None = None  # shared units: row of `units`, bucket, tok/s served (see add_sharing)
     systems: pd.DataFrame | None = None  # how the units' groups sit in the systems bought (system_frame)
+    purchase: dict | None = None  # plan year and chips it cannot buy (planner/purchasable.py summary)
 
     def to_dict(self) -> dict:
         o = self.outcome
@@ -81,6 +83,7 @@ class Plan:
             **({"packing": self.systems.to_dict("records")} if self.systems is not None else {}),
             **({"slices": self.slices.to_dict("records"), "profile": self.profile_summary(),
                 "sized_at_average": self.sized_at_average} if self.slices is not None else {}),
+            **({"purchase": self.purchase} if self.purchase is not None else {}),
             "warnings": list(self.warnings or []),
             "definitions": METRIC_DEFINITIONS,
             "timings_s": self.timings_s,
@@ -379,7 +382,9 @@ def plan_text(plan: Plan) -> str:
     from .reports import text_table
 
     o, case = plan.outcome, plan.problem.case
-    lines = [f"fleet plan for case '{case.name}' — status: {o.status} (objective: {plan.problem.objective})", ""]
+    year = (plan.purchase or {}).get("plan_year")
+    bought = f", bought in {year_text(year)}" if year else ""
+    lines = [f"fleet plan for case '{case.name}' — status: {o.status} (objective: {plan.problem.objective}{bought})", ""]
     chips = plan.chips.assign(**{"systems": [f"{s} × {n}" if s else "-" for s, n in
                                              zip(plan.chips["systems"], plan.chips["system_name"])]})
     cols = ["chip", "chips", "chips_in_use", "systems", "power_mw", "capex_usd", "tco_usd_per_hour"]

@@ -20,6 +20,7 @@ from .candidates import GridOptions, build_candidates
 from .domain import Case, OwnedChips, Period
 from .errors import CaseError, InfeasibleError, PlannerError, Problem, SolverError, TimeLimitError
 from .problem import FleetProblem, build_problem
+from .purchasable import can_buy
 from .units import HOURS_PER_YEAR, KW_PER_MW, USD_PER_MUSD
 
 NPV_REL_TOL = 1e-6
@@ -75,7 +76,9 @@ def period_case(case: Case, t: Period) -> Case:
     cons = replace(case.constraints, power_mw=t.power_mw or case.constraints.power_mw, capex_usd=None, supply={},
                    fixed_cost_usd={})
     return replace(case, classes=classes, economics=econ, constraints=cons,
-                   fleet=replace(case.fleet, owned=(), buy=None), periods=())
+                   fleet=replace(case.fleet, owned=(), buy=None), periods=(),
+                   # which chips a period may buy is the roadmap's cohorts' rule (can_buy per period), not the plan year's
+                   options={**case.options, "year": t.year, "allow_unavailable": True})
 
 
 def build_roadmap_problem(case: Case, units: pd.DataFrame) -> RoadmapProblem:
@@ -105,7 +108,7 @@ def build_roadmap_problem(case: Case, units: pd.DataFrame) -> RoadmapProblem:
             continue
         chip = case.chips[c]
         for i, t in enumerate(periods):
-            if chip.available_year > t.year:
+            if not can_buy(chip, t.year):
                 continue
             a = t.year - y0
             supply = (t.supply if t.supply is not None else case.constraints.supply).get(c)
@@ -411,7 +414,7 @@ def diagnose(r: RoadmapProblem, units, opts, grid) -> list[Problem]:
         keep = [tc for tc in pc.classes if tc.demand_tok_s > 0]
         owned = tuple(OwnedChips(o.chip, o.count, o.age_years + t.year - y0) for o in case.fleet.owned
                       if o.age_years + t.year - y0 < case.economics.service_life_years)
-        buy = tuple(c for c in case.fleet.chips if case.fleet.buyable(c) and case.chips[c].available_year <= t.year)
+        buy = tuple(c for c in case.fleet.chips if case.fleet.buyable(c) and can_buy(case.chips[c], t.year))
         supply = t.supply if t.supply is not None else case.constraints.supply
         alone = replace(pc, classes=tuple(keep), constraints=replace(pc.constraints, capex_usd=t.capex_usd, supply=dict(supply)),
                         fleet=replace(case.fleet, owned=owned, buy=buy))
