@@ -214,6 +214,7 @@ def add_spares(m, p: FleetProblem) -> None:
     m.dU = pyo.Var(steps, within=pyo.Binary, doc="unit u has passed spare threshold t")
     m.unit_step = pyo.Constraint(steps, rule=lambda m, u, t: m.x[u] <= p.unit_spare_steps[u][t] - 1
                                  + (p.spare_max[u] - p.unit_spare_steps[u][t] + 1) * m.dU[u, t], doc="threshold passed")
+    big_m_links(m).append((m.unit_step, lambda k: m.dU[k]))
     m.unit_avail = pyo.Constraint(US, rule=lambda m, u: m.s[u] >= sum(m.dU[u, t] for t in range(
         len(p.unit_spare_steps[u]))) if p.unit_spare_steps.get(u) else pyo.Constraint.Skip, doc="spares ≥ k_u(x_u)")
     holders: dict[str, list[tuple[int, int]]] = {}
@@ -241,6 +242,7 @@ def add_spares(m, p: FleetProblem) -> None:
     m.dR = pyo.Var(rsteps, within=pyo.Binary, doc="chip c's systems passed spare threshold t")
     m.rack_step = pyo.Constraint(rsteps, rule=lambda m, c, t: m.w[c] <= p.rack_spare_steps[c][t] - 1
                                  + (p.rack_max[c] - p.rack_spare_steps[c][t] + 1) * m.dR[c, t], doc="threshold passed")
+    big_m_links(m).append((m.rack_step, lambda k: m.dR[k]))
     m.rack_avail = pyo.Constraint(m.RS, rule=lambda m, c: m.sr[c] >= sum(m.dR[c, t] for t in range(
         len(p.rack_spare_steps[c]))) if p.rack_spare_steps.get(c) else pyo.Constraint.Skip, doc="spare systems ≥ k_c(w_c)")
 
@@ -408,6 +410,15 @@ RELAX = {"throughput": relax_throughput, "power": relax_power, "capex": relax_ca
 """Family name (formulations/families.py) → its relaxation."""
 
 
+def big_m_links(m) -> list:
+    """(row component, index → its binary) of every big-M row: with its binary at 1 such a row is only
+    a bound derived from the budgets (M), which must not take a budget's dual in the LP behind the
+    shadow prices (planner/solve.py relaxes it there)."""
+    if not hasattr(m, "_big_m_links"):
+        object.__setattr__(m, "_big_m_links", [])
+    return m._big_m_links
+
+
 def add_assignment(m, p: FleetProblem) -> None:
     """x_u ≤ M_u · y_{s,c}  ∀ u, (s,c) ∈ stages(u);  Σ_c y_{s,c} ≤ K  ∀ s   (K = max chip types per stage).
     M_u is the unit's own data-derived bound (demand / its throughput, or what the budgets allow);
@@ -418,6 +429,7 @@ def add_assignment(m, p: FleetProblem) -> None:
     pairs = [(u, s, c) for u in p.unit_ids for (s, c) in p.unit_stages[u] if p.unit_max[u] is not None]
     m.assign = pyo.Constraint(range(len(pairs)), rule=lambda m, i: m.x[pairs[i][0]]
                               <= p.unit_max[pairs[i][0]] * m.y[pairs[i][1], pairs[i][2]], doc="unit needs its stage chips")
+    big_m_links(m).append((m.assign, lambda i: m.y[pairs[i][1], pairs[i][2]]))
     stages = sorted({s for s, _ in m.SC})
     m.types_per_stage = pyo.Constraint(stages, rule=lambda m, s: sum(m.y[s2, c] for (s2, c) in m.SC if s2 == s)
                                        <= p.max_types_per_stage, doc="chip types per stage")
@@ -447,6 +459,7 @@ def add_fixed_cost(m, p: FleetProblem) -> None:
     m.z = pyo.Var(m.F, within=pyo.Binary, doc="chip type used")
     m.fixed = pyo.Constraint(m.F, rule=lambda m, c: bought(m, c) <= p.fixed_cost_bigm[c] * m.z[c],
                              doc="fixed cost switch")
+    big_m_links(m).append((m.fixed, lambda c: m.z[c]))
 
 
 def set_objective(m, p: FleetProblem) -> None:

@@ -610,13 +610,16 @@ def budget(case, power_mw, capex_usd, out_dir, sets, catalogs, time_limit_s, mip
         raise click.UsageError("--xlsx writes budget.xlsx beside budget.csv: give --output DIR too")
     df = run(case, power_mw, capex_usd, sets, catalogs, _workers(workers), scheduler,
              out / "budget.csv" if out else None, resume, quiet, force, time_limit_s, mip_gap, grid, warm_start)
-    shadow = [c for c in df.columns if c.startswith("shadow.power") or c.startswith("shadow.capex")]
+    shadow = [c for c in df.columns if c.startswith(("shadow.power", "shadow.capex", "lp_shadow.power", "lp_shadow.capex"))]
     chips = sorted(c for c in df.columns if c.startswith("chips."))
     click.echo(_summary(df, ["constraints.power_mw", "constraints.capex_usd", "status", "throughput_tok_s",
                              "power_mw", "capex_usd", "usd_per_mtok", *shadow, *chips]))
-    for c in shadow:
+    for c in (c for c in shadow if c.startswith("lp_shadow.")):
         label = "tokens/s per extra MW" if "power" in c else "tokens/s per extra M USD"
-        click.echo(f"marginal value ({c[7:]}): {', '.join(f'{v:,.0f}' for v in df[c].dropna())} {label}")
+        click.echo(f"marginal value ({c[10:]}, the LP with stage choices fixed): "
+                   f"{', '.join(f'{v:,.0f}' for v in df[c].dropna())} {label}")
+    if shadow:
+        click.echo("(shadow.* is the plan's own price: 0 where whole systems leave part of the budget unused)")
     if out and "constraints.power_mw" in df and df["constraints.power_mw"].nunique() > 1:
         line_plot(df, "constraints.power_mw", "throughput_tok_s", "site power budget (MW)",
                   "served output tokens/s\n(max-throughput plan)", out / "budget_power.png",

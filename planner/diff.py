@@ -189,8 +189,10 @@ def shadow_price(r: dict) -> float | None:
 
 
 def limits_plan(r: dict) -> bool:
-    """Binding, or a budget the LP (stage choices fixed) sits on: whole-chip rounding can leave a
-    sliver of a budget unused while it still decides the fleet (positive shadow price)."""
+    """The plan's own column (results.constraint_frame: binding, or a budget the LP sits on with a
+    positive price); plans written before that column existed: binding, or a priced budget."""
+    if "limits_plan" in r:
+        return bool(r["limits_plan"])
     return bool(r.get("binding")) or ((shadow_price(r) or 0) > 1e-9 and is_budget(r["name"]))
 
 

@@ -235,7 +235,7 @@ def binding_constraints(ctx: Context) -> list[dict]:
     types_rows = [r for r in rows if r["name"].startswith("types_per_stage")]
     types_saving = types_what_if(ctx) if types_rows else None
     return [{"name": r["name"], "binding": bool(r.get("binding")), "slack": r.get("slack"),
-             "shadow_price": shadow_price(r), "unit": r.get("unit"),
+             "shadow_price": shadow_price(r), "lp_shadow_price": r.get("lp_shadow_price"), "unit": r.get("unit"),
              **({"what_if": types_saving} if r in types_rows else {}),
              "text": constraint_words(r, ctx.case, types_saving)} for r in rows]
 
@@ -243,6 +243,8 @@ def binding_constraints(ctx: Context) -> list[dict]:
 def constraint_words(r: dict, case: Case, types_saving: dict | None = None) -> str:
     """One constraint's shadow price as a sentence (TCO objective: USD/hour)."""
     name, v = r["name"], shadow_price(r)
+    if not r.get("binding") and r.get("lp_shadow_price") is not None:
+        v = float(r["lp_shadow_price"])  # the plan leaves slack: the LP's price is what decides the fleet
     fam, inner = family_of(name)
     family = fam.name if fam else name.split("[")[0]
     cons = case.constraints
@@ -261,8 +263,8 @@ def constraint_words(r: dict, case: Case, types_saving: dict | None = None) -> s
     slack_note = ""
     if fam is not None and fam.budget and not r.get("binding"):
         used = fam.slack_words(r["slack"])
-        slack_note = (f" (the whole-chip plan leaves {used} unused, but the LP with its stage choices fixed "
-                      "sits on this budget)")
+        slack_note = (f" (in the LP with its stage choices fixed; the whole-chip plan leaves {used} unused, so the "
+                      "constraint itself has no shadow price)")
     if family == "power":
         return (f"constraints.power_mw ({cons.power_mw:,g} MW) binds: one more MW of site power would lower TCO by "
                 f"{v:,.0f} USD/hour{slack_note}")

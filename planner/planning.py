@@ -16,7 +16,7 @@ from . import performance as pf
 from .candidates import GridOptions, build_candidates
 from .cases import load_case
 from .domain import Case
-from . import verify
+from . import slackness, verify
 from .errors import InfeasibleError, PlannerError, Problem, TimeLimitError
 from . import purchasable
 from .problem import OBJECTIVES, Objective, build_problem
@@ -94,8 +94,20 @@ def conclude(problem, outcome, solve_opts: SolveOptions, deadline: float, timing
     t = time.perf_counter()
     plan = extract(problem, outcome, timings)
     verify.check(plan)
+    plan.warnings += slackness.violations(plan.constraints, _constraint_scales(problem, plan.constraints))
     timings["extract_s"] = time.perf_counter() - t
     return plan
+
+
+def _constraint_scales(problem, constraints) -> dict[str, float]:
+    """Each reported constraint's right-hand side, the scale its slack is judged against."""
+    from formulations.families import family_of
+
+    out = {}
+    for name in constraints["name"] if len(constraints) else ():
+        family, _ = family_of(name)
+        out[name] = (family.rhs(problem) if family is not None and family.rhs else 1.0) or 1.0
+    return out
 
 
 def _sized_at_average(case: Case, objective: str, solve_opts: SolveOptions, deadline: float, units) -> dict | None:

@@ -244,10 +244,17 @@ def constraint_words(row: dict, objective: str, limits: dict | None = None) -> s
     elif fam is not None and fam.budget:
         what = {"power": "the site power budget", "capex": "the capex budget",
                 "supply": f"the supply cap on {target}"}[family]
-        if objective == "throughput":
-            text = f"{name}: {what} is used up; {per} it would serve {fmt(float(price))} more output tok/s."
+        lp = row.get("lp_shadow_price")
+        if str(row.get("binding")).lower() not in ("true", "1") and lp is not None and not (isinstance(lp, float) and math.isnan(lp)):
+            head, price = f"{what} decides the fleet through whole-chip rounding (the plan leaves " \
+                          f"{fmt(float(row.get('slack') or 0))} {row.get('slack_unit') or ''} unused, so the constraint " \
+                          "itself has no shadow price); in the LP with the stage choices fixed", float(lp)
         else:
-            text = f"{name}: {what} is used up; {per} it would lower the {obj} by {fmt(float(price))} {obj_unit}."
+            head = f"{what} is used up"
+        if objective == "throughput":
+            text = f"{name}: {head}; {per} it would serve {fmt(float(price))} more output tok/s."
+        else:
+            text = f"{name}: {head}; {per} it would lower the {obj} by {fmt(float(price))} {obj_unit}."
     else:
         text = f"{name}: binds; shadow price {fmt(float(price))} {unit}."
     return escape(text)
@@ -388,9 +395,10 @@ def plan_report(dirpath: Path) -> str:
     cons = d["constraints"]
     b.append("<h2>Constraints and shadow prices</h2>")
     if len(cons):
-        binding = cons[cons["binding"].astype(str).str.lower().isin(["true", "1"])]
+        column = "limits_plan" if "limits_plan" in cons.columns else "binding"  # plans written before it: binding
+        binding = cons[cons[column].astype(str).str.lower().isin(["true", "1"])]
         if len(binding):
-            b.append("<p>Binding constraints (shadow prices from the LP with the stage choices fixed):</p>"
+            b.append("<p>Constraints that limit the plan (shadow prices from the LP with the stage choices fixed):</p>"
                      "<ul class='words'>" + "".join(f"<li>{constraint_words(r, objective)}</li>"
                                                     for r in binding.to_dict("records")) + "</ul>")
         else:
@@ -459,11 +467,13 @@ def study_report(kind: str, csv: Path) -> str:
                                                        "served output tokens/s\n(max-throughput plan)",
                                                        f"max-throughput plan per {words} budget", case),
                                      f"maximum served output tokens/s per {words} budget"))
-        shadow = [c for c in df.columns if c.startswith(("shadow.power", "shadow.capex"))]
+        shadow = [c for c in df.columns if c.startswith(("shadow.power", "shadow.capex", "lp_shadow.power", "lp_shadow.capex"))]
         cols = ["constraints.power_mw", "constraints.capex_usd", "status", "throughput_tok_s", "power_mw",
                 "capex_usd", "usd_per_mtok", *shadow, *chip_cols, "stages", "message"]
-        heads = {"shadow.power": "marginal value (tok/s per extra MW)",
-                 "shadow.capex": "marginal value (tok/s per extra M USD)"}
+        heads = {"shadow.power": "shadow price (tok/s per extra MW; 0 with slack)",
+                 "shadow.capex": "shadow price (tok/s per extra M USD; 0 with slack)",
+                 "lp_shadow.power": "LP marginal value (tok/s per extra MW)",
+                 "lp_shadow.capex": "LP marginal value (tok/s per extra M USD)"}
     else:
         objective = str(rec.get("objective") or "tco")
         if "varied" in df and df["varied"].notna().any():  # one at a time: the varied path and its value

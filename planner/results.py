@@ -1,6 +1,8 @@
 """Tidy results from a solved model, in user units: chips, stages, units, classes, costs, constraints."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +17,7 @@ from .solve import Outcome
 from .units import KW_PER_MW, TOK_S_PER_KTOK_S
 
 TOL = 1e-6
+PRICE_TOL = 1e-9  # a shadow price below this is zero (solver round-off)
 
 METRIC_DEFINITIONS = {
     "served_tok_s": "output tokens/s the plan is built to deliver: each class's demand (under the throughput "
@@ -357,24 +360,49 @@ operator tables (reported: NVIDIA's bw_eff from aiconfigurator); inherited terms
 OBJECTIVE_UNITS = {"tco": "USD/hour", "capex": "M USD", "power": "kW", "throughput": "share of demand"}
 
 
+CONSTRAINT_COLUMNS = ["name", "binding", "slack", "shadow_price", "lp_shadow_price", "lp_slack", "limits_plan",
+                      "unit", "slack_unit"]
+
+
 def constraint_frame(p: FleetProblem, o: Outcome) -> pd.DataFrame:
-    """Each budget/target constraint: binding or not, and its shadow price in user units (the
-    family's unit, formulations/families.py, after the objective's)."""
+    """Each budget/target constraint, in user units (the family's, formulations/families.py):
+
+    - slack, binding: what the whole-chip plan leaves unused, and whether that is nothing;
+    - lp_shadow_price, lp_slack: the dual and slack of the LP behind the prices (stage choices fixed,
+      counts relaxed, budget-derived bounds lifted), complementary by construction;
+    - shadow_price: the price of the plan's own constraint — the LP's where the plan has no slack, 0
+      where it has (a figure with slack has no shadow price); None for integer limits;
+    - limits_plan: binding, or a budget the LP sits on with a positive price (whole-chip rounding
+      leaves a sliver unused while the budget still decides the fleet). `fleet plan`, `fleet diff`,
+      `fleet explain` and the report all list what limits the plan by this one column."""
     obj_unit = OBJECTIVE_UNITS[p.objective]
     total_demand = sum(p.demand_ktok_s.values()) * TOK_S_PER_KTOK_S
     rows = []
     for name, slack in sorted(o.slacks.items()):
         family, _ = family_of(name)
-        dual = abs(o.duals.get(name, 0.0))
         unit = f"{obj_unit} {family.what}".strip()
-        value = dual * family.dual_scale
+        lp_price = None
+        if family.has_dual and name in o.duals:
+            lp_price = abs(o.duals[name]) * family.dual_scale
+            if p.objective == "throughput" and family.budget:
+                lp_price *= total_demand
         if p.objective == "throughput" and family.budget:
-            value, unit = value * total_demand, f"tok/s {family.what}"
+            unit = f"tok/s {family.what}"
         ref = (family.rhs(p) if family.rhs else 1.0) or 1.0
-        rows.append({"name": name, "binding": bool(slack <= TOL * max(1.0, abs(ref))), "slack": slack,
-                     "shadow_price": value if family.has_dual else None, "unit": unit,
-                     "slack_unit": family.slack_unit})
-    return pd.DataFrame(rows, columns=["name", "binding", "slack", "shadow_price", "unit", "slack_unit"])
+        binding = bool(slack <= TOL * max(1.0, abs(ref)))
+        price = None if lp_price is None else (lp_price if binding else 0.0)
+        rows.append({"name": name, "binding": binding, "slack": slack, "shadow_price": price,
+                     "lp_shadow_price": lp_price, "lp_slack": o.lp_slacks.get(name),
+                     "limits_plan": binding or bool(family.budget and (lp_price or 0) > PRICE_TOL),
+                     "unit": unit, "slack_unit": family.slack_unit})
+    return pd.DataFrame(rows, columns=CONSTRAINT_COLUMNS)
+
+
+def _price_text(v) -> str:
+    """A shadow price to 3 significant figures ('-' for none: an integer limit or an LP that did not solve)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return "0" if abs(v) <= PRICE_TOL else f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
 def plan_text(plan: Plan) -> str:
@@ -448,10 +476,14 @@ def plan_text(plan: Plan) -> str:
               f"{c['usd_per_mtok']:.4f} USD per million output tokens" if c["usd_per_mtok"] else "Cost: -",
               f"Power: {plan.power_mw:,.2f} MW at the site (PUE {plan.problem.pue}); "
               f"throughput {plan.throughput_tok_s:,.0f} output tok/s", ""]
-    binding = plan.constraints[plan.constraints["binding"]] if len(plan.constraints) else plan.constraints
-    if len(binding):
-        lines += ["Binding constraints (shadow prices from the LP with stage choices fixed)",
-                  text_table(binding[["name", "shadow_price", "unit"]].to_dict("records"), max_width=70), ""]
+    limits = plan.constraints[plan.constraints["limits_plan"].astype(bool)] if len(plan.constraints) else plan.constraints
+    if len(limits):
+        lines += ["Constraints that limit the plan (shadow price: the LP with stage choices fixed and counts relaxed;"
+                  " none where the plan leaves slack)",
+                  text_table([{"name": r["name"], "shadow_price": _price_text(r["shadow_price"]),
+                               "unit": r["unit"], "unused by the plan": "-" if r["binding"] else
+                               f"{r['slack']:,.4g} {r['slack_unit']} (LP price {_price_text(r['lp_shadow_price'])})"}
+                              for r in limits.to_dict("records")], max_width=70), ""]
     for w in plan.warnings or []:
         lines.append(f"WARNING: {w}")
     gap = "-" if o.gap is None else f"{o.gap:.2e}"

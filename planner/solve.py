@@ -57,6 +57,7 @@ class Outcome:
     alpha: float = 1.0
     duals: dict[str, float] = field(default_factory=dict)
     slacks: dict[str, float] = field(default_factory=dict)
+    lp_slacks: dict[str, float] = field(default_factory=dict)  # the slacks of the LP the duals come from
     stats: dict[str, int] = field(default_factory=dict)
     served: dict[str, tuple[float, float]] = field(default_factory=dict)  # class → (aggregated, disaggregated) tok/s
     kept: dict[str, int] = field(default_factory=dict)  # owned chips kept in service, per chip type
@@ -201,7 +202,7 @@ class FleetSolver:
             status = "feasible"
         return Outcome(status=status, objective=objective, bound=bound, gap=gap, wall_s=wall, build_s=build_s,
                        solver=_solver_name(), stats=_stats(m), **plan_values(m), slacks=_slacks(m),
-                       duals=_shadow_prices(m, p, opt))
+                       **dict(zip(("duals", "lp_slacks"), _shadow_prices(m, p, opt))))
 
 
 def plan_values(m) -> dict:
@@ -300,8 +301,15 @@ def _slacks(m) -> dict[str, float]:
     return out
 
 
-def _shadow_prices(m, p: FleetProblem, opt: Highs) -> dict[str, float]:
-    """Duals of the LP with binaries fixed and counts relaxed; {} when that LP does not solve.
+BUDGET_DERIVED_BOUNDS = ("x", "w")
+"""Integer columns whose upper bound is only what the budgets allow (problem.unit_max, rack_max): in
+the LP behind the shadow prices they are unbounded, so the budget rows they follow from take the dual."""
+
+
+def _shadow_prices(m, p: FleetProblem, opt: Highs) -> tuple[dict[str, float], dict[str, float]]:
+    """Duals and slacks of the LP with binaries fixed and counts relaxed ({}, {} when it does not
+    solve). Budget-derived bounds are lifted there — the columns' (x ≤ unit_max) and the big-M rows'
+    whose binary is 1 (x ≤ M·y) — so a budget that decides the fleet carries its own price.
 
     Done on the HiGHS model appsi already holds (relax integrality, fix binary columns, re-run):
     changing Pyomo domains instead makes appsi rebuild every column (measured 1.1 s of the default
@@ -313,7 +321,9 @@ def _shadow_prices(m, p: FleetProblem, opt: Highs) -> dict[str, float]:
     h = getattr(opt, "_solver_model", None)
     var_col = getattr(opt, "_pyomo_var_to_solver_var_map", None)
     if h is None or var_col is None or not hasattr(opt, "_pyomo_con_to_solver_con_map"):
-        return {}
+        return {}, {}
+    rows = opt._pyomo_con_to_solver_con_map
+    inf = highspy.kHighsInf
     cols, lower, upper = [], [], []
     for v in m.component_data_objects(pyo.Var, active=True):
         if id(v) not in var_col or not (v.is_binary() or v.is_integer()) or v.fixed:
@@ -325,35 +335,44 @@ def _shadow_prices(m, p: FleetProblem, opt: Highs) -> dict[str, float]:
             upper.append(val)
         else:
             lower.append(0.0 if v.lb is None else float(v.lb))
-            upper.append(highspy.kHighsInf if v.ub is None else float(v.ub))
+            derived = v.parent_component().local_name in BUDGET_DERIVED_BOUNDS and (v.ub or 0) > 0
+            upper.append(inf if v.ub is None or derived else float(v.ub))
     if not cols:
-        return {}
+        return {}, {}
+    links = [rows[con] for comp, binary in getattr(m, "_big_m_links", ()) if comp.active
+             for idx, con in comp.items() if con in rows and round(binary(idx).value or 0) == 1]
     n = len(cols)
     lp = h.getLp()  # what appsi holds, restored below so the model can be solved again
     integrality, col_lower, col_upper = lp.integrality_, lp.col_lower_, lp.col_upper_  # each access copies
+    row_lower, row_upper = lp.row_lower_, lp.row_upper_
     kept_integrality = [integrality[c] for c in cols]
     kept_lower, kept_upper = [col_lower[c] for c in cols], [col_upper[c] for c in cols]
     h.changeColsIntegrality(n, cols, [highspy.HighsVarType.kContinuous] * n)
     h.changeColsBounds(n, cols, lower, upper)
+    if links:
+        h.changeRowsBounds(len(links), links, [row_lower[r] for r in links], [inf] * len(links))
     if p.objective == "throughput":  # marginal value in the first objective: served share of demand
         alpha = var_col[id(m.alpha)]
-        h.changeColBounds(alpha, 0.0, highspy.kHighsInf)
+        h.changeColBounds(alpha, 0.0, inf)
         ncol = h.getNumCol()
         h.changeColsCost(ncol, list(range(ncol)), [0.0] * ncol)
         h.changeColCost(alpha, 1.0)
         h.changeObjectiveSense(highspy.ObjSense.kMaximize)
     h.setOptionValue("output_flag", False)
     h.run()
-    out = {}
+    duals, slacks = {}, {}
     if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
-        row_dual = h.getSolution().row_dual
-        rows = opt._pyomo_con_to_solver_con_map
+        sol = h.getSolution()
         for family, name, con in _reported(m):
             if family.has_dual and con in rows:
-                out[name] = float(row_dual[rows[con]])
+                r = rows[con]
+                duals[name] = float(sol.row_dual[r])
+                slacks[name] = min(row_upper[r] - sol.row_value[r], sol.row_value[r] - row_lower[r])
     h.changeColsIntegrality(n, cols, kept_integrality)
     h.changeColsBounds(n, cols, kept_lower, kept_upper)
-    return out
+    if links:
+        h.changeRowsBounds(len(links), links, [row_lower[r] for r in links], [row_upper[r] for r in links])
+    return duals, slacks
 
 
 def solve_elastic(p: FleetProblem, opts: SolveOptions | None = None) -> list[Slack]:

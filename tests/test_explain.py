@@ -51,7 +51,8 @@ def test_a_power_budget_that_limits_the_plan_has_a_positive_shadow_price_in_mw(c
     budget = (b200_only.power_mw + h100_only.power_mw) / 2
     r = explain(case, sets=cheap + [f"constraints.power_mw={budget}"])
     (power,) = [c for c in r["binding_constraints"] if c["name"] == "power"]
-    assert power["shadow_price"] > 0
+    assert power["lp_shadow_price"] > 0  # it limits the plan ...
+    assert power["shadow_price"] == (power["lp_shadow_price"] if power["binding"] else 0)  # ... priced only without slack
     assert "power_mw" in power["text"] and "MW" in power["text"] and "lower TCO" in power["text"]
     assert r["plan"]["power_mw"] <= budget * (1 + 1e-6)
     # the budget really costs: without it the plan is cheaper

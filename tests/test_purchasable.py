@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from planner import purchasable
-from planner.cases import load_case, shipped_cases
+from planner.cases import load_case
 from planner.cli import main
 from planner.errors import CaseError
 from planner.planning import plan_case
@@ -110,26 +110,3 @@ def test_roadmaps_never_buy_a_chip_that_is_not_sold():
     assert not cat.chips["trainium3"].sold and cat.chips["b200"].sold
     assert not purchasable.can_buy(cat.chips["trainium3"], 2100)
     assert purchasable.can_buy(cat.chips["rubin-cpx"], 2028) and not purchasable.can_buy(cat.chips["rubin-cpx"], 2027.9)
-
-
-FEASIBLE = {"rubin-lpx": ["classes.0.min_speed_tok_s_user=200"]}
-"""rubin-lpx asks for 400 tok/s/user, which no chip reaches (its diagnosis is the answer)."""
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in shipped_cases() if not load_case(n).periods])
-def test_every_shipped_plan_is_buildable_in_its_year(name):
-    """#23 done-when: whole systems with every group packed inside one (re-packed independently from
-    the written units table), and no chip bought that the plan's year cannot have unless the case
-    is a what-if and the plan says so."""
-    from planner.verify import packing_violations
-
-    case = load_case(name, FEASIBLE.get(name, ()))
-    plan = plan_case(case)
-    assert plan.outcome.status in ("optimal", "feasible")
-    assert packing_violations(case, plan.units, plan.chips, plan.spares) == []
-    year = purchasable.plan_year(case)
-    for r in plan.chips.itertuples():
-        if r.bought > 0 and not purchasable.can_buy(case.chips[r.chip], year):
-            assert case.options.get("allow_unavailable"), (name, r.chip)
-            assert any(w.startswith("WHAT-IF") and case.chips[r.chip].name in w for w in plan.warnings)

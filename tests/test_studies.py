@@ -81,7 +81,11 @@ def test_budget_marginal_values(case, tmp_path):
     df = studies.budget(case, power_mw="0.5,1")
     assert (df["status"] == "optimal").all()
     assert df["throughput_tok_s"].iloc[1] >= df["throughput_tok_s"].iloc[0]
-    assert "shadow.power" in df.columns and (df["shadow.power"] > 0).all()
+    assert "lp_shadow.power" in df.columns and (df["lp_shadow.power"] > 0).all()  # the budget decides the fleet
+    # the plan's own price is the LP's where it uses the whole budget, and 0 where whole systems leave slack
+    tight = df["power_mw"] >= df["constraints.power_mw"] * (1 - 1e-6)
+    assert (df["shadow.power"][~tight] == 0).all()
+    assert (df["shadow.power"][tight] == df["lp_shadow.power"][tight]).all()
 
 
 def test_breakeven_price_brings_chip_in(case):

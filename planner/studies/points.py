@@ -162,10 +162,12 @@ def plan_row(p) -> dict:
     for r in p.chips.itertuples():
         row[f"chips.{r.chip}"] = int(r.chips)
     row["stages"] = ";".join(sorted({f"{r['class']}:{r.stage}={r.chip}" for _, r in p.stages.iterrows()}))
-    binding = p.constraints[p.constraints["binding"]] if len(p.constraints) else p.constraints
-    row["binding"] = ";".join(binding["name"]) if len(binding) else ""
-    for r in p.constraints.itertuples():  # budgets always (their LP marginal value); targets when binding
+    limits = p.constraints[p.constraints["limits_plan"].astype(bool)] if len(p.constraints) else p.constraints
+    row["binding"] = ";".join(limits["name"]) if len(limits) else ""  # what limits the plan (results.constraint_frame)
+    for r in p.constraints.itertuples():  # budgets always; targets when binding
         if (is_budget(r.name) or r.binding) and r.shadow_price is not None and not (
                 isinstance(r.shadow_price, float) and math.isnan(r.shadow_price)):
-            row[f"shadow.{r.name}"] = r.shadow_price
+            row[f"shadow.{r.name}"] = r.shadow_price  # 0 where the plan leaves slack
+            if is_budget(r.name) and r.lp_shadow_price is not None:
+                row[f"lp_shadow.{r.name}"] = r.lp_shadow_price  # the LP's marginal value, slack or not
     return row

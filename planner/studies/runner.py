@@ -239,9 +239,9 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     df = df.drop(columns=[c for c in ("extra",) if c in df]).sort_values("point", kind="stable").reset_index(drop=True)
     first = [c for c in ("point", "point_key", "family") if c in df]
     last = [c for c in ("wall_s", HASH_COLUMN) if c in df]
-    lead = [c for c in df.columns if c not in first and c not in last and not c.startswith(("chips.", "shadow."))]
+    lead = [c for c in df.columns if c not in first and c not in last and not c.startswith(("chips.", "shadow.", "lp_shadow."))]
     tail = sorted(c for c in df.columns if c.startswith("chips.")) + sorted(
-        c for c in df.columns if c.startswith("shadow."))
+        c for c in df.columns if c.startswith(("shadow.", "lp_shadow.")))
     counts = [c for c in df.columns if is_count_column(c)]
     df[counts] = df[counts].fillna(0).astype(int)
     return df[first + lead + tail + last]
