@@ -444,7 +444,10 @@ def solve_options(f):
 @click.option("--force", is_flag=True, help="Replace the plan in --output and an existing --write-model file.")
 @click.option("--no-cache", is_flag=True, help="Generate the candidate units even when the on-disk cache "
               "(~/.cache/fleet-planner, keyed by the case and this code) holds them; FLEET_PLANNER_NO_CACHE=1 too.")
-def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_model, fmt, out_dir, force, no_cache):
+@click.option("--require-optimal", is_flag=True, help="Exit 3 (time_limit) instead of printing a plan the solver did "
+              "not prove within --mip-gap (by default such a plan is printed with a NOT PROVEN OPTIMAL warning).")
+def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_model, fmt, out_dir, force, no_cache,
+         require_optimal):
     """Plan the fleet for CASE (a path or a shipped case name; default: 'default').
 
     Prints the chips to buy, which stage runs on which chip per class, cost, MW, achieved speed and
@@ -477,7 +480,8 @@ def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_mod
                        "give a path in an existing, writable directory")
     if out_dir:
         check_output_dir(out_dir, force)
-    p = run_plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, grid, cache=not no_cache)
+    p = run_plan(case, sets, catalogs, objective, time_limit_s, mip_gap, write_model, grid, cache=not no_cache,
+                 require_optimal=require_optimal)
     if write_model:
         click.echo(f"wrote the MILP to {write_model}", err=True)
     if out_dir:  # written first: a failed write is then the only JSON document on stdout

@@ -22,7 +22,8 @@ from formulations.families import family_of
 from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
 from .diff import Side, limits_plan, read_plan_dir, shadow_price, solved_side
 from .domain import STAGES, Case
-from .errors import InfeasibleError, PlannerError, Problem
+from .errors import InfeasibleError, PlannerError, Problem, TimeLimitError
+from . import purchasable
 from .problem import unit_parts
 from .solve import SolveOptions
 
@@ -52,15 +53,28 @@ class Context:
     reference: dict | None = None  # the cheapest plan on the what-if grid (see `reference`)
     notes: list[str] = field(default_factory=list)
     solves: int = 0
+    deadline: float | None = None  # time.monotonic() when --time-limit runs out for the whole command
+
+
+def remaining(ctx: Context) -> SolveOptions:
+    """The solve options for the next re-solve: what is left of the command's time limit."""
+    if ctx.deadline is None:
+        return ctx.opts
+    left = ctx.deadline - time.monotonic()
+    if left <= 0.05:
+        raise TimeLimitError(f"time limit of {ctx.opts.time_limit_s:g} s reached after {ctx.solves} solves", [Problem(
+            "--time-limit", "the what-ifs left could not be solved in time", "raise --time-limit")])
+    return replace(ctx.opts, time_limit_s=min(ctx.opts.time_limit_s, left))
 
 
 # ------------------------------------------------------------------------------------ loading
 def load_context(target: str | None, sets=(), catalogs=(), grid: str = "fine", time_limit_s: float = DEFAULT_TIME_LIMIT_S,
                  mip_gap: float | None = None) -> Context:
     """A case (planned here, on `grid`) or a plan directory (plan.json as written; run.json names its case)."""
+    deadline = time.monotonic() + time_limit_s  # --time-limit bounds the whole explain, every re-solve included
     opts = SolveOptions(time_limit_s=time_limit_s, mip_gap=DEFAULT_MIP_GAP if mip_gap is None else mip_gap)
     if target and Path(target).is_dir():
-        return _dir_context(Path(target), sets, catalogs, grid, opts)
+        return replace(_dir_context(Path(target), sets, catalogs, grid, opts), deadline=deadline)
     if target and not Path(target).exists() and ("/" in target or target.startswith(".")) and \
             not target.endswith(".toml"):
         raise PlannerError(f"no plan directory or case at {target}", [Problem(
@@ -75,7 +89,7 @@ def load_context(target: str | None, sets=(), catalogs=(), grid: str = "fine", t
     plan = plan_case(case, "tco", opts, GRIDS[grid], units=units)
     return Context(side=solved_side(plan, f"case {target or 'default'}"), case=case, case_ref=case.source,
                    sets=tuple(sets), catalogs=tuple(catalogs), plan_grid=grid, grid=grid, opts=opts, units=units,
-                   solves=1)
+                   solves=1, deadline=deadline)
 
 
 def _dir_context(d: Path, sets, catalogs, grid: str, opts: SolveOptions) -> Context:
@@ -132,8 +146,9 @@ def solve_case(ctx: Context, case: Case):
     from .candidates import GRIDS
     from .planning import plan_case
 
+    opts = remaining(ctx)
     ctx.solves += 1
-    return plan_case(case, "tco", ctx.opts, GRIDS[ctx.grid], units=candidates(ctx))
+    return plan_case(case, "tco", opts, GRIDS[ctx.grid], units=candidates(ctx))
 
 
 def reference(ctx: Context) -> dict:
@@ -168,8 +183,9 @@ def force_in(ctx: Context, chip: str):
     def require(m):
         m.require_chip = pyo.Constraint(expr=sum(m.x[u] for u in uses) >= 1, doc=f"at least one unit on {chip}")
 
+    opts = remaining(ctx)
     ctx.solves += 1
-    outcome = solve(problem, ctx.opts, extra=require)
+    outcome = solve(problem, opts, extra=require)
     if not outcome.x:
         raise InfeasibleError(f"no plan runs a unit on {chip}", [Problem(
             f"chips.{chip}", f"forcing a unit on {chip} breaks a budget or the chip-types-per-stage limit ({outcome.status})")])
@@ -185,8 +201,8 @@ def price_to_enter(ctx: Context, chip: str) -> dict:
     price = ctx.case.chips[chip].price_usd
     r = studies.breakeven(ctx.case_ref, vary=f"chips.{chip}.price_usd={price * LOW_PRICE_FRACTION}:{price}",
                           until=f"chips.{chip} > 0", rel_tol=BREAKEVEN_REL_TOL, sets=ctx.sets, catalogs=ctx.catalogs,
-                          objective="tco", max_steps=BREAKEVEN_STEPS, time_limit_s=ctx.opts.time_limit_s,
-                          mip_gap=ctx.opts.mip_gap, grid=ctx.grid)
+                          objective="tco", max_steps=BREAKEVEN_STEPS, time_limit_s=remaining(ctx).time_limit_s,
+                          mip_gap=ctx.opts.mip_gap, grid=ctx.grid, deadline=ctx.deadline)
     ctx.solves += r["steps"]
     return r
 
@@ -289,6 +305,10 @@ def types_what_if(ctx: Context) -> dict:
     ref = ctx.reference
     try:
         plan = solve_case(ctx, looser)
+    except TimeLimitError:
+        ctx.notes.append("the chip-types-per-stage what-if was not solved: --time-limit ran out")
+        return {"max_chip_types_per_stage": k + 1, "tco_usd_per_hour": None, "delta_tco_usd_per_hour": None,
+                "status": "time_limit"}
     except InfeasibleError:
         return {"max_chip_types_per_stage": k + 1, "tco_usd_per_hour": None, "delta_tco_usd_per_hour": None}
     tco = plan.cost["tco_usd_per_hour"]
@@ -325,7 +345,13 @@ def absent_chip(ctx: Context, chip: str) -> dict:
     t0 = time.perf_counter()
     ref, price = ctx.reference, ctx.case.chips[chip].price_usd
     entry = {"chip": chip, "price_usd": price, "forced": None, "breakeven": None, "keeps_out": []}
-    if ref["chips"].get(chip):
+    held = purchasable.held_back(ctx.case).get(chip)
+    if held:  # the plan year cannot buy it: nothing to force or price
+        entry["forced"] = {"status": "not_buyable"}
+        entry["keeps_out"] = [f"it {held} (plan year {purchasable.year_text(purchasable.plan_year(ctx.case))})"]
+        entry["text"] = (f"{chip}: not bought — it {held}; [options] allow_unavailable = true (or a later "
+                         "[options] year) plans it as a what-if")
+    elif ref["chips"].get(chip):
         entry["forced"] = {"status": "in_reference", "chips": ref["chips"][chip]}
         entry["breakeven"] = {"status": "already_in"}
         entry["text"] = (f"{chip}: not in this plan, but the cheapest plan on the {ctx.grid} grid buys "
@@ -333,15 +359,24 @@ def absent_chip(ctx: Context, chip: str) -> dict:
     else:
         try:
             plan = force_in(ctx, chip)
+        except TimeLimitError:
+            plan, entry["forced"], entry["keeps_out"] = None, {"status": "time_limit"}, []
         except InfeasibleError as exc:
             plan, entry["forced"] = None, {"status": "infeasible"}
             entry["keeps_out"] = [p.what for p in exc.problems]
+        if entry["forced"] == {"status": "time_limit"}:
+            entry["text"] = f"{chip}: not explained — --time-limit ran out before its what-if was solved (raise it)"
+            entry["wall_s"] = time.perf_counter() - t0
+            return entry
         if plan is None and entry["forced"] is None:
             entry["forced"] = {"status": "no_unit"}
             entry["keeps_out"] = no_unit_reasons(ctx, chip)
         if plan is not None:
             entry["forced"] = forced_summary(plan, chip, ref)
-            entry["breakeven"] = breakeven_summary(price_to_enter(ctx, chip), price)
+            try:
+                entry["breakeven"] = breakeven_summary(price_to_enter(ctx, chip), price)
+            except TimeLimitError:
+                entry["breakeven"] = {"status": "time_limit"}
             if entry["breakeven"]["status"] == "not_even_at_low":
                 entry["keeps_out"] = low_price_reasons(ctx, chip, entry["forced"])
         entry["text"] = absent_text(ctx, entry)
@@ -368,7 +403,8 @@ def breakeven_summary(r: dict, price: float) -> dict:
     """studies.breakeven's answer, named for a price search."""
     if r.get("found"):
         return {"status": "found", "price_usd": r["value"], "low_usd": r["low"], "high_usd": r["high"],
-                "fraction_of_price": r["value"] / price, "steps": r["steps"]}
+                "fraction_of_price": r["value"] / price, "steps": r["steps"],
+                **({"stopped": r["stopped"]} if r.get("stopped") else {})}
     if r.get("holds_at_high"):
         return {"status": "already_in", "steps": r["steps"]}
     return {"status": "not_even_at_low", "low_usd": r["low"], "fraction_of_price": LOW_PRICE_FRACTION,
@@ -438,9 +474,11 @@ def absent_text(ctx: Context, e: dict) -> str:
     if b["status"] == "found":
         text += (f"; it enters by itself at about {_usd(b['price_usd'])} USD per chip "
                  f"({b['fraction_of_price']:.0%} of its {_usd(e['price_usd'])} USD: bought at {_usd(b['low_usd'])}, "
-                 f"not at {_usd(b['high_usd'])})")
+                 f"not at {_usd(b['high_usd'])}" + ("; search cut short by --time-limit" if b.get("stopped") else "") + ")")
     elif b["status"] == "already_in":
         text += f"; on the {ctx.grid} grid it enters at its catalog price already"
+    elif b["status"] == "time_limit":
+        text += "; its break-even price was not searched: --time-limit ran out"
     else:
         text += (f"; not even at 1 % of its price ({_usd(b['low_usd'])} USD): " + "; ".join(e["keeps_out"]))
     return text

@@ -20,7 +20,7 @@ from . import slackness, verify
 from .errors import InfeasibleError, PlannerError, Problem, TimeLimitError
 from . import purchasable
 from .problem import OBJECTIVES, Objective, build_problem
-from .results import Plan, extract
+from .results import OBJECTIVE_UNITS, Plan, extract
 from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
 from .solve import SolveOptions, solve, solve_elastic
 
@@ -85,18 +85,39 @@ def conclude(problem, outcome, solve_opts: SolveOptions, deadline: float, timing
         posed = elastic_problem or problem
         slacks = solve_elastic(posed, _remaining(solve_opts, deadline, "diagnosing the infeasible targets"))
         raise InfeasibleError("the targets cannot all be met", _elastic_problems(posed, slacks))
-    if not outcome.x:  # stopped by the time limit before HiGHS found any fleet
+    stopped = outcome.status == "time_limit"
+    if not outcome.x or (stopped and problem.objective == "throughput" and outcome.alpha <= 1e-9):
+        # stopped by the time limit before HiGHS found any fleet (or, maximising throughput, any serving one)
+        bound = "" if outcome.bound is None else f"; best bound {outcome.bound:,.6g} {OBJECTIVE_UNITS[problem.objective]}"
         raise TimeLimitError(f"time limit of {solve_opts.time_limit_s:g} s reached before any plan was found", [
             Problem("--time-limit", f"HiGHS found no feasible fleet in {outcome.wall_s:.1f} s "
-                    f"({len(problem.units):,} candidate units)", "raise --time-limit, use --grid coarse, or split the case")])
+                    f"({len(problem.units):,} candidate units){bound}", "raise --time-limit, use --grid coarse, or split the case")])
     if problem.objective == "throughput" and outcome.alpha <= 1e-9:
         raise InfeasibleError("the budgets buy nothing that serves", _nothing_served(problem))
     t = time.perf_counter()
     plan = extract(problem, outcome, timings)
     verify.check(plan)
     plan.warnings += slackness.violations(plan.constraints, _constraint_scales(problem, plan.constraints))
+    plan.warnings += gap_warnings(problem, outcome, solve_opts.mip_gap)
+    plan.requested_mip_gap = solve_opts.mip_gap
     timings["extract_s"] = time.perf_counter() - t
     return plan
+
+
+def gap_exceeded(outcome, mip_gap: float) -> bool:
+    """The solver stopped (time limit) with a gap wider than the one asked for (1 % grace for HiGHS's own rounding)."""
+    return outcome.gap is not None and outcome.gap > mip_gap * 1.01
+
+
+def gap_warnings(problem, outcome, mip_gap: float) -> list[str]:
+    """A plan short of the requested gap says so: its gap, the bound, and what the optimum could be at best."""
+    if not gap_exceeded(outcome, mip_gap):
+        return []
+    unit = OBJECTIVE_UNITS[problem.objective]
+    best = "at most" if problem.objective == "throughput" else "at best"
+    return [f"NOT PROVEN OPTIMAL: the solver stopped at a {outcome.gap:.2%} gap (asked for {mip_gap:.2%}); this plan's "
+            f"objective is {outcome.objective:,.6g} {unit}, the optimum is {best} {outcome.bound:,.6g} {unit} — raise "
+            "--time-limit, or pass --require-optimal to make this an error (exit 3)"]
 
 
 def _constraint_scales(problem, constraints) -> dict[str, float]:
@@ -161,10 +182,11 @@ def _remaining(opts: SolveOptions, deadline: float, doing: str) -> SolveOptions:
 
 def plan(case: str | None = None, sets=(), catalogs=(), objective: str | None = None, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
          mip_gap: float = DEFAULT_MIP_GAP, write_model: str | None = None, grid: GridOptions | str | None = None,
-         cache: bool = True) -> Plan:
+         cache: bool = True, require_optimal: bool = False) -> Plan:
     """The Python API behind `fleet plan` (case = path or shipped name; None = default; objective
     None = the case's own). `cache`: the candidate table from the on-disk cache when it holds this
-    very table (planner/candidate_cache.py), else generated and stored."""
+    very table (planner/candidate_cache.py), else generated and stored. `require_optimal`: a plan
+    not proven within `mip_gap` is a TimeLimitError (exit 3), not a warned plan."""
     t = time.perf_counter()
     c = load_case(case, sets, list(catalogs))
     load_s = time.perf_counter() - t
@@ -187,6 +209,12 @@ def plan(case: str | None = None, sets=(), catalogs=(), objective: str | None = 
             "raise --time-limit or use --grid coarse")])
     p = plan_case(c, objective, replace(opts, time_limit_s=opts.time_limit_s - candidates_s), grid, units=units)
     p.timings_s = {"load_s": load_s, **p.timings_s, "candidates_s": candidates_s}
+    if require_optimal and gap_exceeded(p.outcome, mip_gap):
+        o = p.outcome
+        raise TimeLimitError(f"time limit of {time_limit_s:g} s reached at a {o.gap:.2%} gap (asked for {mip_gap:.2%})", [
+            Problem("--require-optimal", f"the best plan found has objective {o.objective:,.6g} "
+                    f"{OBJECTIVE_UNITS[p.problem.objective]}; the optimum is at best {o.bound:,.6g}",
+                    "raise --time-limit, loosen --mip-gap, or drop --require-optimal to take the plan with its warning")])
     return p
 
 

@@ -64,6 +64,7 @@ class Plan:
     shares: pd.DataFrame | None = None  # shared units: row of `units`, bucket, tok/s served (see add_sharing)
     systems: pd.DataFrame | None = None  # how the units' groups sit in the systems bought (system_frame)
     purchase: dict | None = None  # plan year and chips it cannot buy (planner/purchasable.py summary)
+    requested_mip_gap: float | None = None  # the gap the solve was asked for (a wider one is warned about)
 
     def to_dict(self) -> dict:
         o = self.outcome
@@ -80,7 +81,10 @@ class Plan:
             "units": self.units.to_dict("records"), "constraints": self.constraints.to_dict("records"),
             **({"shares": self.shares.to_dict("records")} if self.shares is not None and len(self.shares) else {}),
             "solve": {"solver": o.solver, "status": o.status, "wall_s": o.wall_s, "build_s": o.build_s,
-                      "gap": o.gap, "bound": o.bound, **{f"milp_{k}": v for k, v in o.stats.items()},
+                      "gap": o.gap, "bound": o.bound, "requested_mip_gap": self.requested_mip_gap,
+                      "proven_optimal": o.status == "optimal" and not (
+                          o.gap is not None and self.requested_mip_gap is not None and o.gap > self.requested_mip_gap * 1.01),
+                      **{f"milp_{k}": v for k, v in o.stats.items()},
                       "candidates": int(len(self.problem.units))},
             **({"spares": self.spares.to_dict("records")} if self.spares is not None else {}),
             **({"packing": self.systems.to_dict("records")} if self.systems is not None else {}),

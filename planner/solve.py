@@ -193,8 +193,10 @@ class FleetSolver:
         wall = time.perf_counter() - t1
         build_s = self.build_s if self._runs == 1 else 0.0
         if not found:
+            best = res.best_objective_bound
             return Outcome(status="infeasible" if status != "time_limit" else "time_limit", objective=None,
-                           bound=None, gap=None, wall_s=wall, build_s=build_s, solver=_solver_name(), stats=_stats(m))
+                           bound=best if best is not None and math.isfinite(best) else None, gap=None, wall_s=wall,
+                           build_s=build_s, solver=_solver_name(), stats=_stats(m))
         objective = res.best_feasible_objective
         bound = res.best_objective_bound
         gap = abs(objective - bound) / max(abs(objective), 1e-9) if bound is not None and math.isfinite(bound) else None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
+from dataclasses import replace as dc_replace
 from typing import Iterable
 
 import pandas as pd
@@ -137,8 +139,10 @@ def budget(case: str | None = None, power_mw: str | None = None, capex_usd: str 
 
 def breakeven(case: str | None = None, vary: str = "", until: str = "", rel_tol: float = 0.01, sets=(),
               catalogs=(), objective="tco", max_steps: int = 30, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-              mip_gap: float = DEFAULT_MIP_GAP, grid: str = "fine") -> dict:
-    """Bisection over one parameter until the plan changes in the named way."""
+              mip_gap: float = DEFAULT_MIP_GAP, grid: str = "fine", deadline: float | None = None) -> dict:
+    """Bisection over one parameter until the plan changes in the named way. `deadline`
+    (time.monotonic): no step starts after it, and none outlasts it (the interval found so far is
+    returned, with stopped = "time_limit")."""
     spec = load_spec(case, sets, catalogs, objective, time_limit_s, mip_gap, grid)
     path, _, text = (vary or "").partition("=")
     path = path.strip()
@@ -151,7 +155,11 @@ def breakeven(case: str | None = None, vary: str = "", until: str = "", rel_tol:
                         "chips.groq3-lpu.price_usd=1000:40000")]) from None
     pred = parse_until(until, build_case(spec.raw, spec.label, spec.catalogs), spec_catalog(spec))
     check_paths(spec, [(path, [lo])])
-    at = lambda v, i: evaluate(spec, Point(i, ((path, v),), ((path, v),)))  # noqa: E731
+    def at(v, i):
+        left = math.inf if deadline is None else deadline - time.monotonic()
+        step = spec if left >= spec.time_limit_s else dc_replace(spec, time_limit_s=max(left, 0.01))
+        return evaluate(step, Point(i, ((path, v),), ((path, v),)))
+
     r_lo, r_hi = at(lo, 0), at(hi, 1)
     p_lo, p_hi = pred(r_lo), pred(r_hi)
     steps = 2
@@ -159,7 +167,11 @@ def breakeven(case: str | None = None, vary: str = "", until: str = "", rel_tol:
         return {"path": path, "until": until, "found": False, "low": lo, "high": hi, "holds_at_low": p_lo,
                 "holds_at_high": p_hi, "steps": steps, "plan_low": r_lo, "plan_high": r_hi,
                 "message": f"'{until}' is {'true' if p_lo else 'false'} at both ends of [{lo:g}, {hi:g}]"}
+    stopped = None
     while steps < max_steps and abs(hi - lo) > rel_tol * max(abs(lo), abs(hi), 1e-12):
+        if deadline is not None and time.monotonic() >= deadline:
+            stopped = "time_limit"
+            break
         mid = (lo + hi) / 2
         r_mid = at(mid, steps)
         steps += 1
@@ -169,4 +181,4 @@ def breakeven(case: str | None = None, vary: str = "", until: str = "", rel_tol:
             hi, r_hi = mid, r_mid
     return {"path": path, "until": until, "found": True, "value": (lo + hi) / 2, "low": lo, "high": hi,
             "tolerance": rel_tol, "holds_at_low": p_lo, "holds_at_high": p_hi, "steps": steps,
-            "plan_low": r_lo, "plan_high": r_hi}
+            "plan_low": r_lo, "plan_high": r_hi, **({"stopped": stopped} if stopped else {})}
