@@ -492,7 +492,8 @@ def plan(case, sets, catalogs, objective, time_limit_s, mip_gap, grid, write_mod
     click.echo(to_json(p.to_dict()) if fmt == "json" else plan_text(p), nl=fmt != "json")
     if out_dir:
         if fmt != "json":
-            click.echo(f"wrote {out_dir}/ (chips, stages, units, classes, constraints, systems, costs CSVs; plan.xlsx; plan.json; run.json)")
+            click.echo(f"wrote {out_dir}/ (chips, stages, units, classes, class_costs, constraints, systems, costs CSVs; "
+                       "plan.xlsx; plan.json; run.json)")
 
 
 def study_options(f):

@@ -322,7 +322,7 @@ def case_run_record(case: Case, solver: str, case_source: str, sets, catalogs, o
             "solver": solver}
 
 
-PLAN_FILES = ("chips.csv", "stages.csv", "units.csv", "classes.csv", "constraints.csv", "systems.csv", "costs.csv", "plan.xlsx",
+PLAN_FILES = ("chips.csv", "stages.csv", "units.csv", "classes.csv", "class_costs.csv", "constraints.csv", "systems.csv", "costs.csv", "plan.xlsx",
               "plan.json", "run.json")
 
 
@@ -356,14 +356,15 @@ def write_outputs(plan_: Plan, out_dir: str | Path, run: dict, force: bool = Fal
 
     contents = {name: to_csv(df.to_dict("records"), list(df.columns)) for name, df in (
         ("chips.csv", plan_.chips), ("stages.csv", plan_.stages), ("units.csv", plan_.units),
-        ("classes.csv", plan_.classes), ("constraints.csv", plan_.constraints),
+        ("classes.csv", plan_.classes), ("class_costs.csv", plan_.class_costs), ("constraints.csv", plan_.constraints),
         ("systems.csv", plan_.systems if plan_.systems is not None else pd.DataFrame()))}
     costs = [{"capex_usd": plan_.cost["capex_usd"], "tco_usd_per_hour": plan_.cost["tco_usd_per_hour"],
               "usd_per_mtok": plan_.cost["usd_per_mtok"], "power_mw": plan_.power_mw,
               "throughput_tok_s": plan_.throughput_tok_s}]
     contents["costs.csv"] = to_csv(costs)
     contents["plan.xlsx"] = workbook_bytes({"chips": plan_.chips, "stages": plan_.stages, "units": plan_.units,
-                                            "classes": plan_.classes, "constraints": plan_.constraints,
+                                            "classes": plan_.classes, "class_costs": plan_.class_costs,
+                                            "constraints": plan_.constraints,
                                             "systems": plan_.systems if plan_.systems is not None else pd.DataFrame(),
                                             "costs": pd.DataFrame(costs)})
     contents["plan.json"] = to_json(plan_.to_dict())

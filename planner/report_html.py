@@ -333,7 +333,7 @@ def read_plan(dirpath: Path) -> dict:
         except json.JSONDecodeError:
             explain = None
     d = {"plan": plan, "run": run, "explain": explain}
-    for name in ("chips", "stages", "units", "classes", "constraints", "costs"):
+    for name in ("chips", "stages", "units", "classes", "class_costs", "constraints", "costs"):
         df = csv(f"{name}.csv")
         if df.empty and isinstance(plan.get(name), list):
             df = pd.DataFrame(plan[name])
@@ -388,6 +388,9 @@ def plan_report(dirpath: Path) -> str:
     if charts:
         b.append("<h2>Where the chips, megawatts and money go</h2>" + charts)
     b.append("<h2>Classes: demand, speed and TTFT</h2>" + table(d["classes"], headers={"name": "class"}))
+    if not d["class_costs"].empty:  # plans written before it have none
+        b.append("<h2>Cost per class</h2><p class='sub'>each class's chips; shared units split by tokens served, idle "
+                 "and spare chips by each class's share of their type</p>" + table(d["class_costs"]))
     b.append("<h2>Stages</h2><p class='sub'>chips per class and stage; shared = the same chips run several "
              "stages</p>" + table(d["stages"]))
     b.append("<h2>Units</h2><p class='sub'>each deployment the plan runs, its copies and what they deliver</p>"

@@ -11,6 +11,7 @@ import pandas as pd
 from formulations.families import family_of
 
 from . import packing
+from .class_costs import class_cost_frame
 from .purchasable import year_text
 from .problem import FleetProblem, unit_parts
 from .solve import Outcome
@@ -64,6 +65,7 @@ class Plan:
     shares: pd.DataFrame | None = None  # shared units: row of `units`, bucket, tok/s served (see add_sharing)
     systems: pd.DataFrame | None = None  # how the units' groups sit in the systems bought (system_frame)
     purchase: dict | None = None  # plan year and chips it cannot buy (planner/purchasable.py summary)
+    class_costs: pd.DataFrame | None = None  # cost per class (planner/class_costs.py)
     requested_mip_gap: float | None = None  # the gap the solve was asked for (a wider one is warned about)
 
     def to_dict(self) -> dict:
@@ -79,6 +81,7 @@ class Plan:
                       for r in self.chips.itertuples() if r.owned_kept or r.owned_retired},
             "classes": self.classes.to_dict("records"), "stages": self.stages.to_dict("records"),
             "units": self.units.to_dict("records"), "constraints": self.constraints.to_dict("records"),
+            **({"class_costs": self.class_costs.to_dict("records")} if self.class_costs is not None else {}),
             **({"shares": self.shares.to_dict("records")} if self.shares is not None and len(self.shares) else {}),
             "solve": {"solver": o.solver, "status": o.status, "wall_s": o.wall_s, "build_s": o.build_s,
                       "gap": o.gap, "bound": o.bound, "requested_mip_gap": self.requested_mip_gap,
@@ -203,7 +206,9 @@ def extract(p: FleetProblem, o: Outcome, timings: dict | None = None) -> Plan:
 
     spares = spare_groups(p, o) if (p.spare_fraction > 0 or p.availability is not None) else None
     systems = system_frame(p, units, chips)
-    return Plan(problem=p, outcome=o, chips=chips, stages=stages, units=units, classes=classes,
+    per_class = class_cost_frame(units, shares, chips, p.fixed_cost_usd_per_hour,
+                                 {r["name"]: float(r["served_tok_s"]) for r in leaves.to_dict("records")})
+    return Plan(problem=p, outcome=o, chips=chips, stages=stages, units=units, classes=classes, class_costs=per_class,
                 constraints=constraint_frame(p, o), cost=cost, power_mw=power_mw, throughput_tok_s=served,
                 timings_s=timings or {}, warnings=numerics_warnings(p) + p.packing_notes + unmeasured_warnings(case, chips),
                 spares=spares,
@@ -447,6 +452,14 @@ def plan_text(plan: Plan) -> str:
                                                   "min_speed_tok_s_user": "target (tok/s/user)",
                                                   "achieved_speed_tok_s_user": "achieved (tok/s/user)",
                                                   "ttft_s": "TTFT ≤ (s)", "ttft_target_s": "TTFT target (s)"}), ""]
+    if plan.class_costs is not None and len(plan.class_costs) > 1:
+        rows = [{"class": r["class"], "chips": f"{r['chips']:,.0f}", "TCO (USD/h)": f"{r['tco_usd_per_hour']:,.0f}",
+                 "TCO share": f"{r['tco_share']:.1%}" if r["tco_share"] is not None else "-",
+                 "MW (site)": f"{r['power_mw']:,.2f}", "capex (USD)": f"{r['capex_usd']:,.0f}",
+                 "USD/Mtok": f"{r['usd_per_mtok']:.4f}" if r["usd_per_mtok"] is not None else "-"}
+                for r in plan.class_costs.to_dict("records")]
+        lines += ["Cost per class (each class's chips; shared units split by tokens served, idle and spare chips "
+                  "by each class's share of their type)", text_table(rows), ""]
     if plan.spares is not None and len(plan.spares):
         pr = plan.problem
         ask = " and ".join(x for x in (f"availability {pr.availability}" if pr.availability is not None else "",

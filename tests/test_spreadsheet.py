@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from planner.cli import main
 from planner.spreadsheet import SHEET_NAME_MAX, sheet_name, workbook_bytes
 
-PLAN_TABLES = ("chips", "stages", "units", "classes", "constraints", "systems", "costs")
+PLAN_TABLES = ("chips", "stages", "units", "classes", "class_costs", "constraints", "systems", "costs")
 
 
 def _same(csv_df: pd.DataFrame, xl_df: pd.DataFrame) -> None:
