@@ -4,8 +4,9 @@ A table is stored under a key that hashes everything it may depend on: the whole
 shapes, fleet, every chip's and model's figures, and — more than the table needs, so a hit is never
 doubtful — economics and constraints), the grid, the source of every module of this package
 (a new performance model is a new key), and the Python, NumPy and pandas versions. A hit is a file
-named by that key whose own header repeats the key; anything else — a missing, torn, corrupt or
-foreign file — is a miss: the table is generated again and the file replaced.
+named by that key whose own header repeats the key and whose columns hash to the checksum its header
+records; anything else — a missing, torn, corrupt, edited or foreign file — is a miss: the table is
+generated again and the file replaced.
 
 Files are written atomically (a temporary file in the same directory, then renamed) and hold no
 pickles: each column is a plain NumPy array (`np.load(allow_pickle=False)`) with its pandas dtype
@@ -28,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-FORMAT = 1
-"""Bumped when the file layout changes (part of the key)."""
+FORMAT = 2
+"""Bumped when the file layout changes (part of the key). 2: a sha256 of the columns in the header."""
 
 
 def cache_dir() -> Path:
@@ -47,13 +48,14 @@ _SOURCE: str | None = None
 
 
 def _source_hash() -> str:
-    """sha256 over this package's and the formulations' module sources (read once per process)."""
+    """sha256 over every module source of this package (sub-packages included) and of the
+    formulations (read once per process)."""
     global _SOURCE
     if _SOURCE is None:
         h = hashlib.sha256()
         root = Path(__file__).resolve().parent
-        for path in sorted([*root.glob("*.py"), *root.parent.joinpath("formulations").glob("*.py")]):
-            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        for path in sorted([*root.rglob("*.py"), *root.parent.joinpath("formulations").rglob("*.py")]):
+            h.update(str(path.relative_to(root.parent)).encode() + b"\0" + path.read_bytes() + b"\0")
         _SOURCE = h.hexdigest()
     return _SOURCE
 
@@ -63,7 +65,8 @@ def key(case, grid) -> str:
     with np.printoptions(threshold=sys.maxsize):  # a trace's arrays in full, never "..."
         blob = repr((FORMAT, _source_hash(), platform.python_version(), np.__version__, pd.__version__, grid,
                      case.classes, case.fleet, sorted(case.chips.items()), sorted(case.models.items()),
-                     sorted(case.shapes.items()), case.economics, case.constraints))
+                     sorted(case.shapes.items()), case.economics, case.constraints, sorted(case.options.items()),
+                     sorted(case.catalog_versions.items()), case.periods))  # options and catalog date: the plan year
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -90,6 +93,8 @@ def load(path: Path, k: str) -> pd.DataFrame | None:
             meta = json.loads(str(f["__meta__"]))
             if meta.get("key") != k or meta.get("format") != FORMAT:
                 return None
+            if meta.get("sha256") != _checksum(f[f"c{i}"] for i in range(len(meta["columns"]))):
+                return None  # edited or torn after it was written: never trusted
             cols = {}
             for i, (name, dtype) in enumerate(meta["columns"]):
                 values = f[f"c{i}"]
@@ -102,6 +107,15 @@ def load(path: Path, k: str) -> pd.DataFrame | None:
         return table if len(table) == meta["rows"] else None
     except Exception:  # noqa: BLE001 — a cache file that cannot be read is a miss, whatever went wrong
         return None
+
+
+def _checksum(arrays) -> str:
+    """sha256 over the columns as stored: dtype, shape and bytes of each, in order."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode() + b"\0" + a.tobytes() + b"\0")
+    return h.hexdigest()
 
 
 def save(path: Path, k: str, table: pd.DataFrame) -> None:
@@ -119,7 +133,8 @@ def save(path: Path, k: str, table: pd.DataFrame) -> None:
         else:
             arrays[f"c{i}"] = s.to_numpy()
         columns.append((name, str(s.dtype)))
-    arrays["__meta__"] = np.array(json.dumps({"key": k, "format": FORMAT, "rows": len(table), "columns": columns}))
+    arrays["__meta__"] = np.array(json.dumps({"key": k, "format": FORMAT, "rows": len(table), "columns": columns,
+                                              "sha256": _checksum(arrays[f"c{i}"] for i in range(len(columns)))}))
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -96,3 +96,36 @@ def test_an_unwritable_cache_only_costs_time(tmp_path, default, monkeypatch):
     blocker.write_text("x")
     monkeypatch.setenv("FLEET_PLANNER_CACHE_DIR", str(blocker / "cache"))  # under a file: mkdir fails
     pd.testing.assert_frame_equal(cc.build(case), table, check_exact=True)
+
+
+def test_a_tampered_table_with_its_key_intact_is_not_trusted(tmp_path):
+    """The issue's attack: throughput × 10, header (key) untouched — the checksum no longer matches."""
+    import json
+
+    import numpy as np
+
+    table = pd.DataFrame({"class": pd.Series(["a", "b"], dtype="str"), "throughput_tok_s": [100.0, 250.0]})
+    path = tmp_path / "t.npz"
+    cc.save(path, "k", table)
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {name: f[name] for name in f.files}
+    meta = json.loads(str(arrays["__meta__"]))
+    col = [i for i, (name, _) in enumerate(meta["columns"]) if name == "throughput_tok_s"][0]
+    arrays[f"c{col}"] = arrays[f"c{col}"] * 10
+    with open(path, "wb") as out:
+        np.savez(out, **arrays)
+    assert cc.load(path, "k") is None
+
+
+def test_the_key_covers_sub_packages_and_the_plan_year(default):
+    case, _ = default
+    k = cc.key(case, GRIDS["fine"])
+    assert cc.key(load_case("default", ["options.year=2028"]), GRIDS["fine"]) != k  # CPX buyable: another table
+    cc._SOURCE = None
+    real = cc.Path.read_bytes
+    try:
+        cc.Path.read_bytes = lambda self: real(self) + (b"#" if self.name == "points.py" else b"")
+        assert cc.key(case, GRIDS["fine"]) != k  # an edit inside planner/studies/ is a new key
+    finally:
+        cc.Path.read_bytes = real
+        cc._SOURCE = None
