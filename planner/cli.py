@@ -214,11 +214,11 @@ def validate(case, sets, catalogs, quiet):
       fleet validate default --set classes.0.precision=fp4
     """
     from .cases import load_case
-    from .purchasable import for_plan_year
+    from .planning import pre_solve_checks
     from .summary import describe_case
 
     c = load_case(case, sets, list(catalogs))
-    _, held_back = for_plan_year(c)
+    _, held_back, _ = pre_solve_checks(c)  # every check `fleet plan` makes before solving
     if not quiet:
         click.echo(describe_case(c))
         for line in held_back:

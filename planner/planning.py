@@ -15,9 +15,10 @@ import pandas as pd
 from . import performance as pf
 from .candidates import GridOptions, build_candidates
 from .cases import load_case
+from .spares import unreachable
 from .domain import Case
 from . import slackness, verify
-from .errors import InfeasibleError, PlannerError, Problem, TimeLimitError
+from .errors import CaseError, InfeasibleError, PlannerError, Problem, TimeLimitError
 from . import purchasable
 from .problem import OBJECTIVES, Objective, build_problem
 from .results import OBJECTIVE_UNITS, Plan, extract
@@ -44,14 +45,25 @@ def check_objective(case: Case, objective: str | None) -> Objective:
     return objective
 
 
+def pre_solve_checks(case: Case, objective: str | None = None) -> tuple[Case, list[str], Objective]:
+    """Every check `fleet plan` makes before building a candidate (`fleet validate` runs these same
+    ones): chips the plan year can buy, an objective the case can bound, spares that can reach the
+    availability. Returns the case restricted to the year, its held-back lines and the objective."""
+    case, held_back = purchasable.for_plan_year(case)
+    objective = check_objective(case, objective)
+    problems = unreachable(case)
+    if problems:
+        raise CaseError(f"no number of spares reaches availability {case.constraints.availability}", problems)
+    return case, held_back, objective
+
+
 def plan_case(case: Case, objective: str | None = None, solve_opts: SolveOptions | None = None,
               grid: GridOptions | None = None, units=None, warm=None) -> Plan:
     """Plan a loaded case; raises InfeasibleError with a diagnosis when targets cannot be met.
     `units` is a candidate table already built for this case (studies reuse them across points);
     objective None = the case's own ([options] objective, else tco)."""
     purchase = purchasable.summary(case)
-    case, held_back = purchasable.for_plan_year(case)
-    objective = check_objective(case, objective)
+    case, held_back, objective = pre_solve_checks(case, objective)
     solve_opts = solve_opts or SolveOptions()
     deadline = time.monotonic() + solve_opts.time_limit_s  # the limit bounds the whole plan, not only HiGHS
     timings = {}

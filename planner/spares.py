@@ -85,3 +85,24 @@ def thresholds(q: float, availability: float, n_max: int) -> list[int]:
                 lo = mid
         n = hi
     return out[:k_max]
+
+
+def unreachable(case: Case) -> list:
+    """Before any candidate is built: chips (or, sold by the system, whole systems) down half the
+    time or more, for which no number of spares reaches constraints.availability (the same rule
+    the MILP's spare steps apply per group, so `fleet validate` and `fleet plan` refuse alike)."""
+    from .errors import Problem
+
+    A = case.constraints.availability
+    if A is None:
+        return []
+    out = []
+    for c in case.fleet.chips:
+        chip = case.chips[c]
+        q = chip_unavailability(case, c)
+        what, down = (f"{c} system", down_probability(q, chip.chips_per_system)) if chip.sold_by_system else (c, q)
+        if down >= 0.5:
+            out.append(Problem("constraints.availability", f"a {what} is down {down:.1%} of the time (failure rate × economics.mttr_hours)",
+                               "lower constraints.availability, shorten economics.mttr_hours, or leave that chip out of "
+                               "fleet.chips"))
+    return out

@@ -79,3 +79,12 @@ def test_explain_answers_what_it_could_when_the_time_limit_runs_out(two_chip_cas
     entries = {e["chip"]: e for e in ex.chips_not_in_plan(ctx)}
     assert entries["h100-sxm"]["forced"]["status"] == "time_limit" and "--time-limit" in entries["h100-sxm"]["text"]
     assert entries["rubin-cpx"]["forced"]["status"] == "not_buyable"  # held back by the plan year: no solve needed
+
+
+@pytest.mark.parametrize("sets", [["economics.mttr_hours=3000"], ['fleet.chips=["trainium3"]']])
+def test_validate_refuses_what_plan_refuses_before_solving(sets):
+    """`fleet validate` runs every check `fleet plan` makes before it builds a candidate."""
+    v = CliRunner().invoke(main, ["validate", "availability-racks", *sets])
+    p = CliRunner().invoke(main, ["plan", "availability-racks", *sets])
+    assert v.exit_code == p.exit_code == 2
+    assert v.output.splitlines()[-1] == p.output.splitlines()[-1]
