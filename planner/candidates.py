@@ -7,9 +7,10 @@ Three kinds of unit per traffic class:
               Needs prefill units beside it.
 - prefill     (chip, n): input tokens/s it serves at the utilisation the TTFT target allows.
 
-Filters: the unit fits in memory with the class's KV headroom (B·KV·(1+h) ≤ free memory — kept per
-unit rather than as a fleet-wide sum, because a sequence's KV cannot live on another unit's
-chips), meets the speed target, and (aggregated) the TTFT target.
+Filters: the unit fits in memory with the class's KV headroom (B·KV·replication·(1+h) ≤ free memory,
+decided once, by the performance model's `fits` — kept per unit rather than as a fleet-wide sum,
+because a sequence's KV cannot live on another unit's chips), meets the speed target, and
+(aggregated) the TTFT target.
 Pruning (exact): among units of one class, kind and chip types, a unit is dropped when a whole
 number a ≥ 1 of copies of another unit uses no more chips of each type and serves at least as much;
 swapping them in never costs more and never breaks a constraint (more capacity never needs more
@@ -65,10 +66,6 @@ def _n_min(part_bytes: float, c: pf.ChipSI) -> int:
     return pf.chips_to_hold(part_bytes, c)
 
 
-def _kv_ok(w: pf.Workload, batch, free_bytes, headroom: float):
-    return batch * w.kv_bytes_per_seq() * (1 + headroom) <= free_bytes
-
-
 def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) -> list[pd.DataFrame]:
     """All surviving units of one class, as DataFrame chunks."""
     w = pf.Workload(case.models[tc.model], tc.precision, tc.isl, tc.osl, tc.cached_isl)
@@ -79,13 +76,13 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
     rows: list[dict] = []
     chunks: list[pd.DataFrame] = []
     B = np.array(opts.batches, dtype=float)
+    h = tc.kv_headroom
 
     def emit(kind, d, ns_a, ns_f, a, f, extra=None, draft=("", None), lay=(1, 1, False), mtp=0):
         """Rows for the grid points that pass the filters; with pruning on, only the best batch of
         each chip set survives (same chips, more throughput: exact dominance, done here in numpy)."""
         speed, tput = d["speed_tok_s_user"], d["throughput_tok_s"]
-        free = d["memory_capacity_bytes"] - (w.weight_bytes() if a == f else w.attn_weight_bytes())
-        ok = d["fits"] & (speed >= tc.min_speed_tok_s_user) & _kv_ok(w, d["batch"], free, tc.kv_headroom)
+        ok = d["fits"] & (speed >= tc.min_speed_tok_s_user)  # fits: KV after replication, with headroom
         if extra is not None:
             ok &= extra
         ok = np.broadcast_to(ok, np.shape(tput))
@@ -129,12 +126,12 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
             for k in sorted({0, tc.mtp_tokens}):  # with MTP on, plain decoding stays a candidate
                 acc = tc.accepted_tokens_per_step if k else 1.0
                 if "aggregated" in case.fleet.modes and all(cid in allowed[s] for s in allowed):
-                    d = pf.aggregated(w, c, n, b, pp=pp, attn_dp=dp, mtp_tokens=k, accepted_tokens=acc)
+                    d = pf.aggregated(w, c, n, b, pp=pp, attn_dp=dp, mtp_tokens=k, accepted_tokens=acc, kv_headroom=h)
                     d["batch"] = b
                     emit("aggregated", d, n, n, cid, cid, d["ttft_s"] <= tc.ttft_s, lay=(tp, pp, dp), mtp=k)
                 if "disaggregated" in case.fleet.modes and cid in allowed["decode_attention"] and cid in allowed["decode_ffn"]:
-                    d = pf.mtp(w, c, n, b, k, acc, pp=pp, attn_dp=dp) if k else pf.decode(w, c, n, None, None, b, pp=pp,
-                                                                                          attn_dp=dp)
+                    d = pf.mtp(w, c, n, b, k, acc, pp=pp, attn_dp=dp, kv_headroom=h) if k else \
+                        pf.decode(w, c, n, None, None, b, pp=pp, attn_dp=dp, kv_headroom=h)
                     d["batch"] = b
                     emit("decode", d, n, n, cid, cid, lay=(tp, pp, dp), mtp=k)
 
@@ -149,7 +146,8 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
                 lay = lays[tid].select(~lays[tid].attn_dp)
                 nd = chip_counts(_n_min(dw.weight_bytes(), dc), dc.domain, opts)[:3]
                 (n, ndr, b), tp, pp = grid(lay, nd)
-                d = pf.speculative(w, c, n, dw, dc, ndr, b, tc.draft_tokens, tc.accepted_tokens_per_step, pp=pp)
+                d = pf.speculative(w, c, n, dw, dc, ndr, b, tc.draft_tokens, tc.accepted_tokens_per_step, pp=pp,
+                                   kv_headroom=h)
                 d["batch"] = b
                 emit("decode", d, n, n, tid, tid, draft=(did, ndr), lay=(tp, pp, False))
 
@@ -165,7 +163,7 @@ def class_candidates(case: Case, j: int, tc: TrafficClass, opts: GridOptions) ->
                 ns_a = np.unique(la.n[(la.pp == 1) & ~la.attn_dp])
                 ns_f = chip_counts(_n_min(w.ffn_weight_bytes(), f), f.domain, opts)
                 na, nf, b = np.meshgrid(ns_a, ns_f[: min(len(ns_f), 6)], B, indexing="ij")
-                d = pf.decode(w, a, na, f, nf, b)
+                d = pf.decode(w, a, na, f, nf, b, kv_headroom=h)
                 d["batch"] = b
                 emit("decode_afd", d, na, nf, aid, fid, lay=(na, 1, False))
 

@@ -291,7 +291,8 @@ def estimate(case, class_name, model, chip, chips, batch, isl, cached_isl, osl, 
     r = run_estimate(model, chip, chips, isl, osl, precision or fields.get("precision", "fp8"), batch, ffn_chip,
                      ffn_chips, concurrency, serving, prefill_chip, prefill_chips, catalogs=list(catalogs),
                      catalog=catalog, tp=tp, pp=pp,
-                     cached_isl=cached_isl if cached_isl is not None else int(fields.get("cached_isl", 0)))
+                     cached_isl=cached_isl if cached_isl is not None else int(fields.get("cached_isl", 0)),
+                     kv_headroom=fields.get("kv_headroom"))
     click.echo(to_json(r) if fmt == "json" else estimate_table(r), nl=fmt != "json")
 
 

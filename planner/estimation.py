@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import performance as pf
 from .catalog import Catalog, load_catalog
+from .domain import TrafficClass
 from .errors import InfeasibleError, PlannerError, Problem
 from .layouts import exact_layouts, runnable_counts, tp_widths
 from .units import GB
@@ -111,6 +112,9 @@ def from_case(case: str, class_name: str | None = None, sets=(), catalogs=()) ->
     from .units import canonical_precision
 
     fields = {k: cls[k] for k in ("model", "isl", "osl", "cached_isl") if k in cls}
+    h = cls.get("kv_headroom")
+    if isinstance(h, (int, float)) and not isinstance(h, bool) and 0 <= h <= 10:  # the case's check rejects the rest
+        fields["kv_headroom"] = float(h)
     if "precision" in cls:
         fields["precision"] = canonical_precision(str(cls["precision"])) or cls["precision"]
     return catalog, fields
@@ -120,15 +124,18 @@ def estimate(model: str, chip: str, chips: int, isl: int, osl: int, precision: s
              ffn_chip: str | None = None, ffn_chips: int | None = None, concurrency: int | None = None,
              serving: str | None = None, prefill_chip: str | None = None, prefill_chips: int | None = None,
              prefill_utilization: float = 0.7, catalogs=(), catalog: Catalog | None = None,
-             tp: int | None = None, pp: int | None = None, cached_isl: int = 0) -> dict:
+             tp: int | None = None, pp: int | None = None, cached_isl: int = 0,
+             kv_headroom: float | None = None) -> dict:
     """Speed, throughput, memory and TTFT of one deployment; raises PlannerError when impossible
-    (weights or the requested batch's KV cache do not fit, a layout that cannot run)."""
+    (weights or the requested batch's KV cache do not fit, a layout that cannot run). The batch
+    limit keeps the class's KV headroom (default: a class's default), as the planner's units do."""
     catalog = catalog or load_catalog(list(catalogs))
     m = catalog.model(model)
     if not 0 <= int(cached_isl) < int(isl):
         raise PlannerError("cached prompt tokens must be fewer than the prompt", [Problem(
             "--cached-isl", f"{cached_isl} with --isl {isl}", f"give 0 … {int(isl) - 1}")])
     w = pf.Workload(m, precision, int(isl), int(osl), int(cached_isl))
+    h = TrafficClass.kv_headroom if kv_headroom is None else float(kv_headroom)
     attn = _chip(catalog, chip, precision, "--chip")
     afd = ffn_chip is not None
     ffn = _chip(catalog, ffn_chip, precision, "--ffn-chip") if afd else None
@@ -154,7 +161,7 @@ def estimate(model: str, chip: str, chips: int, isl: int, osl: int, precision: s
 
     lay = (chips, 1, False) if afd else choose_layout(w, attn, chips, batch or 1, tp, pp)
     lay_kw = {} if afd else {"pp": lay[1], "attn_dp": lay[2]}
-    probe = pf.decode(w, attn, chips, ffn, ffn_chips if afd else None, 1, **lay_kw)
+    probe = pf.decode(w, attn, chips, ffn, ffn_chips if afd else None, 1, kv_headroom=h, **lay_kw)
     max_batch = int(probe["max_batch"])
     batch_given = batch is not None
     if batch is None:
@@ -162,11 +169,12 @@ def estimate(model: str, chip: str, chips: int, isl: int, osl: int, precision: s
         if not afd and batch > 1:
             lay = choose_layout(w, attn, chips, batch, tp, pp)
             lay_kw = {"pp": lay[1], "attn_dp": lay[2]}
-    d = pf.decode(w, attn, chips, ffn, ffn_chips if afd else None, batch, **lay_kw)
+    d = pf.decode(w, attn, chips, ffn, ffn_chips if afd else None, batch, kv_headroom=h, **lay_kw)
     if not bool(d["fits"]):
         raise InfeasibleError(f"batch {batch} does not fit on {chips} × {attn.id}", [Problem(
             "--batch" if batch_given else "--concurrency",
-            f"its KV cache at ISL {w.isl:,} + OSL {w.osl:,} needs more than the memory left after the weights "
+            f"its KV cache at ISL {w.isl:,} + OSL {w.osl:,} with {h:.0%} headroom needs more than the memory left "
+            "after the weights "
             f"(largest batch that fits: {max_batch:,})",
             f"use --batch {max_batch} or less, or more --chips" if max_batch else "use more --chips")])
     p = pf.prefill(w, attn, chips)

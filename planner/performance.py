@@ -225,7 +225,7 @@ def kv_replication(m: Model, tp, attn_dp=False) -> np.ndarray:
 
 
 def decode(w: Workload, attn: ChipSI, n_attn, ffn: ChipSI | None = None, n_ffn=None, batch=1,
-           tokens_per_seq: int = 1, pp=1, attn_dp: bool = False) -> dict:
+           tokens_per_seq: int = 1, pp=1, attn_dp: bool = False, kv_headroom: float = 0.0) -> dict:
     """Decode step of a group; arrays broadcast over (n_attn, n_ffn, batch, pp).
 
     Layout: the n_attn chips form pp pipeline stages of tp = n_attn/pp chips each (tensor parallel
@@ -239,6 +239,8 @@ def decode(w: Workload, attn: ChipSI, n_attn, ffn: ChipSI | None = None, n_ffn=N
 
     ffn=None (or the same chip id with n_ffn=None) means co-located decode on the n_attn chips;
     otherwise attention–FFN disaggregation, each side one stage (FFN on n_ffn chips, pp ignored).
+    kv_headroom is the class's spare KV fraction: `fits` and `max_batch` reserve it on the KV the
+    layout holds (after replication) — the one batch limit the candidates and the estimate use.
     Returns SI arrays: step_s, speed_tok_s_user, throughput_tok_s, time parts, memory, fits, max_batch.
     """
     m = w.model
@@ -284,22 +286,23 @@ def decode(w: Workload, attn: ChipSI, n_attn, ffn: ChipSI | None = None, n_ffn=N
     t_ffn = np.maximum(f_mem, f_cmp)
     step = t_attn + t_ffn + fixed + comm + afd
 
-    kv_max = w.kv_bytes_per_seq() * rep
+    kv_max = w.kv_bytes_per_seq() * rep  # held per sequence, every replica counted
+    kv_reserved = kv_max * (1 + kv_headroom)  # what a sequence takes from the memory budget
     attn_store = w.attn_weight_bytes() * (tp if dp else 1.0)
     if colocated:
         cap = n_attn * attn.mem_bytes * USABLE_MEM_FRAC
         weights = attn_store + w.ffn_weight_bytes()
         used = weights + B * kv_max
-        max_batch = np.floor((cap - weights) / kv_max)
+        max_batch = np.floor((cap - weights) / kv_reserved)
         cap_ffn = used_ffn = np.zeros_like(cap)
-        fits = used <= cap
+        fits = weights + B * kv_reserved <= cap
     else:
         cap = n_attn * attn.mem_bytes * USABLE_MEM_FRAC
         used = attn_store + B * kv_max
         cap_ffn = n_ffn * ffn.mem_bytes * USABLE_MEM_FRAC
         used_ffn = np.full_like(cap_ffn, w.ffn_weight_bytes())
-        max_batch = np.where(cap_ffn >= used_ffn, np.floor((cap - attn_store) / kv_max), -1.0)
-        fits = (used <= cap) & (used_ffn <= cap_ffn)
+        max_batch = np.where(cap_ffn >= used_ffn, np.floor((cap - attn_store) / kv_reserved), -1.0)
+        fits = (attn_store + B * kv_reserved <= cap) & (used_ffn <= cap_ffn)
 
     mem_time = a_mem + f_mem
     cmp_time = a_cmp + f_cmp
@@ -361,12 +364,13 @@ def max_utilization_for_ttft(prefill_s, ttft_s, transfer_s=0.0, cap=0.9):
 
 
 def mtp(w: Workload, c: ChipSI, n, batch, mtp_tokens: int, accepted_tokens: float, pp=1,
-        attn_dp: bool = False) -> dict:
+        attn_dp: bool = False, kv_headroom: float = 0.0) -> dict:
     """Multi-token prediction: the model's own MTP head drafts k tokens (each one MTP layer plus the
     LM head, in sequence), then one pass verifies all k+1 positions; `accepted_tokens` are emitted
     per round. speed = accepted / (t_verify(k+1 tokens per sequence) + k·t_mtp_layer)."""
     m = w.model
-    v = decode(w, c, n, None, None, batch, tokens_per_seq=mtp_tokens + 1, pp=pp, attn_dp=attn_dp)
+    v = decode(w, c, n, None, None, batch, tokens_per_seq=mtp_tokens + 1, pp=pp, attn_dp=attn_dp,
+               kv_headroom=kv_headroom)
     tp = np.asarray(n, dtype=float) / np.asarray(pp, dtype=float)
     one_layer = (v["step_s"] - c.t_step - np.asarray(batch, dtype=float) * c.t_seq) / m.layers  # incl. collectives
     lm_head = ms.lm_head_params(m) * w.weight_bytes_per_param / (tp * c.bw * c.bw_eff)
@@ -382,16 +386,16 @@ def mtp(w: Workload, c: ChipSI, n, batch, mtp_tokens: int, accepted_tokens: floa
 
 
 def aggregated(w: Workload, c: ChipSI, n, batch, pp=1, attn_dp: bool = False, mtp_tokens: int = 0,
-               accepted_tokens: float = 1.0) -> dict:
+               accepted_tokens: float = 1.0, kv_headroom: float = 0.0) -> dict:
     """Prefill and decode interleaved on the same n chips (continuous batching, chunked prefill).
 
     Prompt chunks ride in the decode steps, which read the weights anyway, so a prompt costs the
     decode its compute (its marginal time), not a second pass over the weights; TTFT still waits
     for the prompt's own time. With mtp_tokens > 0 each round emits `accepted_tokens` per sequence."""
     if mtp_tokens:
-        d = mtp(w, c, n, batch, mtp_tokens, accepted_tokens, pp=pp, attn_dp=attn_dp)
+        d = mtp(w, c, n, batch, mtp_tokens, accepted_tokens, pp=pp, attn_dp=attn_dp, kv_headroom=kv_headroom)
     else:
-        d = decode(w, c, n, None, None, batch, pp=pp, attn_dp=attn_dp)
+        d = decode(w, c, n, None, None, batch, pp=pp, attn_dp=attn_dp, kv_headroom=kv_headroom)
     p = prefill(w, c, n)
     B = np.asarray(batch, dtype=float)
     per_round = accepted_tokens if mtp_tokens else 1.0
@@ -405,12 +409,14 @@ def aggregated(w: Workload, c: ChipSI, n, batch, pp=1, attn_dp: bool = False, mt
 
 
 def speculative(w: Workload, target: ChipSI, n, draft_w: Workload, draft: ChipSI, n_draft, batch,
-                draft_tokens: int, accepted_tokens: float, pp=1, attn_dp: bool = False) -> dict:
+                draft_tokens: int, accepted_tokens: float, pp=1, attn_dp: bool = False,
+                kv_headroom: float = 0.0) -> dict:
     """Speculative decoding: a draft model (e.g. on SRAM chips) proposes k tokens one by one, the
     target model verifies all k+1 positions in one pass; `accepted_tokens` (≥ 1, ≤ k+1) are emitted
     per round on average. speed = accepted / (k·t_draft + t_verify + 2 hops between the groups)."""
-    v = decode(w, target, n, None, None, batch, tokens_per_seq=draft_tokens + 1, pp=pp, attn_dp=attn_dp)
-    d = decode(draft_w, draft, n_draft, None, None, batch)
+    v = decode(w, target, n, None, None, batch, tokens_per_seq=draft_tokens + 1, pp=pp, attn_dp=attn_dp,
+               kv_headroom=kv_headroom)
+    d = decode(draft_w, draft, n_draft, None, None, batch, kv_headroom=kv_headroom)
     handoff = 2 * (target.hop + draft.hop) / 2 if draft.id != target.id else 0.0
     round_s = draft_tokens * d["step_s"] + v["step_s"] + handoff
     speed = accepted_tokens / round_s

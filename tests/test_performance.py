@@ -243,3 +243,43 @@ def test_fp4_weights_run_weight_only_on_chips_without_fp4_units(catalog):
     assert w4.weight_bytes() < 0.6 * w8.weight_bytes()  # 4.5-bit reads
     assert c4.flops == h100.bf16_tflops * 1e12  # dequantised into bf16 GEMMs
     assert not catalog.chips["sn40l"].supports("fp8")
+
+
+def test_kv_headroom_applies_to_the_replicated_kv_by_hand(catalog):
+    """tp 16 over 8 KV heads holds every sequence's KV twice; the class's 10 % headroom is kept on
+    both copies (the bug kept it on one copy and replication without it: a batch of 910 where 827 fits)."""
+    w = pf.Workload(catalog.models["llama-3.1-8b"], "fp8", 10_000, 2_000)
+    c = toy_chip(scaleup_domain_chips=16)
+    free = 16 * 100e9 * 0.9 - 8_029_995_008  # 16 × 100 GB × 0.9 usable − fp8 weights (with both embeddings)
+    kv = 12_000 * 32 * 2 * 8 * 128  # ISL + OSL tokens × 65,536 B at 1-byte KV = 786,432,000 B
+    tp16 = pf.decode(w, c, 16, None, None, 1, kv_headroom=0.1)
+    assert int(tp16["max_batch"]) == math.floor(free / (kv * 2 * 1.1)) == 827
+    assert bool(pf.decode(w, c, 16, None, None, 827, kv_headroom=0.1)["fits"])
+    assert not bool(pf.decode(w, c, 16, None, None, 828, kv_headroom=0.1)["fits"])
+    # pp 2 × tp 8: one copy per sequence, headroom still kept
+    assert int(pf.decode(w, c, 16, None, None, 1, pp=2, kv_headroom=0.1)["max_batch"]) == math.floor(free / (kv * 1.1)) == 1655
+    assert int(pf.decode(w, c, 16, None, None, 1)["max_batch"]) == 910  # no headroom asked: the raw limit
+
+
+def test_candidates_and_estimate_keep_headroom_on_replicated_kv(catalog):
+    """One computation decides the batch limit: the planner's units and `fleet estimate` agree with it."""
+    from planner.candidates import GridOptions, build_candidates
+    from planner.cases import build_case
+    from planner.estimation import estimate
+
+    raw = {"name": "kv", "fleet": {"chips": ["gb200"], "modes": ["disaggregated"]},
+           "classes": [{"name": "long", "model": "llama-3.1-8b", "precision": "fp8", "demand_tok_s": 1000.0,
+                        "min_speed_tok_s_user": 1, "ttft_s": 30, "isl": 30_000, "osl": 2_000, "kv_headroom": 0.5}]}
+    case = build_case(raw, "test.toml")
+    units = build_candidates(case, GridOptions(prune=False))  # every batch that passed the filter
+    decode = units[units["kind"] == "decode"]
+    assert (decode["tp"] > 8).any()  # layouts that replicate KV (72-GPU NVLink domain) are among them
+    c = pf.ChipSI.of(catalog.chips["gb200"], "fp8")
+    w = pf.Workload(catalog.models["llama-3.1-8b"], "fp8", 30_000, 2_000)
+    for r in decode.itertuples():
+        rep = max(r.tp / 8, 1)
+        free = r.n_attn * c.mem_bytes * 0.9 - w.weight_bytes()
+        assert r.batch * float(w.kv_bytes_per_seq()) * rep * 1.5 <= free
+    e = estimate("llama-3.1-8b", "gb200", 16, 30_000, 2_000, "fp8", tp=16, kv_headroom=0.5, catalog=catalog)
+    free = 16 * c.mem_bytes * 0.9 - w.weight_bytes()
+    assert e["max_batch"] == math.floor(free / (float(w.kv_bytes_per_seq()) * 2 * 1.5))
