@@ -879,3 +879,33 @@ def _number(value) -> bool:
 
 def _opt(value) -> float | None:
     return None if value is None else float(value)
+
+
+def check_solve_args(time_limit_s: Any, mip_gap: Any, grid: Any = None, write_model: Any = None,
+                     objective: Any = None) -> None:
+    """The Python API's solver arguments, refused as the CLI refuses them (FiniteFloatRange, Choice):
+    a nan gap or time limit reaches HiGHS as 'no limit', a gap of 5 accepts any plan."""
+    from .candidates import GRIDS, GridOptions
+    from .defaults import OBJECTIVES
+
+    problems = []
+    for name, value, lo, hi in (("time_limit_s", time_limit_s, 0.1, 1e6), ("mip_gap", mip_gap, 0.0, 1.0)):
+        if value is None and name == "mip_gap":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not lo <= value <= hi:
+            problems.append(Problem(name, f"must be a finite number in [{lo:g}, {hi:g}], got {value!r:.40}",
+                                    "e.g. time_limit_s=60, mip_gap=0.001"))
+    if grid is not None and not isinstance(grid, GridOptions) and grid not in GRIDS:
+        problems.append(Problem("grid", f"unknown grid {grid!r:.40}", f"use one of {', '.join(GRIDS)} or a GridOptions"))
+    if objective is not None and objective not in OBJECTIVES:
+        problems.append(Problem("objective", f"unknown objective {objective!r:.40}", f"use one of {', '.join(OBJECTIVES)}"))
+    if write_model is not None:
+        if not isinstance(write_model, str) or not write_model.endswith((".lp", ".mps")):
+            problems.append(Problem("write_model", f"must be a path ending in .lp or .mps, got {write_model!r:.60}",
+                                    "e.g. write_model='out/model.lp'"))
+        elif not Path(write_model).resolve().parent.is_dir():
+            problems.append(Problem("write_model", f"{Path(write_model).parent} is not a directory",
+                                    "give a path in an existing, writable directory"))
+    if problems:
+        raise CaseError(f"{len(problems)} bad solver argument(s)", problems)

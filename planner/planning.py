@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import performance as pf
 from .candidates import GridOptions, build_candidates
-from .cases import load_case
+from .cases import check_solve_args, load_case
 from .domain import Case
 from . import verify
 from .errors import InfeasibleError, PlannerError, Problem, TimeLimitError
@@ -148,6 +148,7 @@ def plan(case: str | None = None, sets=(), catalogs=(), objective: str | None = 
     """The Python API behind `fleet plan` (case = path or shipped name; None = default; objective
     None = the case's own). `cache`: the candidate table from the on-disk cache when it holds this
     very table (planner/candidate_cache.py), else generated and stored."""
+    check_solve_args(time_limit_s, mip_gap, grid, write_model, objective)
     t = time.perf_counter()
     c = load_case(case, sets, list(catalogs))
     load_s = time.perf_counter() - t
