@@ -155,12 +155,26 @@ def case_path(name_or_path: str | None) -> Path:
                     f"named '{name_or_path}'", hint or f"shipped cases: {', '.join(sorted(cases))}")])
 
 
+MAX_SET_PATH_PARTS = 8
+"""The deepest case field is 4 levels (constraints.supply.CHIP, models.ID.FIELD); 8 leaves room."""
+MAX_SET_CHARS = 100_000
+
+
 def parse_value(text: str) -> Any:
     """A --set value parsed as TOML (numbers, strings, lists, tables); bare words stay strings."""
+    from .inputs import MAX_NESTING, nesting_depth
+
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value = tomllib.loads(f"v = {text}")["v"]
     except (tomllib.TOMLDecodeError, RecursionError):
         return text
+    except ValueError as exc:  # an integer longer than Python converts (4,300 digits)
+        raise CaseError("--set value holds a number too long to read", [Problem(
+            "--set", f"{str(exc).split(';')[0]}", "give the figure in a few digits, e.g. 1e30")])
+    if nesting_depth(value) > MAX_NESTING:
+        raise CaseError("--set value is nested too deeply", [Problem(
+            "--set", f"lists or tables nested more than {MAX_NESTING} levels", "give a flat value")])
+    return value
 
 
 def split_path(path: str) -> list[str | int]:
@@ -242,8 +256,16 @@ def parse_sets(sets: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
         if "=" not in item:
             raise CaseError(f"--set '{item}' has no '='", [Problem(f"--set {item}", "expected PATH=VALUE",
                             "e.g. --set classes.0.min_speed_tok_s_user=400")])
+        if len(item) > MAX_SET_CHARS:
+            raise CaseError("--set is too long", [Problem(f"--set {item[:40]}…", f"{len(item):,} characters",
+                                                          f"keep PATH=VALUE under {MAX_SET_CHARS:,} characters")])
         path, text = item.split("=", 1)
-        out.append((path.strip(), parse_value(text.strip())))
+        path = path.strip()
+        if len(split_path(path)) > MAX_SET_PATH_PARTS or len(path) > 1_000:
+            raise CaseError("--set path is too deep", [Problem(f"--set {path[:40]}{'…' if len(path) > 40 else ''}",
+                            f"{path.count('.') + 1:,} levels; no case field is deeper than 4",
+                            "e.g. --set classes.chat.isl=4000 or --set constraints.supply.b200=100")])
+        out.append((path, parse_value(text.strip())))
     return out
 
 
@@ -867,3 +889,33 @@ def _number(value) -> bool:
 
 def _opt(value) -> float | None:
     return None if value is None else float(value)
+
+
+def check_solve_args(time_limit_s: Any, mip_gap: Any, grid: Any = None, write_model: Any = None,
+                     objective: Any = None) -> None:
+    """The Python API's solver arguments, refused as the CLI refuses them (FiniteFloatRange, Choice):
+    a nan gap or time limit reaches HiGHS as 'no limit', a gap of 5 accepts any plan."""
+    from .candidates import GRIDS, GridOptions
+    from .defaults import OBJECTIVES
+
+    problems = []
+    for name, value, lo, hi in (("time_limit_s", time_limit_s, 0.1, 1e6), ("mip_gap", mip_gap, 0.0, 1.0)):
+        if value is None and name == "mip_gap":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not lo <= value <= hi:
+            problems.append(Problem(name, f"must be a finite number in [{lo:g}, {hi:g}], got {value!r:.40}",
+                                    "e.g. time_limit_s=60, mip_gap=0.001"))
+    if grid is not None and not isinstance(grid, GridOptions) and grid not in GRIDS:
+        problems.append(Problem("grid", f"unknown grid {grid!r:.40}", f"use one of {', '.join(GRIDS)} or a GridOptions"))
+    if objective is not None and objective not in OBJECTIVES:
+        problems.append(Problem("objective", f"unknown objective {objective!r:.40}", f"use one of {', '.join(OBJECTIVES)}"))
+    if write_model is not None:
+        if not isinstance(write_model, str) or not write_model.endswith((".lp", ".mps")):
+            problems.append(Problem("write_model", f"must be a path ending in .lp or .mps, got {write_model!r:.60}",
+                                    "e.g. write_model='out/model.lp'"))
+        elif not Path(write_model).resolve().parent.is_dir():
+            problems.append(Problem("write_model", f"{Path(write_model).parent} is not a directory",
+                                    "give a path in an existing, writable directory"))
+    if problems:
+        raise CaseError(f"{len(problems)} bad solver argument(s)", problems)

@@ -174,6 +174,20 @@ PHYSICAL_RANGES: dict[str, tuple[float, float, str]] = {
     "kv_heads": (1, 100_000, "heads"),
     "head_dim": (1, 100_000, ""),
     "vocab": (1, 100_000_000, "tokens"),
+    "dense_ffn_layers": (0, 10_000, "layers"),
+    "moe_layers": (0, 10_000, "layers"),
+    "sliding_layers": (0, 10_000, "layers"),
+    "dense_intermediate": (0, 10_000_000, ""),
+    "moe_intermediate": (0, 10_000_000, ""),
+    "experts": (0, 100_000, "experts"),
+    "experts_per_token": (0, 10_000, "experts"),
+    "shared_experts": (0, 10_000, "experts"),
+    "q_lora_rank": (0, 1_000_000, ""),
+    "kv_lora_rank": (0, 1_000_000, ""),
+    "qk_nope_dim": (0, 100_000, ""),
+    "qk_rope_dim": (0, 100_000, ""),
+    "v_head_dim": (0, 100_000, ""),
+    "sliding_window_tokens": (0, 100_000_000, "tokens"),
     "published_total_params_b": (0.001, 1_000_000, "B parameters"),
     "published_active_params_b": (0.001, 1_000_000, "B parameters"),
     "electricity_usd_per_kwh": (0, 10, "USD/kWh"),
@@ -204,7 +218,13 @@ def check_range(key: str, value: Any, ranges: Mapping = PHYSICAL_RANGES) -> str 
 def check_value(value: Any, kind: str, minimum: str | None) -> str | None:
     """Why `value` is not a valid `kind` (with `minimum`), or None when it is."""
     if kind == "str":
-        return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
+        if not (isinstance(value, str) and value.strip()):
+            return "must be a non-empty string"
+        if any(not ch.isprintable() for ch in value):  # a NUL or newline breaks every table, CSV and file name
+            return f"must be printable text, got {value!r:.60}"
+        if len(value) > 200:
+            return f"must be at most 200 characters, got {len(value):,}"
+        return None
     if kind == "bool":
         return None if isinstance(value, bool) else "must be true or false"
     if kind == "strs":
@@ -515,8 +535,12 @@ def load_catalog(overlays: list | None = None, shipped: Mapping[str, str] | None
         problems += errs
         if not errs:
             kwargs = {k: v for k, v in entry.items() if k not in ("provenance", "aliases")}
-            models[key] = Model(id=key, aliases=tuple(entry.get("aliases", ())), provenance=prov,
-                                **_coerce(kwargs, MODEL_FIELDS))
+            model = Model(id=key, aliases=tuple(entry.get("aliases", ())), provenance=prov,
+                          **_coerce(kwargs, MODEL_FIELDS))
+            shape_errs = _published_vs_shape(model, where)
+            problems += shape_errs
+            if not shape_errs:
+                models[key] = model
 
     econ_raw: dict = {}
     econ_prov_raw: dict = {}
@@ -642,10 +666,35 @@ def _model_consistency(entry: Mapping, where: str) -> list[Problem]:
         problems.append(Problem(f"{where}.dense_intermediate", "dense layers need dense_intermediate > 0"))
     if entry.get("attention") == "mla" and not entry.get("kv_lora_rank", 0):
         problems.append(Problem(f"{where}.kv_lora_rank", "MLA needs kv_lora_rank > 0"))
+    if entry.get("attention") == "gqa" and entry.get("kv_heads", 0) > entry.get("q_heads", 0):
+        problems.append(Problem(f"{where}.kv_heads", f"{entry['kv_heads']} KV heads for {entry['q_heads']} query heads",
+                                "grouped-query attention shares each KV head among query heads: kv_heads ≤ q_heads"))
+    elif entry.get("attention") == "gqa" and entry.get("q_heads", 0) % max(entry.get("kv_heads", 1), 1):
+        problems.append(Problem(f"{where}.kv_heads", f"{entry['q_heads']} query heads do not split into "
+                                f"{entry['kv_heads']} KV groups", "q_heads must be a multiple of kv_heads"))
     if entry.get("sliding_layers", 0) > layers:
         problems.append(Problem(f"{where}.sliding_layers", "more sliding layers than layers"))
     if entry.get("sliding_layers", 0) and not entry.get("sliding_window_tokens", 0):
         problems.append(Problem(f"{where}.sliding_window_tokens", "sliding layers need a window > 0"))
+    return problems
+
+
+PARAMS_TOLERANCE = 2.0
+"""Published parameter counts may differ from the shape's count (rounding, vision towers, MTP heads:
+the shipped models are within 7 %); a factor of 2 either way is a wrong shape or a units slip."""
+
+
+def _published_vs_shape(m, where: str) -> list[Problem]:
+    """The published total and active parameters against what layers × hidden × heads imply."""
+    from .modelspec import active_params, total_params
+
+    problems = []
+    for field, implied in (("published_total_params_b", total_params(m)), ("published_active_params_b", active_params(m))):
+        published = getattr(m, field) * 1e9
+        if not implied > 0 or not 1 / PARAMS_TOLERANCE <= published / implied <= PARAMS_TOLERANCE:
+            problems.append(Problem(f"{where}.{field}", f"{published / 1e9:,.4g} B published, the shape implies "
+                                    f"{implied / 1e9:,.4g} B", "check the shape fields (layers, hidden, heads, "
+                                    "intermediate sizes, experts) and the published count"))
     return problems
 
 

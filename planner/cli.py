@@ -66,8 +66,18 @@ class FleetCommand(click.Command):
             raise
 
     def invoke(self, ctx):
+        from .signals import raise_if_signalled, sigterm_raises
+
         try:
-            return super().invoke(ctx)
+            with sigterm_raises():  # every command ends 130 on SIGINT and 143 on SIGTERM
+                try:
+                    result = super().invoke(ctx)
+                except PlannerError as exc:
+                    if exc.exit_code < 128:  # a study's Interrupted already says which rows it kept
+                        raise_if_signalled()  # HiGHS turned the signal into "error"/"infeasible": the signal is the answer
+                    raise
+                raise_if_signalled()
+                return result
         except PlannerError as exc:
             click.echo(exc.render(), err=True)
             if ctx.params.get("fmt") == "json":  # a JSON request always gets JSON on stdout
@@ -91,7 +101,7 @@ class FleetCommand(click.Command):
             click.echo(f"internal error ({type(exc).__name__}: {exc}); rerun with FLEET_DEBUG=1 and report it",
                        err=True)
             ctx.exit(70)
-        except BaseException as exc:  # SIGTERM raised as studies.runtime._Signalled (sigterm_raises)
+        except BaseException as exc:  # SIGTERM raised as signals._Signalled (sigterm_raises)
             signum = getattr(exc, "signum", None)
             if signum is None:
                 raise

@@ -44,12 +44,38 @@ def read_bytes(path: str | Path, what: str, error=PlannerError, limit: int = MAX
     return data
 
 
+MAX_NESTING = 32
+"""Tables and arrays deeper than this are refused: the deepest case or catalog field is 4 levels, and
+a 20,000-level dotted key parses fine but overflows the stack of every later copy or walk."""
+
+
 def loads_toml(text: str, label: str, error=PlannerError) -> dict:
-    """Parsed TOML, or `error` naming the file: syntax errors and pathological nesting alike."""
+    """Parsed TOML, or `error` naming the file: syntax errors, pathological nesting and numbers too
+    long for Python's int conversion alike."""
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{label} is not valid TOML", [Problem(label, str(exc), "fix the TOML syntax at that line")])
     except RecursionError:
         raise error(f"{label} is nested too deeply", [Problem(label, "tables or arrays nested beyond what a case needs",
                                                               "flatten the file")])
+    except ValueError as exc:  # an integer of more than 4,300 digits (sys.get_int_max_str_digits)
+        raise error(f"{label} holds a number too long to read", [Problem(label, str(exc).split(";")[0],
+                                                                         "give the figure in a few digits")])
+    if nesting_depth(data) > MAX_NESTING:
+        raise error(f"{label} is nested too deeply", [Problem(label, f"tables or arrays nested more than "
+                                                              f"{MAX_NESTING} levels", "flatten the file")])
+    return data
+
+
+def nesting_depth(value, limit: int = MAX_NESTING) -> int:
+    """How deeply tables and arrays nest in `value` (walked without recursion; stops past `limit`)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return depth
+        deepest = max(deepest, depth)
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest

@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import performance as pf
 from .candidates import GridOptions, build_candidates
-from .cases import load_case
+from .cases import check_solve_args, load_case
 from .spares import unreachable
 from .domain import Case
 from . import slackness, verify
@@ -199,6 +199,7 @@ def plan(case: str | None = None, sets=(), catalogs=(), objective: str | None = 
     None = the case's own). `cache`: the candidate table from the on-disk cache when it holds this
     very table (planner/candidate_cache.py), else generated and stored. `require_optimal`: a plan
     not proven within `mip_gap` is a TimeLimitError (exit 3), not a warned plan."""
+    check_solve_args(time_limit_s, mip_gap, grid, write_model, objective)
     t = time.perf_counter()
     c = load_case(case, sets, list(catalogs))
     load_s = time.perf_counter() - t

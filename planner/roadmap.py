@@ -476,9 +476,10 @@ def _roadmap_case(case: Case, opts, grid, units, deadline: float) -> Roadmap:
 def roadmap(case: str | None = None, sets=(), catalogs=(), time_limit_s: float = 60.0, mip_gap: float | None = None,
             grid: GridOptions | str | None = None) -> Roadmap:
     """The Python API behind `fleet roadmap` (case = path or shipped name)."""
-    from .cases import load_case
+    from .cases import check_solve_args, load_case
     from .solve import DEFAULT_MIP_GAP, SolveOptions
 
+    check_solve_args(time_limit_s, mip_gap, grid)
     t = time.perf_counter()
     c = load_case(case, sets, list(catalogs))
     if isinstance(grid, str):

@@ -22,6 +22,7 @@ from formulations.fleet import (add_assignment, add_capex, add_power, add_supply
 from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
 from .errors import SolverError
 from .problem import FleetProblem
+from .signals import raise_if_signalled
 from .units import TOK_S_PER_KTOK_S
 
 STATUS = {"optimal": "optimal", "maxTimeLimit": "time_limit", "infeasible": "infeasible",
@@ -173,6 +174,7 @@ class FleetSolver:
             opt.config.warmstart = True
         t1 = time.perf_counter()
         res = opt.solve(m)
+        raise_if_signalled()  # a Ctrl-C/SIGTERM HiGHS swallowed stops here, not as a false "error" or "infeasible"
         status = STATUS.get(res.termination_condition.name, "error")
         if status == "unbounded":
             raise SolverError("the model is unbounded: the throughput objective needs a power, capex or supply limit", [])
@@ -384,6 +386,7 @@ def solve_elastic(p: FleetProblem, opts: SolveOptions | None = None) -> list[Sla
     m = build_elastic(p)
     opt = _highs(opts)
     res = opt.solve(m)
+    raise_if_signalled()
     if res.best_feasible_objective is None:
         return []
     res.solution_loader.load_vars()

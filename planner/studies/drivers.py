@@ -24,8 +24,9 @@ from .values import check_paths, parse_values, parse_vary, positive_numbers, spe
 def load_spec(case: str | None, sets=(), catalogs=(), objective="tco", time_limit_s=DEFAULT_TIME_LIMIT_S, mip_gap=DEFAULT_MIP_GAP,
               grid: str = "fine", warm_start: bool = False) -> StudySpec:
     """Read the case once, apply --set, and validate it (so a bad case fails before any point runs)."""
-    from ..cases import parse_sets
+    from ..cases import check_solve_args, parse_sets
 
+    check_solve_args(time_limit_s, mip_gap, grid, objective=objective)
     raw, label = read_case_raw(case)
     for path, value in parse_sets(sets):
         apply_override(raw, path, value)

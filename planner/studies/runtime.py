@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import PlannerError, Problem
+from ..signals import (_RECEIVED, _Signalled, raise_if_signalled, signal_number, signals_ignored,  # noqa: F401 (re-exported)
+                       sigterm_raises)
 
 HASH_COLUMN = "study_sha256"
 
@@ -39,14 +41,6 @@ class Interrupted(PlannerError):
     def __init__(self, signum: int, message: str, problems: list[Problem] | None = None):
         super().__init__(message, problems)
         self.exit_code = 128 + signum
-
-
-class _Signalled(BaseException):
-    """Raised by the SIGTERM handler: a BaseException, so `evaluate` never mistakes it for a bad point."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
 
 
 # ------------------------------------------------------------------------------------- the hash
@@ -302,38 +296,7 @@ def progress(total: int, quiet: bool, desc: str = "study"):
                 miniters=max(1, total // 10), ascii=True)
 
 
-# ------------------------------------------------------------------------------------- signals
-@contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Within: SIGTERM raises like Ctrl-C does, so the study can stop its pool and keep its rows.
-    Both are also recorded (`received`): a signal that lands while HiGHS runs in this process is
-    raised inside its callback, and HiGHS reports "error" instead of letting it through — the study
-    must still stop, not write that point as failed and go on."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_term(signum, frame):
-        _RECEIVED.append(signum)
-        raise _Signalled(signum)
-
-    def on_int(signum, frame):
-        _RECEIVED.append(signum)
-        raise KeyboardInterrupt
-
-    _RECEIVED.clear()
-    before = signal.signal(signal.SIGTERM, on_term)
-    before_int = signal.signal(signal.SIGINT, on_int) if signal.getsignal(signal.SIGINT) is signal.default_int_handler else None
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)
-        if before_int is not None:
-            signal.signal(signal.SIGINT, before_int)
-
-
-_RECEIVED: list[int] = []
-
+# ------------------------------------------------------------------------------------- signals (planner/signals.py)
 HOLD_ENV = "FLEET_PLANNER_TEST_HOLD"
 """Test-only: "N:PATH" makes a study stop after its N-th kept row, create PATH and wait there (up to
 HOLD_LIMIT_S) for a signal, so a signal test interrupts a study at a known point instead of racing it."""
@@ -352,33 +315,6 @@ def hold_for_test(rows_kept: int) -> None:
     while time.monotonic() < deadline:
         time.sleep(0.05)
         raise_if_signalled()
-
-
-def raise_if_signalled() -> None:
-    """Raise the stop a signal asked for, if one arrived (see sigterm_raises)."""
-    if _RECEIVED:
-        signum = _RECEIVED[-1]
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise _Signalled(signum)
-
-
-@contextmanager
-def signals_ignored() -> Iterator[None]:
-    """Within: a second Ctrl-C/SIGTERM does not cut the clean-up short."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in before.items():
-            signal.signal(s, h)
-
-
-def signal_number(exc: BaseException) -> int:
-    return exc.signum if isinstance(exc, _Signalled) else signal.SIGINT
 
 
 # ------------------------------------------------------------------------------------- the pool
