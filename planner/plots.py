@@ -136,6 +136,13 @@ def _mark_infeasible(ax, xs, color, row: int, label: str | None) -> None:
             label=label, linestyle="none")
 
 
+def _with_columns(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    """`df` with each of `cols` present: a study whose every point is infeasible has no figure columns,
+    and its chart is all 'x' marks, not a KeyError."""
+    missing = [c for c in cols if c not in df]
+    return df.assign(**{c: np.nan for c in missing}) if missing else df
+
+
 # --------------------------------------------------------------------------------------- pareto
 def pareto_figure(df: pd.DataFrame, y: str, ylabel: str, title: str, case: str | None = None,
                   objective: str = "tco"):
@@ -143,6 +150,7 @@ def pareto_figure(df: pd.DataFrame, y: str, ylabel: str, title: str, case: str |
     plan are an 'x' in a strip under the chart, one row per family."""
     from matplotlib.figure import Figure
 
+    df = _with_columns(df, y)
     ok = _feasible(df)
     families = list(dict.fromkeys(df["family"])) if "family" in df else ["all"]
     curves = {}
@@ -223,7 +231,7 @@ def pareto_plot(df: pd.DataFrame, y: str, ylabel: str, path: str | Path, title: 
 def line_figure(df: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str, title: str, case: str | None = None):
     """y against x (linear), feasible points joined; infeasible x values as 'x' on the bottom axis."""
     fig, ax = _figure(7.5, 4.6)
-    d = df.sort_values(x)
+    d = _with_columns(df, y).sort_values(x)
     ok = _feasible(d)
     ax.plot(d.loc[ok, x], d.loc[ok, y], marker="o", color=COLORS[0], lw=1.8, label="optimal plan")
     bad = d.loc[~ok, x]
@@ -251,6 +259,7 @@ def infer_baseline(df: pd.DataFrame, column: str) -> float | None:
     (a ±% range with an odd count holds the base value); None when no value is common to all."""
     if "varied" not in df or column not in df:
         return None
+    df = _with_columns(df, column)
     ok = df[_feasible(df)]
     groups = [set(np.round(pd.to_numeric(g[column], errors="coerce").dropna().to_numpy(float), 6))
               for _, g in ok.groupby("varied", sort=False)]
@@ -265,6 +274,7 @@ def tornado_rows(df: pd.DataFrame, column: str) -> tuple[list[dict], list[str]]:
     """Per varied parameter: the metric at its lowest and its highest value (feasible points only).
     Returns (rows, parameters with no feasible point)."""
     rows, empty = [], []
+    df = _with_columns(df, column)
     ok = _feasible(df)
     for path, g in df.groupby("varied", sort=False):
         if path not in g:
