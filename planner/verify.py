@@ -53,7 +53,7 @@ def read_tables(out_dir: str | Path) -> Tables:
     """The tables of a plan directory written by `fleet plan --output` (units.csv, chips.csv, plan.json)."""
     d = Path(out_dir)
     plan = json.loads((d / "plan.json").read_text())
-    units = pd.read_csv(d / "units.csv", keep_default_na=False, na_values=[""])
+    units = pd.read_csv(d / "units.csv", keep_default_na=False, na_values=[""], dtype={"draft_chip": str})
     units["draft_chip"] = units["draft_chip"].fillna("").astype(str)
     frame = lambda key: pd.DataFrame(plan[key]) if plan.get(key) else None  # noqa: E731
     return Tables(units=units, chips=pd.read_csv(d / "chips.csv"), shares=frame("shares"), spares=frame("spares"),
