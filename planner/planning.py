@@ -21,9 +21,9 @@ from . import slackness, verify
 from .errors import CaseError, InfeasibleError, PlannerError, Problem, TimeLimitError
 from . import purchasable
 from .problem import OBJECTIVES, Objective, build_problem
-from .results import OBJECTIVE_UNITS, Plan, extract
+from .results import OBJECTIVE_UNITS, Plan, constraint_scales, extract
 from .defaults import DEFAULT_MIP_GAP, DEFAULT_TIME_LIMIT_S
-from .solve import SolveOptions, solve, solve_elastic
+from .solve import SolveOptions, gap_exceeded, solve, solve_elastic
 
 
 def check_objective(case: Case, objective: str | None) -> Objective:
@@ -109,16 +109,11 @@ def conclude(problem, outcome, solve_opts: SolveOptions, deadline: float, timing
     t = time.perf_counter()
     plan = extract(problem, outcome, timings)
     verify.check(plan)
-    plan.warnings += slackness.violations(plan.constraints, _constraint_scales(problem, plan.constraints))
+    plan.warnings += slackness.violations(plan.constraints, constraint_scales(problem, plan.constraints))
     plan.warnings += gap_warnings(problem, outcome, solve_opts.mip_gap)
     plan.requested_mip_gap = solve_opts.mip_gap
     timings["extract_s"] = time.perf_counter() - t
     return plan
-
-
-def gap_exceeded(outcome, mip_gap: float) -> bool:
-    """The solver stopped (time limit) with a gap wider than the one asked for (1 % grace for HiGHS's own rounding)."""
-    return outcome.gap is not None and outcome.gap > mip_gap * 1.01
 
 
 def gap_warnings(problem, outcome, mip_gap: float) -> list[str]:
@@ -130,17 +125,6 @@ def gap_warnings(problem, outcome, mip_gap: float) -> list[str]:
     return [f"NOT PROVEN OPTIMAL: the solver stopped at a {outcome.gap:.2%} gap (asked for {mip_gap:.2%}); this plan's "
             f"objective is {outcome.objective:,.6g} {unit}, the optimum is {best} {outcome.bound:,.6g} {unit} — raise "
             "--time-limit, or pass --require-optimal to make this an error (exit 3)"]
-
-
-def _constraint_scales(problem, constraints) -> dict[str, float]:
-    """Each reported constraint's right-hand side, the scale its slack is judged against."""
-    from formulations.families import family_of
-
-    out = {}
-    for name in constraints["name"] if len(constraints) else ():
-        family, _ = family_of(name)
-        out[name] = (family.rhs(problem) if family is not None and family.rhs else 1.0) or 1.0
-    return out
 
 
 def _sized_at_average(case: Case, objective: str, solve_opts: SolveOptions, deadline: float, units) -> dict | None:

@@ -14,7 +14,7 @@ from . import packing
 from .class_costs import class_cost_frame
 from .purchasable import year_text
 from .problem import FleetProblem, unit_parts
-from .solve import Outcome
+from .solve import Outcome, gap_exceeded
 from .units import KW_PER_MW, TOK_S_PER_KTOK_S
 
 TOL = 1e-6
@@ -85,8 +85,7 @@ class Plan:
             **({"shares": self.shares.to_dict("records")} if self.shares is not None and len(self.shares) else {}),
             "solve": {"solver": o.solver, "status": o.status, "wall_s": o.wall_s, "build_s": o.build_s,
                       "gap": o.gap, "bound": o.bound, "requested_mip_gap": self.requested_mip_gap,
-                      "proven_optimal": o.status == "optimal" and not (
-                          o.gap is not None and self.requested_mip_gap is not None and o.gap > self.requested_mip_gap * 1.01),
+                      "proven_optimal": o.status == "optimal" and not gap_exceeded(o, self.requested_mip_gap),
                       **{f"milp_{k}": v for k, v in o.stats.items()},
                       "candidates": int(len(self.problem.units))},
             **({"spares": self.spares.to_dict("records")} if self.spares is not None else {}),
@@ -373,6 +372,16 @@ CONSTRAINT_COLUMNS = ["name", "binding", "slack", "shadow_price", "lp_shadow_pri
                       "unit", "slack_unit"]
 
 
+def constraint_scale(p: FleetProblem, name: str) -> float:
+    """A reported constraint's right-hand side: the scale its slack is judged against (1 when none)."""
+    family, _ = family_of(name)
+    return (family.rhs(p) if family is not None and family.rhs else 1.0) or 1.0
+
+
+def constraint_scales(p: FleetProblem, constraints: pd.DataFrame) -> dict[str, float]:
+    return {name: constraint_scale(p, name) for name in (constraints["name"] if len(constraints) else ())}
+
+
 def constraint_frame(p: FleetProblem, o: Outcome) -> pd.DataFrame:
     """Each budget/target constraint, in user units (the family's, formulations/families.py):
 
@@ -397,7 +406,7 @@ def constraint_frame(p: FleetProblem, o: Outcome) -> pd.DataFrame:
                 lp_price *= total_demand
         if p.objective == "throughput" and family.budget:
             unit = f"tok/s {family.what}"
-        ref = (family.rhs(p) if family.rhs else 1.0) or 1.0
+        ref = constraint_scale(p, name)
         binding = bool(slack <= TOL * max(1.0, abs(ref)))
         price = None if lp_price is None else (lp_price if binding else 0.0)
         rows.append({"name": name, "binding": binding, "slack": slack, "shadow_price": price,

@@ -69,6 +69,11 @@ class Outcome:
     slice_shares: dict[tuple[int, str, int], float] = field(default_factory=dict)  # (shared unit, bucket, hour) → tok/s
 
 
+def gap_exceeded(outcome: Outcome, mip_gap: float | None) -> bool:
+    """The solver stopped (time limit) with a gap wider than the one asked for (1 % grace for HiGHS's own rounding)."""
+    return outcome.gap is not None and mip_gap is not None and outcome.gap > mip_gap * 1.01
+
+
 def _highs(opts: SolveOptions) -> Highs:
     opt = Highs()
     if not opt.available():

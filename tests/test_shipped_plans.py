@@ -3,7 +3,8 @@ import pytest
 
 from planner import purchasable, slackness
 from planner.cases import load_case, shipped_cases
-from planner.planning import _constraint_scales, plan_case
+from planner.planning import plan_case
+from planner.results import constraint_scales
 from planner.verify import packing_violations
 
 FEASIBLE = {"rubin-lpx": ["classes.0.min_speed_tok_s_user=200"]}
@@ -25,7 +26,7 @@ def test_every_shipped_plan_is_buildable_and_priced_truly(name):
         if r.bought > 0 and not purchasable.can_buy(case.chips[r.chip], year):
             assert case.options.get("allow_unavailable"), (name, r.chip)
             assert any(w.startswith("WHAT-IF") and case.chips[r.chip].name in w for w in plan.warnings)
-    assert slackness.violations(plan.constraints, _constraint_scales(plan.problem, plan.constraints)) == []
+    assert slackness.violations(plan.constraints, constraint_scales(plan.problem, plan.constraints)) == []
     for r in plan.constraints.to_dict("records"):
         if r["shadow_price"] is not None and r["shadow_price"] == r["shadow_price"] and r["shadow_price"] > 0:
             assert r["binding"], r  # a figure with slack has no shadow price
